@@ -1,0 +1,11 @@
+"""clicksam: interactive Segment Anything in the browser.
+
+The installed packages live under this namespace:
+
+- ``clicksam.model``  -- SAM / MobileSAM in PyTorch, predictor, automatic mask generator, weights.
+- ``clicksam.export`` -- ONNX export of the prompt encoder + mask decoder (and the image encoder).
+- ``clicksam.server`` -- the FastAPI embedding service that also serves the web page.
+- ``clicksam.train``  -- training / fine-tuning with SAM's losses and interactive prompt simulation.
+"""
+
+__version__ = "0.1.0"
