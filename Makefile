@@ -8,6 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
+PIP_EXTRA ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -23,7 +24,7 @@ test: install-dev web browser-deps lint typecheck web-check pytest
 $(VENV)/.stamp-torch:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install $(PIP_EXTRA) "$(TORCH_SPEC)"
 	touch $@
 
 $(VENV)/.stamp-install: $(VENV)/.stamp-torch pyproject.toml
