@@ -1,0 +1,119 @@
+// Typed client for the clicksam HTTP API (see the server's routes). Errors become ApiError with the
+// server's `detail` message, so the UI can show it as is.
+
+export interface ServerConfig {
+  readonly model: string;
+  readonly demo_model: boolean;
+  readonly notice: string | null;
+  readonly decoder_manifest: string;
+  readonly embedding_dtype: string;
+  readonly max_upload_bytes: number;
+  readonly max_pixels: number;
+}
+
+export interface EmbeddingMeta {
+  readonly id: string;
+  readonly model: string;
+  /** [H, W] after EXIF orientation. */
+  readonly original_size: [number, number];
+  /** [h, w] of the resized image inside the model frame. */
+  readonly input_size: [number, number];
+  readonly shape: number[];
+  readonly dtype: string;
+  readonly url: string;
+  readonly cached: boolean;
+  readonly encode_ms: number;
+}
+
+export interface EverythingMask {
+  readonly segmentation: { size: [number, number]; counts: string };
+  readonly area: number;
+  readonly bbox: [number, number, number, number];
+  readonly predicted_iou: number;
+  readonly stability_score: number;
+  readonly point_coords: Array<[number, number]>;
+  readonly crop_box: [number, number, number, number];
+}
+
+export interface EverythingResult {
+  readonly id: string;
+  readonly original_size: [number, number];
+  readonly masks: EverythingMask[];
+}
+
+export class ApiError extends Error {
+  override name = 'ApiError';
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Turn a FastAPI error body ({"detail": str | [{msg}...]}) into one readable line. */
+export function errorDetail(body: unknown, status: number, statusText: string): string {
+  if (typeof body === 'object' && body !== null && 'detail' in body) {
+    const d = (body as { detail: unknown }).detail;
+    if (typeof d === 'string') return d;
+    if (Array.isArray(d)) {
+      return d
+        .map((e) => (typeof e === 'object' && e !== null && 'msg' in e ? String((e as { msg: unknown }).msg) : String(e)))
+        .join('; ');
+    }
+  }
+  return `The server answered ${status} ${statusText}`.trim();
+}
+
+async function check(res: Response): Promise<Response> {
+  if (res.ok) return res;
+  let body: unknown = null;
+  try {
+    body = await res.json();
+  } catch {
+    body = null; // not JSON (e.g. a proxy's HTML page): fall back to the status line
+  }
+  throw new ApiError(errorDetail(body, res.status, res.statusText), res.status);
+}
+
+async function request(url: string, init?: RequestInit): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(url, init);
+  } catch (e) {
+    throw new ApiError(`Cannot reach the server (${e instanceof Error ? e.message : String(e)}); is clicksam serve running?`, 0);
+  }
+  return check(res);
+}
+
+export async function getConfig(): Promise<ServerConfig> {
+  return (await (await request('api/config')).json()) as ServerConfig;
+}
+
+export async function getManifestJson(url: string): Promise<unknown> {
+  return (await request(url.replace(/^\//, ''))).json();
+}
+
+/** Upload an image for encoding; the server answers once the embedding is ready. */
+export async function postEmbedding(image: Blob, filename: string, signal?: AbortSignal): Promise<EmbeddingMeta> {
+  const form = new FormData();
+  form.append('image', image, filename);
+  const init: RequestInit = { method: 'POST', body: form };
+  if (signal) init.signal = signal;
+  return (await (await request('api/embeddings', init)).json()) as EmbeddingMeta;
+}
+
+export async function getEmbeddingMeta(id: string): Promise<EmbeddingMeta> {
+  return (await (await request(`api/embeddings/${encodeURIComponent(id)}/meta`)).json()) as EmbeddingMeta;
+}
+
+export async function postEverything(image: Blob, filename: string): Promise<EverythingResult> {
+  const form = new FormData();
+  form.append('image', image, filename);
+  return (await (await request('api/everything', { method: 'POST', body: form })).json()) as EverythingResult;
+}
+
+/** URL of the raw embedding bytes in the wanted dtype, relative to the page. */
+export function embeddingUrl(meta: EmbeddingMeta, dtype: string): string {
+  return `${meta.url.replace(/^\//, '')}?dtype=${dtype}`;
+}

@@ -1,0 +1,126 @@
+// The decoder manifest written by `clicksam export` (manifest.json next to the ONNX files), parsed
+// and checked at run time: nothing about the model is hard-coded in the page.
+
+export type TensorDtype = 'float32' | 'float16';
+
+export interface TensorSpec {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: ReadonlyArray<number | string>;
+}
+
+export interface DecoderVariant {
+  readonly name: string;
+  readonly file: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly inputs: readonly TensorSpec[];
+  readonly outputs: readonly TensorSpec[];
+  /** 'low_res': outputs low_res_masks (1, C, 256, 256); 'original': full-size masks too. */
+  readonly masksFrame: string;
+  /** Token index of the single-mask output and of the multimask candidates. */
+  readonly singleToken: number;
+  readonly multiTokens: readonly number[];
+}
+
+export interface DecoderManifest {
+  readonly model: string;
+  readonly checkpointSha256: string | null;
+  readonly imageSize: number;
+  readonly lowResSize: number;
+  readonly maskThreshold: number;
+  readonly embeddingShape: readonly number[];
+  readonly defaultVariant: string;
+  readonly variants: ReadonlyMap<string, DecoderVariant>;
+}
+
+export class ManifestError extends Error {
+  override name = 'ManifestError';
+}
+
+type Json = Record<string, unknown>;
+
+function obj(v: unknown, what: string): Json {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ManifestError(`${what} must be an object`);
+  return v as Json;
+}
+function num(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ManifestError(`${what} must be a number`);
+  return v;
+}
+function str(v: unknown, what: string): string {
+  if (typeof v !== 'string') throw new ManifestError(`${what} must be a string`);
+  return v;
+}
+function tensorSpecs(v: unknown, what: string): TensorSpec[] {
+  if (!Array.isArray(v)) throw new ManifestError(`${what} must be a list`);
+  return v.map((t, i) => {
+    const o = obj(t, `${what}[${i}]`);
+    const shape = Array.isArray(o.shape) ? (o.shape as Array<number | string>) : [];
+    return { name: str(o.name, `${what}[${i}].name`), dtype: typeof o.dtype === 'string' ? o.dtype : 'float32', shape };
+  });
+}
+
+/** Parse and validate manifest.json; throws ManifestError with what is wrong. */
+export function parseManifest(raw: unknown): DecoderManifest {
+  const m = obj(raw, 'manifest');
+  if (m.format !== 'clicksam-decoder') throw new ManifestError(`not a clicksam decoder manifest (format=${String(m.format)})`);
+  if (m.version !== 1) throw new ManifestError(`unsupported manifest version ${String(m.version)} (this page reads version 1)`);
+  const variantsRaw = obj(m.variants, 'variants');
+  const variants = new Map<string, DecoderVariant>();
+  for (const [name, v] of Object.entries(variantsRaw)) {
+    const o = obj(v, `variants.${name}`);
+    const tokens = typeof o.mask_tokens === 'object' && o.mask_tokens !== null ? (o.mask_tokens as Json) : {};
+    const multi = Array.isArray(tokens.multi) ? tokens.multi.map((t, i) => num(t, `mask_tokens.multi[${i}]`)) : [1, 2, 3];
+    variants.set(name, {
+      name,
+      file: str(o.file, `variants.${name}.file`),
+      bytes: typeof o.bytes === 'number' ? o.bytes : 0,
+      sha256: typeof o.sha256 === 'string' ? o.sha256 : '',
+      inputs: tensorSpecs(o.inputs, `variants.${name}.inputs`),
+      outputs: tensorSpecs(o.outputs, `variants.${name}.outputs`),
+      masksFrame: typeof o.masks_frame === 'string' ? o.masks_frame : 'low_res',
+      singleToken: typeof tokens.single === 'number' ? tokens.single : 0,
+      multiTokens: multi,
+    });
+  }
+  const defaultVariant = str(m.default_variant, 'default_variant');
+  if (!variants.has(defaultVariant)) throw new ManifestError(`default_variant "${defaultVariant}" is not among the variants`);
+  const emb = obj(m.embedding, 'embedding');
+  const shape = Array.isArray(emb.shape) ? emb.shape.map((d, i) => num(d, `embedding.shape[${i}]`)) : [];
+  if (shape.length !== 4) throw new ManifestError('embedding.shape must have 4 dimensions');
+  const sha = m.checkpoint_sha256;
+  return {
+    model: str(m.model, 'model'),
+    checkpointSha256: typeof sha === 'string' ? sha : null,
+    imageSize: num(m.image_size, 'image_size'),
+    lowResSize: num(m.low_res_size, 'low_res_size'),
+    maskThreshold: typeof m.mask_threshold === 'number' ? m.mask_threshold : 0,
+    embeddingShape: shape,
+    defaultVariant,
+    variants,
+  };
+}
+
+/** The dtype the variant wants for image_embeddings (float16 or float32). */
+export function embeddingDtype(v: DecoderVariant): TensorDtype {
+  const spec = v.inputs.find((t) => t.name === 'image_embeddings');
+  return spec?.dtype === 'float16' ? 'float16' : 'float32';
+}
+
+/**
+ * Why an embedding cannot be decoded by this manifest's decoder, or null when it can.
+ * The page reports this instead of drawing masks from a mismatched model.
+ */
+export function embeddingMismatch(
+  m: DecoderManifest,
+  embedding: { model: string; shape: readonly number[] },
+): string | null {
+  if (embedding.model !== m.model) {
+    return `The image was encoded by model "${embedding.model}" but the decoder is for "${m.model}"; reload the page so both come from the same server model.`;
+  }
+  const a = embedding.shape.join('x');
+  const b = m.embeddingShape.join('x');
+  if (a !== b) return `The embedding has shape ${a} but the decoder expects ${b}.`;
+  return null;
+}

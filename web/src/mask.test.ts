@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { makeGeometry } from './frames';
+import { logitsToMask, maskDifference, maskEdges, maskStats, tokenPlane } from './mask';
+
+/** Reference: SAM's postprocess_masks in plain loops (upsample to 1024, crop input, upsample to original). */
+function bilinear(src: Float32Array, sw: number, sh: number, dw: number, dh: number): Float32Array {
+  const out = new Float32Array(dw * dh);
+  const sx = sw / dw;
+  const sy = sh / dh;
+  for (let j = 0; j < dh; j++) {
+    let y = (j + 0.5) * sy - 0.5;
+    if (y < 0) y = 0;
+    const y0 = Math.min(Math.floor(y), sh - 1);
+    const y1 = Math.min(y0 + 1, sh - 1);
+    const wy = y - y0;
+    for (let i = 0; i < dw; i++) {
+      let x = (i + 0.5) * sx - 0.5;
+      if (x < 0) x = 0;
+      const x0 = Math.min(Math.floor(x), sw - 1);
+      const x1 = Math.min(x0 + 1, sw - 1);
+      const wx = x - x0;
+      const a = src[y0 * sw + x0]! * (1 - wx) + src[y0 * sw + x1]! * wx;
+      const b = src[y1 * sw + x0]! * (1 - wx) + src[y1 * sw + x1]! * wx;
+      out[j * dw + i] = a * (1 - wy) + b * wy;
+    }
+  }
+  return out;
+}
+
+describe('logitsToMask', () => {
+  // small frames keep the reference cheap: image_size 64, low-res 16
+  const g = makeGeometry({ w: 90, h: 60 }, 64, 16); // input 64x43
+  const L = 16;
+  const logits = new Float32Array(2 * L * L);
+  // token 1: a smooth blob centred in the image part of the low-res frame
+  for (let y = 0; y < L; y++)
+    for (let x = 0; x < L; x++) logits[L * L + y * L + x] = 3 - Math.hypot(x - 8, y - 5.4) * 0.9;
+
+  it('agrees with the two-step upsample-crop-upsample almost everywhere', () => {
+    const plane = tokenPlane(logits, 1, L);
+    const up = bilinear(plane, L, L, 64, 64);
+    const crop = new Float32Array(64 * 43);
+    for (let y = 0; y < 43; y++) for (let x = 0; x < 64; x++) crop[y * 64 + x] = up[y * 64 + x]!;
+    const ref = bilinear(crop, 64, 43, 90, 60);
+    const refMask = Uint8Array.from(ref, (v) => (v > 0 ? 1 : 0));
+    const ours = logitsToMask(logits, 1, g, g.original, 0);
+    expect(maskStats(refMask, g.original).area).toBeGreaterThan(100);
+    // the two interpolation paths differ only on a few boundary pixels
+    expect(maskDifference(ours, refMask)).toBeLessThan(0.02);
+  });
+  it('puts the blob where the logits are, at any output size', () => {
+    const big = logitsToMask(logits, 1, g, { w: 900, h: 600 }, 0);
+    const s = maskStats(big, { w: 900, h: 600 });
+    // peak at low-res sample (8, 5.4), whose centre is at (8.5, 5.9) in the continuous low-res
+    // frame -> model (34, 23.6) -> original (34 * 90 / 64, 23.6 * 60 / 43) -> x10
+    const cx = s.bbox[0] + s.bbox[2] / 2;
+    const cy = s.bbox[1] + s.bbox[3] / 2;
+    expect(Math.abs(cx - (34 * 90 * 10) / 64)).toBeLessThan(4);
+    expect(Math.abs(cy - (23.6 * 60 * 10) / 43)).toBeLessThan(4);
+  });
+  it('selects the token plane and thresholds', () => {
+    expect(maskStats(logitsToMask(logits, 0, g, g.original, 0), g.original).area).toBe(0);
+    expect(maskStats(logitsToMask(logits, 0, g, g.original, -1), g.original).area).toBe(90 * 60);
+    expect(() => logitsToMask(logits, 2, g, g.original, 0)).toThrow();
+  });
+  it('finds edges and bounding boxes', () => {
+    const m = new Uint8Array(25);
+    for (let y = 1; y < 4; y++) for (let x = 1; x < 4; x++) m[y * 5 + x] = 1;
+    expect(maskStats(m, { w: 5, h: 5 })).toEqual({ area: 9, bbox: [1, 1, 3, 3] });
+    const e = maskEdges(m, { w: 5, h: 5 });
+    expect(e[12]).toBe(0);
+    expect(e[6]).toBe(1);
+    expect(e.reduce((a, b) => a + b, 0)).toBe(8);
+  });
+});
