@@ -1,0 +1,299 @@
+"""The checkpoint downloader against a real HTTP server on 127.0.0.1 serving a file the test makes."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from clicksam.cli import main
+from clicksam.model import weights
+from clicksam.model.weights import (
+    WeightsDownloadError,
+    WeightsInfo,
+    WeightsVerificationError,
+    download,
+    find_checkpoint,
+    verify,
+)
+
+PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # a few chunks, and not a multiple of the chunk size
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@dataclass
+class ServerState:
+    """What the handler serves and how it misbehaves; records what it was asked."""
+
+    body: bytes = PAYLOAD
+    support_range: bool = True
+    # per request (in order): cut the body after this many bytes and drop the connection
+    drop_after: list[int] = field(default_factory=list)
+    ranges: list[str | None] = field(default_factory=list)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    state: ServerState
+
+    def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
+        pass
+
+    def do_GET(self) -> None:
+        state = self.server.state  # type: ignore[attr-defined]
+        header = self.headers.get("Range")
+        state.ranges.append(header)
+        if not self.path.startswith("/files/"):
+            self.send_error(404, "no such file")
+            return
+        body = state.body
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", header or "")
+        if state.support_range and match:
+            start = int(match.group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        chunk = body[start:]
+        self.send_header("Content-Length", str(len(chunk)))
+        self.end_headers()
+        if state.drop_after:
+            cut = state.drop_after.pop(0)
+            self.wfile.write(chunk[:cut])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(chunk)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, ServerState]]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    state = ServerState()
+    httpd.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(cache))
+    monkeypatch.delenv(weights.WEIGHTS_BASE_URL_ENV, raising=False)
+    return cache
+
+
+def _info(base: str, sha: str = SHA, size: int = len(PAYLOAD)) -> WeightsInfo:
+    return WeightsInfo("test", "test_model.pth", f"{base}/files/test_model.pth", size, sha)
+
+
+def test_official_table() -> None:
+    assert set(weights.WEIGHTS) == {"vit_b", "vit_l", "vit_h", "vit_t"}
+    vit_b = weights.WEIGHTS["vit_b"]
+    assert vit_b.url == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
+    assert vit_b.bytes == 375042383
+    vit_t = weights.WEIGHTS["vit_t"]
+    assert vit_t.url == "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
+    assert vit_t.sha256 == "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
+    assert all(len(i.sha256) == 64 for i in weights.WEIGHTS.values())
+
+
+def test_cache_dir_env_override(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert weights.cache_dir() == isolated_cache
+    assert weights.expected_path("vit_t") == isolated_cache / "weights" / "mobile_sam.pt"
+    monkeypatch.delenv(weights.CACHE_DIR_ENV)
+    assert weights.cache_dir().name == "clicksam"
+
+
+def test_full_download(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    path = download(_info(base), progress=False)
+    assert path == weights.weights_dir() / "test_model.pth"
+    assert path.read_bytes() == PAYLOAD
+    assert not path.with_name("test_model.pth.part").exists()
+    assert state.ranges == [None]
+    assert find_checkpoint(_info(base)) == path
+    # a second call reuses the verified file without a request
+    assert download(_info(base), progress=False) == path
+    assert len(state.ranges) == 1
+    # --dir
+    other = download(_info(base), tmp_path / "elsewhere", progress=False)
+    assert other == tmp_path / "elsewhere" / "test_model.pth" and other.read_bytes() == PAYLOAD
+
+
+def test_resume_after_dropped_connection(server: tuple[str, ServerState]) -> None:
+    base, state = server
+    state.drop_after = [1_000_000]
+    path = download(_info(base), progress=False)
+    assert path.read_bytes() == PAYLOAD
+    # the first request was cut short; the retry asked only for the rest
+    assert state.ranges[0] is None
+    assert state.ranges[1] is not None
+    offset = int(state.ranges[1].removeprefix("bytes=").rstrip("-"))
+    assert 0 < offset <= 1_000_000
+
+
+def test_resume_of_partial_file_from_an_earlier_run(server: tuple[str, ServerState]) -> None:
+    base, state = server
+    state.drop_after = [500_000, 0]
+    with pytest.raises(WeightsDownloadError) as excinfo:
+        download(_info(base), progress=False, retries=1)
+    part = weights.weights_dir() / "test_model.pth.part"
+    assert part.exists() and 0 < part.stat().st_size <= 500_000
+    assert str(weights.weights_dir() / "test_model.pth") in str(excinfo.value)
+    have = part.stat().st_size
+    path = download(_info(base), progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert state.ranges[-1] == f"bytes={have}-"
+
+
+def test_server_without_range_support_restarts(server: tuple[str, ServerState]) -> None:
+    base, state = server
+    state.support_range = False
+    part = weights.weights_dir() / "test_model.pth.part"
+    part.parent.mkdir(parents=True)
+    # a partial file that is NOT a prefix of the payload: a 200 reply must overwrite it, not append
+    part.write_bytes(b"x" * 700_000)
+    path = download(_info(base), progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert state.ranges == ["bytes=700000-"]
+
+
+def test_wrong_hash_deletes_part_and_raises(server: tuple[str, ServerState]) -> None:
+    base, _ = server
+    bad = _info(base, sha="0" * 64)
+    with pytest.raises(WeightsVerificationError, match="sha256") as excinfo:
+        download(bad, progress=False)
+    assert "deleted" in str(excinfo.value)
+    d = weights.weights_dir()
+    assert not (d / "test_model.pth").exists()
+    assert not (d / "test_model.pth.part").exists()
+    assert find_checkpoint(bad) is None
+
+
+def test_wrong_size_is_rejected(server: tuple[str, ServerState]) -> None:
+    base, _ = server
+    with pytest.raises(WeightsVerificationError, match="bytes"):
+        download(_info(base, size=len(PAYLOAD) - 10), progress=False)
+    assert not (weights.weights_dir() / "test_model.pth").exists()
+
+
+def test_http_404_is_a_download_error(server: tuple[str, ServerState]) -> None:
+    base, state = server
+    info = WeightsInfo("test", "test_model.pth", f"{base}/missing/test_model.pth", len(PAYLOAD), SHA)
+    with pytest.raises(WeightsDownloadError, match="HTTP 404") as excinfo:
+        download(info, progress=False)
+    assert str(weights.weights_dir() / "test_model.pth") in str(excinfo.value)
+    assert len(state.ranges) == 1  # a 404 is not retried
+
+
+def _refused_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()  # nobody listens there now
+    return port
+
+
+def test_offline_error_says_where_to_put_the_file() -> None:
+    url = f"http://127.0.0.1:{_refused_port()}/mobile_sam.pt"
+    info = WeightsInfo("vit_t", "mobile_sam.pt", url, 40728226, weights.WEIGHTS["vit_t"].sha256)
+    with pytest.raises(WeightsDownloadError) as excinfo:
+        download(info, progress=False)
+    msg = str(excinfo.value)
+    assert "refused" in msg.lower()
+    assert url in msg
+    assert str(weights.weights_dir() / "mobile_sam.pt") in msg
+    assert "40728226 bytes" in msg
+
+
+def test_base_url_env_and_cli_offline(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _refused_port()
+    monkeypatch.setenv(weights.WEIGHTS_BASE_URL_ENV, f"http://127.0.0.1:{port}/mirror/")
+    assert weights.get_info("vit_b").url == f"http://127.0.0.1:{port}/mirror/sam_vit_b_01ec64.pth"
+    assert main(["weights", "download", "vit_b", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"http://127.0.0.1:{port}/mirror/sam_vit_b_01ec64.pth" in err
+    assert str(weights.weights_dir() / "sam_vit_b_01ec64.pth") in err
+
+
+def test_cli_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["weights", "download", "vit_x"]) == 2
+    err = capsys.readouterr().err
+    assert "vit_x" in err and "vit_b, vit_l, vit_h, vit_t" in err
+
+
+def test_verify_good_and_bad_files(tmp_path: Path) -> None:
+    info = WeightsInfo("test", "test_model.pth", "http://unused", len(PAYLOAD), SHA)
+    good = tmp_path / "good.pth"
+    good.write_bytes(PAYLOAD)
+    assert verify(good, info) == info
+    flipped = bytearray(PAYLOAD)
+    flipped[len(flipped) // 2] ^= 1
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(WeightsVerificationError, match="sha256"):
+        verify(bad, info)
+    short = tmp_path / "short.pth"
+    short.write_bytes(PAYLOAD[:-1])
+    with pytest.raises(WeightsVerificationError, match="bytes"):
+        verify(short, info)
+    with pytest.raises(FileNotFoundError):
+        verify(tmp_path / "absent.pth", info)
+    # without a name, a file that matches no official entry by name or size
+    with pytest.raises(WeightsVerificationError, match="matches no official checkpoint"):
+        verify(good)
+
+
+def test_find_checkpoint_rejects_a_hand_placed_wrong_file(tmp_path: Path) -> None:
+    info = WeightsInfo("test", "test_model.pth", "http://unused", len(PAYLOAD), SHA)
+    path = weights.expected_path(info)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(PAYLOAD)
+    assert find_checkpoint(info) == path  # hand-placed, verified, stamped
+    # a changed file (same size, new mtime) is hashed again and refused
+    corrupted = bytearray(PAYLOAD)
+    corrupted[0] ^= 0xFF
+    path.write_bytes(bytes(corrupted))
+    os.utime(path, ns=(1, 1))
+    assert find_checkpoint(info) is None
+    with pytest.raises(WeightsVerificationError, match="force"):
+        download(info, progress=False)
+
+
+def test_cli_verify_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "mobile_sam.pt"
+    fake.write_bytes(b"not a checkpoint")
+    assert main(["weights", "verify", str(fake)]) == 1  # picked by file name: vit_t, wrong size
+    assert "mobile_sam.pt" in capsys.readouterr().err
+    assert main(["weights", "verify", str(fake), "--name", "vit_t"]) == 1
+    assert "40728226" in capsys.readouterr().err
+    assert main(["weights", "verify", str(tmp_path / "absent.pt")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("vit_b", "vit_l", "vit_h", "vit_t"):
+        assert name in out
+    assert "not downloaded" in out
