@@ -1,0 +1,183 @@
+"""``create_app(settings)``: the FastAPI app that serves the API, the decoder files and the page.
+
+The model is loaded once, in ``lifespan`` (never at import); the decoder export is checked against the
+served model when the app is created, so a server never hands the page a decoder for other weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
+
+from clicksam import __version__
+from clicksam.server.cache import EmbeddingCache
+from clicksam.server.decoder_files import check_decoder_dir
+from clicksam.server.encoder import Encoder
+from clicksam.server.errors import install_error_handlers
+from clicksam.server.loading import ModelSpec, load_model, resolve_model
+from clicksam.server.middleware import (
+    IsolationHeadersMiddleware,
+    SelectiveGZipMiddleware,
+    UploadLimitMiddleware,
+)
+from clicksam.server.routes import embeddings, system
+from clicksam.server.routes.embeddings import upload_too_large_message
+from clicksam.server.service import EmbeddingService
+from clicksam.server.settings import Settings
+
+if TYPE_CHECKING:
+    from clicksam.model import Sam
+
+logger = logging.getLogger(__name__)
+
+#: the repository's built page (an editable install runs from the repo)
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
+#: room for the multipart framing around the file in an upload
+MULTIPART_SLACK_BYTES = 64 * 1024
+#: Vite names built assets ``name-<hash>.ext``: those never change under the same URL
+_HASHED_ASSET = re.compile(r"(^|/)assets/.+-[A-Za-z0-9_-]{8,}\.\w+$")
+_TENSOR_PATH = re.compile(r"^/api/embeddings/[^/]+$")
+
+NOT_BUILT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>clicksam</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>clicksam server is running</h1>
+<p>The web page is not built yet. Run <code>make web</code>
+(or <code>cd web &amp;&amp; npm ci &amp;&amp;
+npm run build</code>) and reload, or start the server with <code>--web-dir</code>
+pointing at a built page.</p>
+<p>The API is up: see <a href="/docs">/docs</a>.</p>
+</body></html>
+"""
+
+
+def _register_mime_types() -> None:
+    # the platform's mime.types may lack these; onnxruntime-web streams .wasm only as application/wasm
+    mimetypes.add_type("application/wasm", ".wasm")
+    mimetypes.add_type("text/javascript", ".mjs")
+    mimetypes.add_type("text/javascript", ".js")
+    mimetypes.add_type("application/octet-stream", ".onnx")
+    mimetypes.add_type("application/json", ".json")
+
+
+class CachingStaticFiles(StaticFiles):
+    """StaticFiles with cache headers: hashed build assets are immutable, everything else revalidates.
+
+    ``immutable_hashed``: whether ``assets/name-<hash>.ext`` files get a one-year immutable lifetime (the
+    page); the decoder files keep fixed names, so they always revalidate (ETag / Last-Modified).
+    """
+
+    def __init__(self, *args: Any, immutable_hashed: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.immutable_hashed = immutable_hashed
+
+    def file_response(
+        self, full_path: Any, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        if self.immutable_hashed and _HASHED_ASSET.search(str(full_path).replace(os.sep, "/")):
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        else:
+            response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+def _skip_gzip(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    return bool(_TENSOR_PATH.match(path)) or path.endswith(".onnx")
+
+
+def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | None = None) -> FastAPI:
+    """Build the app.
+
+    Args:
+        settings: server settings; ``decoder_dir`` None serves no decoder (API-only, e.g. tests).
+        spec: the resolved model (``resolve_model``); resolved from ``settings`` when None.
+        sam: an already built model for ``spec`` (the CLI has one when it just exported the decoder);
+            loaded in ``lifespan`` when None.
+
+    Raises:
+        DecoderMismatchError: ``settings.decoder_dir`` has no export for the served model.
+    """
+    _register_mime_types()
+    if spec is None:
+        spec = resolve_model(settings.model, settings.checkpoint, settings.seed)
+    decoder_dir = settings.decoder_dir
+    if decoder_dir is not None:
+        check_decoder_dir(decoder_dir, spec)  # refuse to start rather than serve a mismatched decoder
+    else:
+        logger.warning("no decoder dir: /decoder is not served, the page cannot segment")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model = sam if sam is not None else await anyio.to_thread.run_sync(load_model, spec)
+        encoder = Encoder(queue_size=settings.queue_size, threads=settings.resolved_torch_threads())
+        disk_dir = settings.cache_dir / "embeddings" / f"{spec.name}-{spec.short_hash}"
+        cache = EmbeddingCache(settings.cache_bytes, disk_dir if settings.disk_cache else None)
+        app.state.service = EmbeddingService(model, spec, cache, encoder, max_pixels=settings.max_pixels)
+        logger.info(
+            "serving %s%s: %d torch threads, encoder queue %d, memory cache %d MiB%s",
+            spec.name,
+            " (demo model)" if spec.demo else "",
+            encoder.threads,
+            settings.queue_size,
+            settings.cache_bytes // (1024 * 1024),
+            f", disk cache {disk_dir}" if settings.disk_cache else "",
+        )
+        try:
+            yield
+        finally:
+            app.state.service = None
+            encoder.shutdown()
+
+    app = FastAPI(
+        title="clicksam",
+        version=__version__,
+        summary="Segment Anything in the browser: the server computes image embeddings once per image.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.spec = spec
+    app.state.decoder_dir = decoder_dir
+    app.state.service = None
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(embeddings.router)
+
+    if decoder_dir is not None:
+        app.mount(
+            "/decoder", CachingStaticFiles(directory=decoder_dir, immutable_hashed=False), name="decoder"
+        )
+    web_dir = settings.web_dir or DEFAULT_WEB_DIR
+    if (web_dir / "index.html").is_file():
+        app.mount("/", CachingStaticFiles(directory=web_dir, html=True, immutable_hashed=True), name="web")
+    else:
+        logger.warning("no built page in %s: / explains how to build it (make web)", web_dir)
+
+        @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+        async def page_not_built() -> HTMLResponse:
+            return HTMLResponse(NOT_BUILT_PAGE, headers={"Cache-Control": "no-cache"})
+
+    # outermost last: isolation headers go on everything, including 413s from the upload limit
+    app.add_middleware(SelectiveGZipMiddleware, minimum_size=1024, compresslevel=6, skip=_skip_gzip)
+    app.add_middleware(
+        UploadLimitMiddleware,
+        max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES,
+        message=upload_too_large_message(settings.max_upload_bytes),
+        drain_bytes=4 * settings.max_upload_bytes,
+    )
+    app.add_middleware(IsolationHeadersMiddleware)
+    return app

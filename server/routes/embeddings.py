@@ -1,0 +1,99 @@
+"""``/api/embeddings``: upload an image, fetch its embedding tensor or metadata."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+
+from clicksam.server.errors import MissingImageError, UploadTooLargeError
+from clicksam.server.routes.deps import ServiceDep, SettingsDep
+from clicksam.server.schemas import EmbeddingMeta, ErrorResponse
+
+router = APIRouter(prefix="/api/embeddings", tags=["embeddings"])
+
+TENSOR_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "empty, truncated or undecodable image"},
+    413: {"model": ErrorResponse, "description": "upload bytes or declared pixel count over the limit"},
+    415: {"model": ErrorResponse, "description": "not a supported image type (decided from the bytes)"},
+    422: {"model": ErrorResponse, "description": "no 'image' file in the multipart form"},
+    503: {"model": ErrorResponse, "description": "encoder busy (see Retry-After) or model loading"},
+}
+
+
+def upload_too_large_message(limit: int) -> str:
+    return f"upload too large: the limit is {limit:,} bytes; send a smaller or more compressed image"
+
+
+@router.post("", response_model=EmbeddingMeta, responses=_UPLOAD_ERRORS)
+async def create_embedding(
+    service: ServiceDep,
+    settings: SettingsDep,
+    image: Annotated[
+        UploadFile | None, File(description="the image file (JPEG, PNG, WebP, HEIC, ...)")
+    ] = None,
+) -> dict[str, Any]:
+    """Upload an image and get its embedding's metadata; the tensor is at the returned ``url``.
+
+    The image is decoded (EXIF orientation applied), identified by a hash of its pixels, and encoded
+    once: repeated uploads of the same picture are answered from the cache (``cached: true``).
+    """
+    if image is None:
+        raise MissingImageError("no image: send the file as multipart/form-data in the field 'image'")
+    if image.size is not None and image.size > settings.max_upload_bytes:
+        raise UploadTooLargeError(upload_too_large_message(settings.max_upload_bytes))
+    data = await image.read()
+    if len(data) > settings.max_upload_bytes:
+        raise UploadTooLargeError(upload_too_large_message(settings.max_upload_bytes))
+    result = await service.embed(data)
+    return {**result.meta, "cached": result.cached}
+
+
+@router.get(
+    "/{embedding_id}",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "raw little-endian tensor bytes of shape [1, 256, 64, 64] (C order)",
+        },
+        304: {"description": "not modified (If-None-Match matched the ETag)"},
+        404: {"model": ErrorResponse, "description": "unknown embedding id"},
+    },
+)
+async def get_embedding(
+    embedding_id: str,
+    request: Request,
+    service: ServiceDep,
+    dtype: Annotated[Literal["float16", "float32"], Query(description="wire dtype")] = "float16",
+) -> Response:
+    """The embedding tensor as raw bytes: float16 by default, float32 with ``?dtype=float32``.
+
+    Never gzip-compressed (float16 activations hardly compress); cacheable forever (the id is a content
+    hash).
+    """
+    entry = service.get(embedding_id)
+    etag = f'"{embedding_id}-{dtype}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": TENSOR_CACHE_CONTROL,
+        "X-Embedding-Shape": ",".join(str(d) for d in entry.meta["shape"]),
+        "X-Embedding-Dtype": dtype,
+    }
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    body = entry.float16 if dtype == "float16" else entry.float32
+    return Response(content=body, media_type="application/octet-stream", headers=headers)
+
+
+@router.get(
+    "/{embedding_id}/meta",
+    response_model=EmbeddingMeta,
+    responses={404: {"model": ErrorResponse, "description": "unknown embedding id"}},
+)
+async def get_embedding_meta(embedding_id: str, service: ServiceDep) -> dict[str, Any]:
+    """The metadata of a cached embedding, as ``POST`` returned it: a page that has an id skips the upload."""
+    entry = service.get(embedding_id)
+    return {**entry.meta, "cached": True}

@@ -1,0 +1,65 @@
+"""``/api/config``, ``/healthz``, ``/readyz``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from clicksam.server.routes.deps import SettingsDep
+from clicksam.server.schemas import ConfigResponse, HealthResponse, ReadyResponse
+
+router = APIRouter()
+
+
+@router.get("/api/config", response_model=ConfigResponse, tags=["config"])
+async def get_config(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """The served model, whether it is the demo model, and the limits and URLs the page needs."""
+    spec = request.app.state.spec
+    return {
+        "model": spec.name,
+        "demo_model": spec.demo,
+        "notice": spec.notice,
+        "decoder_manifest": "/decoder/manifest.json" if request.app.state.decoder_dir else None,
+        "embedding_dtype": "float16",
+        "max_upload_bytes": settings.max_upload_bytes,
+        "max_pixels": settings.max_pixels,
+        "checkpoint_sha256": spec.checkpoint_sha256,
+    }
+
+
+@router.get("/healthz", response_model=HealthResponse, tags=["health"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process serves HTTP."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    tags=["health"],
+    responses={503: {"model": ReadyResponse, "description": "model not loaded yet"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the model is loaded and the encoder takes work; with queue and cache figures."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        body = ReadyResponse(
+            status="loading",
+            model=None,
+            encoder_pending=0,
+            encoder_capacity=0,
+            cached_embeddings=0,
+            cache_bytes=0,
+        )
+        return JSONResponse(body.model_dump(), status_code=503)
+    body = ReadyResponse(
+        status="ready",
+        model=service.spec.name,
+        encoder_pending=service.encoder.pending,
+        encoder_capacity=service.encoder.queue_size + 1,
+        cached_embeddings=len(service.cache),
+        cache_bytes=service.cache.nbytes,
+    )
+    return JSONResponse(body.model_dump())

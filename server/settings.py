@@ -1,0 +1,71 @@
+"""Server settings: one pydantic-settings model read from ``CLICKSAM_*`` environment variables.
+
+``clicksam serve`` builds its ``--help`` from these fields, so a flag, its environment variable and its
+default are stated once, here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: the project's per-user cache (the same folder ``clicksam weights`` uses); weights, decoder exports and
+#: the optional embedding disk cache live below it
+DEFAULT_CACHE_DIR = Path(platformdirs.user_cache_dir("clicksam", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything ``clicksam serve`` can be told; each field is also ``CLICKSAM_<FIELD>`` in the env."""
+
+    model_config = SettingsConfigDict(env_prefix="CLICKSAM_", extra="ignore")
+
+    model: str = Field("vit_t", description="model preset to serve (vit_b, vit_l, vit_h, vit_t, vit_test)")
+    checkpoint: Path | None = Field(
+        None,
+        description="checkpoint file; without one a verified official checkpoint from the weights cache "
+        "is used, else the built-in demo model",
+    )
+    seed: int = Field(0, description="seed of the random weights when no checkpoint is found")
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    decoder_dir: Path | None = Field(
+        None,
+        description="folder with the decoder export (manifest.json + ONNX files) for the served model; "
+        "default <cache_dir>/decoders/<model>-<hash12>/, exported there on first start",
+    )
+    web_dir: Path | None = Field(None, description="built page to serve at / (default: web/dist of the repo)")
+    cache_dir: Path = Field(
+        DEFAULT_CACHE_DIR, description="clicksam's cache folder (weights, decoder exports, disk cache)"
+    )
+    disk_cache: bool = Field(
+        False,
+        description="also keep embeddings on disk, in <cache_dir>/embeddings/<model>-<hash12>/ "
+        "(survives restarts)",
+    )
+    cache_bytes: int = Field(
+        512 * 1024 * 1024, ge=0, description="byte budget of the in-memory embedding cache (LRU)"
+    )
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="largest accepted upload in bytes")
+    max_pixels: int = Field(
+        100_000_000, gt=0, description="largest accepted image (width x height, read from the header)"
+    )
+    queue_size: int = Field(
+        8, ge=0, description="encodes that may wait behind the running one; more get 503 + Retry-After"
+    )
+    torch_threads: int = Field(
+        0, ge=0, description="intra-op threads of the encoder (0: one per CPU core the process may use)"
+    )
+    log_level: str = Field("info", description="uvicorn log level")
+
+    def resolved_torch_threads(self) -> int:
+        """The thread count to give torch: the setting, or the usable CPU cores."""
+        if self.torch_threads:
+            return self.torch_threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
