@@ -1,0 +1,103 @@
+"""Conversions between SAM's coordinate frames; the one Python module that owns them.
+
+* **original**: the caller's image, (H, W) pixels, xy coordinates in those pixels.
+* **resized-input**: the image scaled so its long side is ``long_side`` (1024), (h, w) with
+  ``h = int(H * scale + 0.5)``; it sits at the top-left of the zero-padded long_side x long_side square
+  the encoder sees. Prompts given to the prompt encoder are xy in this frame.
+* **low-res**: the decoder's mask logits, 256x256 over the whole padded square (1/4 of the padded frame).
+
+Coordinates are scaled per axis (``w / W`` for x, ``h / H`` for y), exactly as the official code does,
+since rounding makes the two ratios differ slightly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image
+
+__all__ = [
+    "apply_boxes",
+    "apply_boxes_torch",
+    "apply_coords",
+    "apply_coords_torch",
+    "get_preprocess_shape",
+    "resize_to_long_side",
+    "unapply_coords",
+]
+
+
+def get_preprocess_shape(oldh: int, oldw: int, long_side: int) -> tuple[int, int]:
+    """Size (newh, neww) of an (oldh, oldw) image scaled so that its long side is ``long_side``.
+
+    Rounds half up like the official code (``int(x * scale + 0.5)``), but never to 0 (a very thin
+    image keeps one row/column rather than vanishing).
+    """
+    if oldh <= 0 or oldw <= 0:
+        raise ValueError(f"image size must be positive, got (H, W) = ({oldh}, {oldw})")
+    scale = long_side * 1.0 / max(oldh, oldw)
+    newh, neww = oldh * scale, oldw * scale
+    return max(1, int(newh + 0.5)), max(1, int(neww + 0.5))
+
+
+def resize_to_long_side(image: npt.NDArray[np.uint8], long_side: int) -> npt.NDArray[np.uint8]:
+    """Resize an (H, W, 3) uint8 image so its long side is ``long_side``: (h, w, 3) uint8.
+
+    Pillow's bilinear filter, as the official preprocessing: it antialiases when downscaling, so
+    ``torch.nn.functional.interpolate`` or OpenCV would give different pixels and embeddings.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 image, got shape {image.shape} dtype {image.dtype}")
+    newh, neww = get_preprocess_shape(image.shape[0], image.shape[1], long_side)
+    resized = Image.fromarray(np.ascontiguousarray(image), mode="RGB").resize(
+        (neww, newh), resample=Image.Resampling.BILINEAR
+    )
+    return np.asarray(resized)
+
+
+def apply_coords(
+    coords: npt.ArrayLike, original_size: tuple[int, int], long_side: int
+) -> npt.NDArray[np.float64]:
+    """xy coordinates (..., 2) from the original frame (H, W) to the resized-input frame (float64 copy)."""
+    old_h, old_w = original_size
+    new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
+    out = np.array(coords, dtype=np.float64, copy=True)
+    out[..., 0] = out[..., 0] * (new_w / old_w)
+    out[..., 1] = out[..., 1] * (new_h / old_h)
+    return out
+
+
+def unapply_coords(
+    coords: npt.ArrayLike, original_size: tuple[int, int], long_side: int
+) -> npt.NDArray[np.float64]:
+    """Inverse of :func:`apply_coords`: xy (..., 2) from the resized-input frame to the original frame."""
+    old_h, old_w = original_size
+    new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
+    out = np.array(coords, dtype=np.float64, copy=True)
+    out[..., 0] = out[..., 0] * (old_w / new_w)
+    out[..., 1] = out[..., 1] * (old_h / new_h)
+    return out
+
+
+def apply_boxes(
+    boxes: npt.ArrayLike, original_size: tuple[int, int], long_side: int
+) -> npt.NDArray[np.float64]:
+    """xyxy boxes (..., 4) from the original frame to the resized-input frame: (N, 4) float64."""
+    corners = np.asarray(boxes, dtype=np.float64).reshape(-1, 2, 2)
+    return apply_coords(corners, original_size, long_side).reshape(-1, 4)
+
+
+def apply_coords_torch(coords: torch.Tensor, original_size: tuple[int, int], long_side: int) -> torch.Tensor:
+    """Torch variant of :func:`apply_coords`: (..., 2) xy, returned as a new float tensor."""
+    old_h, old_w = original_size
+    new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
+    out = coords.detach().clone().to(torch.float)
+    out[..., 0] = out[..., 0] * (new_w / old_w)
+    out[..., 1] = out[..., 1] * (new_h / old_h)
+    return out
+
+
+def apply_boxes_torch(boxes: torch.Tensor, original_size: tuple[int, int], long_side: int) -> torch.Tensor:
+    """Torch variant of :func:`apply_boxes`: (..., 4) xyxy -> (N, 4) float."""
+    return apply_coords_torch(boxes.reshape(-1, 2, 2), original_size, long_side).reshape(-1, 4)
