@@ -1,0 +1,137 @@
+"""``clicksam serve``: the composition root that resolves the model, ensures its decoder export, and runs
+uvicorn.
+
+Every flag is a field of ``Settings`` (and so also a ``CLICKSAM_*`` environment variable); the help text
+is generated from the fields, so flag, variable and default are stated once. This is the only module of
+``clicksam.server`` that may import the exporter (lazily, inside ``serve``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clicksam.model import Sam
+    from clicksam.server.loading import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+# flags that get a short description of their value in --help
+_METAVARS = {
+    "model": "NAME",
+    "checkpoint": "PATH",
+    "decoder_dir": "DIR",
+    "web_dir": "DIR",
+    "cache_dir": "DIR",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand."""
+    # imported here, not at module import: ``clicksam --help`` must stay fast; pydantic is light enough
+    from clicksam.server.settings import Settings
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the API, the decoder and the page (http://127.0.0.1:8000)",
+        description="Serve the embedding API, the decoder export of the served model and the web page. "
+        "Each option can also be set by the environment variable shown; flags win.",
+    )
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = f"CLICKSAM_{name.upper()}"
+        help_text = f"{field.description} [env {env}]"
+        default = field.default
+        if field.annotation is bool:
+            parser.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{help_text} (default: {default})",
+            )
+        else:
+            parser.add_argument(
+                flag,
+                dest=name,
+                default=None,
+                metavar=_METAVARS.get(name, name.upper()),
+                help=f"{help_text} (default: {default})",
+            )
+    parser.set_defaults(func=serve)
+
+
+def _settings_from_args(args: argparse.Namespace) -> Any:
+    from clicksam.server.settings import Settings
+
+    overrides = {
+        name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None
+    }
+    return Settings(**overrides)
+
+
+def ensure_decoder(decoder_dir: Path, spec: ModelSpec) -> Sam | None:
+    """Make sure ``decoder_dir`` holds the decoder export of ``spec``; export it if not.
+
+    Returns:
+        The model built for the export (so the server does not load it a second time), or None when
+        the existing export already matched.
+    """
+    from clicksam.server.decoder_files import manifest_mismatch, read_manifest
+    from clicksam.server.loading import load_model
+
+    problem = manifest_mismatch(read_manifest(decoder_dir), spec, decoder_dir)
+    if problem is None:
+        logger.info("decoder export for %s found in %s", spec.name, decoder_dir)
+        return None
+    logger.info(
+        "%s: exporting the decoder of %s to %s (once; takes a minute)", problem, spec.name, decoder_dir
+    )
+    try:
+        from clicksam.export.decoder import export_decoder
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            "cannot export the decoder: clicksam.export is not installed (pip install 'clicksam[export]'), "
+            "or pass --decoder-dir with an existing export"
+        ) from exc
+    sam = load_model(spec)
+    export_decoder(
+        sam, decoder_dir, model_name=spec.name, checkpoint_sha256=spec.checkpoint_sha256, seed=spec.seed
+    )
+    return sam
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until interrupted; returns the exit code."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from clicksam.server.app import create_app
+    from clicksam.server.decoder_files import default_decoder_dir
+    from clicksam.server.errors import DecoderMismatchError
+    from clicksam.server.loading import resolve_model
+
+    try:
+        settings = _settings_from_args(args)
+    except ValidationError as exc:
+        logger.error("invalid settings:\n%s", exc)
+        return 2
+    try:
+        spec = resolve_model(settings.model, settings.checkpoint, settings.seed)
+    except FileNotFoundError as exc:
+        logger.error("%s", exc)
+        return 2
+    decoder_dir = settings.decoder_dir or default_decoder_dir(settings.cache_dir, spec)
+    sam = ensure_decoder(decoder_dir, spec)
+    settings = settings.model_copy(update={"decoder_dir": decoder_dir})
+    try:
+        app = create_app(settings, spec=spec, sam=sam)
+    except DecoderMismatchError as exc:
+        logger.error("%s", exc)
+        return 1
+    # uvicorn picks uvloop and httptools when installed (uvicorn[standard]); one process holds the model
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
