@@ -32,6 +32,7 @@ __all__ = [
     "UnknownModelError",
     "ViTConfig",
     "build_sam",
+    "build_sam_from_config",
     "load_checkpoint",
 ]
 
@@ -276,6 +277,20 @@ def load_checkpoint(model: Sam, checkpoint: str | Path, *, model_name: str = "mo
     model.load_state_dict(state, strict=True)
 
 
+def build_sam_from_config(config: SamConfig, seed: int | None = None) -> Sam:
+    """Build a randomly initialised model from any :class:`SamConfig` (e.g. a custom small one), eval mode.
+
+    Args:
+        config: the hyper-parameters.
+        seed: seed for the initialisation (the global RNG is left untouched); None uses the global RNG.
+    """
+    if seed is None:
+        return _build(config).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(config).eval()
+
+
 def build_sam(name: str, checkpoint: str | Path | None = None, seed: int | None = None) -> Sam:
     """Build a SAM model by preset name, in eval mode.
 
@@ -292,12 +307,7 @@ def build_sam(name: str, checkpoint: str | Path | None = None, seed: int | None 
     config = MODEL_CONFIGS.get(name)
     if config is None:
         raise UnknownModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_CONFIGS)}")
-    if seed is None:
-        model = _build(config)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = _build(config)
+    model = build_sam_from_config(config, seed=seed)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, model_name=name)
         logger.info("loaded %s checkpoint %s", name, checkpoint)

@@ -53,7 +53,7 @@ def resize_to_long_side(image: npt.NDArray[np.uint8], long_side: int) -> npt.NDA
     resized = Image.fromarray(np.ascontiguousarray(image), mode="RGB").resize(
         (neww, newh), resample=Image.Resampling.BILINEAR
     )
-    return np.asarray(resized)
+    return np.array(resized)  # a writable copy: torch refuses read-only buffers
 
 
 def apply_coords(
