@@ -45,6 +45,31 @@ __all__ = [
 ]
 
 
+def _fused_ops_usable(x: torch.Tensor) -> bool:
+    """Whether oneDNN's conv/linear + GELU kernels may run: CPU fp32 inference, no autograd, no tracing.
+
+    Fusing the activation into the convolution or matmul saves a full memory pass over the largest
+    activations of the model (the MBConv stage at 1/4 resolution, the MLP hidden layers); the result
+    equals the unfused ``gelu(conv(x))`` to float rounding. The kernels have no autograd, so training and
+    tracing take the plain path.
+    """
+    return (
+        _MKLDNN_FUSED
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    )
+
+
+_MKLDNN_FUSED = (
+    torch.backends.mkldnn.is_available()
+    and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+)
+
+
 class DropPath(nn.Module):
     """Stochastic depth: during training, zero a whole sample's residual branch with probability ``p``."""
 
@@ -110,15 +135,31 @@ class Conv2d_BN(nn.Sequential):  # noqa: N801 -- the official class name, kept f
         nn.init.zeros_(bn.bias)
         self.add_module("bn", bn)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, gelu: bool = False) -> torch.Tensor:
+        """``x``: (B, in, H, W) -> (B, out, H', W'); ``gelu=True`` also applies the GELU that follows."""
         conv, bn = self.c, self.bn
         if self.training or bn.running_var is None or bn.running_mean is None:
-            return bn(conv(x))
+            y = bn(conv(x))
+            return F.gelu(y) if gelu else y
         assert bn.weight is not None and bn.bias is not None
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # (out,)
         weight = conv.weight * scale[:, None, None, None]
         bias = bn.bias - bn.running_mean * scale
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        if _fused_ops_usable(x):
+            return torch.ops.mkldnn._convolution_pointwise(
+                x,
+                weight,
+                bias,
+                list(conv.padding),
+                list(conv.stride),
+                list(conv.dilation),
+                conv.groups,
+                "gelu" if gelu else "none",
+                [None],
+                "none",  # exact (erf) GELU, as nn.GELU()
+            )
+        y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return F.gelu(y) if gelu else y
 
 
 class PatchEmbed(nn.Module):
@@ -135,7 +176,9 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.seq(x)
+        conv0, conv1 = self.seq[0], self.seq[2]
+        assert isinstance(conv0, Conv2d_BN) and isinstance(conv1, Conv2d_BN)
+        return conv1(conv0(x, gelu=True))
 
 
 class MBConv(nn.Module):
@@ -154,7 +197,8 @@ class MBConv(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act2(self.conv2(self.act1(self.conv1(x))))
+        # act1/act2 are fused into the convolutions (same exact GELU as the modules)
+        y = self.conv2(self.conv1(x, gelu=True), gelu=True)
         y = self.drop_path(self.conv3(y))
         return self.act3(x + y)
 
@@ -176,8 +220,7 @@ class PatchMerging(nn.Module):
         self.conv3 = Conv2d_BN(out_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.conv1(x))
-        x = self.act(self.conv2(x))
+        x = self.conv2(self.conv1(x, gelu=True), gelu=True)  # `act` fused into the convolutions
         return self.conv3(x)
 
 
@@ -225,8 +268,13 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(self.fc1(self.norm(x))))
-        return self.drop(self.fc2(x))
+        x = self.norm(x)
+        if _fused_ops_usable(x):
+            # fc1 + exact GELU in one oneDNN kernel
+            x = torch.ops.mkldnn._linear_pointwise(x, self.fc1.weight, self.fc1.bias, "gelu", [None], "none")
+        else:
+            x = self.act(self.fc1(x))
+        return self.drop(self.fc2(self.drop(x)))
 
 
 def _relative_offset_index(h: int, w: int) -> torch.Tensor:
@@ -289,7 +337,10 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, N, d)
         bias = self.attention_biases[:, self.attention_bias_idxs]  # (heads, N, N)
         if self.use_sdpa:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
+            # a 4-D mask (1, heads, N, N): the CPU flash kernel takes 2-D or 4-D masks only and would
+            # silently fall back to the slower math path for a 3-D one
+            mask = bias.to(q.dtype).unsqueeze(0)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         else:
             attn = (q @ k.transpose(-2, -1)) * self.scale + bias
             out = attn.softmax(dim=-1) @ v
