@@ -200,9 +200,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     except Exception as exc:
         # Pillow's format plugins raise many exception types on hostile input (SyntaxError, struct.error,
         # IndexError, ...): every one of them means "this file cannot be read", never a server fault
-        raise InvalidImageError(
-            f"could not read the {fmt} image: the file is damaged or not really a {fmt}"
-        ) from exc
+        logger.info("unreadable %s upload: %r", fmt, exc)
+        raise InvalidImageError(_damaged_message(fmt)) from exc
     with image:
         width, height = image.size
         if width * height > max_pixels:
@@ -223,9 +222,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
         except Exception as exc:
             # truncated data surfaces here as OSError("image file is truncated"), others as above
             logger.info("undecodable %s upload: %r", fmt, exc)
-            raise InvalidImageError(
-                f"could not decode the {fmt} image: the file is truncated or damaged"
-            ) from exc
+            raise InvalidImageError(_damaged_message(fmt)) from exc
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise InvalidImageError(f"the {fmt} image decoded to an unexpected shape {pixels.shape}")
     return DecodedImage(pixels=pixels, format=fmt, source_mode=source_mode)
@@ -234,3 +231,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
 def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int) -> str:
     what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
     return f"image too large: {what}; the limit is {max_pixels:,} pixels, downscale it and try again"
+
+
+def _damaged_message(fmt: str) -> str:
+    return f"could not decode the {fmt} image: the file is truncated or damaged; re-export or re-save it"

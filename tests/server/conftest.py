@@ -1,0 +1,66 @@
+"""Fixtures for the server tests: a seeded tiny model (``vit_test``), apps built on it, a real uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clicksam.model import Sam, build_sam
+from clicksam.server.app import create_app
+from clicksam.server.loading import ModelSpec, resolve_model
+from clicksam.server.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def sam() -> Sam:
+    """The tiny seeded model every server test serves (built once: it is read-only in the server)."""
+    return build_sam("vit_test", seed=0).eval()
+
+
+@pytest.fixture(scope="session")
+def spec() -> ModelSpec:
+    return resolve_model("vit_test", None, 0)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a test app: vit_test, a temporary cache folder, no page, no decoder unless given."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "model": "vit_test",
+            "cache_dir": tmp_path / "cache",
+            "web_dir": tmp_path / "no-web",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def make_client(
+    sam: Sam, spec: ModelSpec, make_settings: Callable[..., Settings]
+) -> Iterator[Callable[..., TestClient]]:
+    """Start TestClients (lifespan run) over apps with the given settings; all closed at the end."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        app = create_app(make_settings(**overrides), spec=spec, sam=sam)
+        client = TestClient(app, raise_server_exceptions=True)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
