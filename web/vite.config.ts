@@ -3,13 +3,13 @@
 import { copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defineConfig, type Plugin } from 'vite';
+import { defaultClientConditions, defineConfig, type Plugin } from 'vite';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ortDist = path.join(here, 'node_modules', 'onnxruntime-web', 'dist');
 // onnxruntime-web loads its wasm binary and the matching .mjs glue at run time from
 // `env.wasm.wasmPaths`; we serve them ourselves under /ort/ (no CDN).
-const ORT_FILE = /^ort-wasm-simd-threaded(\.asyncify|\.jsep)?\.(wasm|mjs)$/;
+const ORT_FILE = /^ort-wasm-simd-threaded(\.asyncify)?\.(wasm|mjs)$/; // plain (WASM) and asyncify (WebGPU) builds
 
 const isolation = {
   'Cross-Origin-Opener-Policy': 'same-origin',
@@ -51,6 +51,9 @@ const backend = 'http://127.0.0.1:8000';
 export default defineConfig({
   base: './',
   plugins: [ortAssets()],
+  // onnxruntime-web's "extern wasm" builds load the wasm glue (.mjs) and binary from
+  // env.wasm.wasmPaths (our /ort/ copy) instead of inlining them into the worker bundle.
+  resolve: { conditions: ['onnxruntime-web-use-extern-wasm', ...defaultClientConditions] },
   worker: { format: 'es' },
   optimizeDeps: { exclude: ['onnxruntime-web'] },
   build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', chunkSizeWarningLimit: 1500 },

@@ -1,0 +1,102 @@
+// Page-side client of the decoder worker: request ids, promises, and hover back-pressure (at most one
+// hover decode in flight; a newer hover replaces the waiting one, stale ones are dropped).
+
+import type { DecodeReply, EmbeddingReply, FromWorker, ReadyReply, ToWorker } from './protocol';
+
+type Pending = { resolve: (m: FromWorker) => void; reject: (e: Error) => void };
+
+export interface DecodeInput {
+  readonly coords: Float32Array;
+  readonly labels: Float32Array;
+  readonly maskInput: Float32Array | null;
+}
+
+export class DecoderError extends Error {
+  override name = 'DecoderError';
+}
+
+type Omitted<T> = T extends unknown ? Omit<T, 'id'> : never;
+
+export class DecoderClient {
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private hoverBusy = false;
+  private hoverWaiting: { input: DecodeInput; resolve: (r: DecodeReply | null) => void } | null = null;
+
+  constructor() {
+    this.worker = new Worker(new URL('./decoder.worker.ts', import.meta.url), { type: 'module' });
+    this.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+      const p = this.pending.get(ev.data.id);
+      if (!p) return;
+      this.pending.delete(ev.data.id);
+      if (ev.data.type === 'error') p.reject(new DecoderError(ev.data.message));
+      else p.resolve(ev.data);
+    };
+    this.worker.onerror = (ev: ErrorEvent) => {
+      const err = new DecoderError(`The decoder worker failed: ${ev.message}`);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+  }
+
+  private send(msg: Omitted<ToWorker>, transfer: Transferable[] = []): Promise<FromWorker> {
+    const id = this.nextId++;
+    return new Promise<FromWorker>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...msg, id } as ToWorker, transfer);
+    });
+  }
+
+  async init(opts: { modelUrl: string; ortBase: string; embeddingDtype: 'float32' | 'float16'; lowResSize: number; forceWasm: boolean }): Promise<ReadyReply> {
+    return (await this.send({ type: 'init', ...opts })) as ReadyReply;
+  }
+
+  async setEmbedding(opts: { url: string; dtype: 'float32' | 'float16'; shape: readonly number[]; originalSize: readonly [number, number] }): Promise<EmbeddingReply> {
+    return (await this.send({ type: 'embedding', ...opts })) as EmbeddingReply;
+  }
+
+  /** Decode a committed prompt (click, box, undo...): always runs, in order. */
+  async decode(input: DecodeInput): Promise<DecodeReply> {
+    // A click supersedes any hover preview that has not started yet.
+    if (this.hoverWaiting) {
+      this.hoverWaiting.resolve(null);
+      this.hoverWaiting = null;
+    }
+    return this.run(input, false);
+  }
+
+  /**
+   * Decode a hover preview. Resolves null when a newer hover (or a click) replaced it before it
+   * started, so previews never queue up behind each other.
+   */
+  hover(input: DecodeInput): Promise<DecodeReply | null> {
+    if (!this.hoverBusy) return this.startHover(input);
+    if (this.hoverWaiting) this.hoverWaiting.resolve(null);
+    return new Promise((resolve) => {
+      this.hoverWaiting = { input, resolve };
+    });
+  }
+
+  private async startHover(input: DecodeInput): Promise<DecodeReply | null> {
+    this.hoverBusy = true;
+    try {
+      return await this.run(input, true);
+    } finally {
+      this.hoverBusy = false;
+      const next = this.hoverWaiting;
+      this.hoverWaiting = null;
+      if (next) this.startHover(next.input).then(next.resolve, () => next.resolve(null));
+    }
+  }
+
+  private async run(input: DecodeInput, hover: boolean): Promise<DecodeReply> {
+    const transfer: Transferable[] = [input.coords.buffer, input.labels.buffer];
+    if (input.maskInput) transfer.push(input.maskInput.buffer);
+    return (await this.send({ type: 'decode', coords: input.coords, labels: input.labels, maskInput: input.maskInput, hover }, transfer)) as DecodeReply;
+  }
+
+  terminate(): void {
+    this.worker.terminate();
+  }
+}

@@ -1,0 +1,153 @@
+/// <reference lib="webworker" />
+// Web Worker that owns the onnxruntime-web session of the exported SAM prompt encoder + mask
+// decoder. WebGPU when the browser offers an adapter, else WASM with SIMD and threads. It keeps the
+// current image embedding as a ready tensor so a click costs one session.run.
+
+import type * as OrtWasm from 'onnxruntime-web/wasm';
+import type { DecodeRequest, EmbeddingRequest, FromWorker, InitRequest, ToWorker } from './protocol';
+
+type Ort = typeof OrtWasm;
+type Tensor = OrtWasm.Tensor;
+
+declare const self: DedicatedWorkerGlobalScope;
+
+interface State {
+  ort: Ort;
+  session: OrtWasm.InferenceSession;
+  lowResSize: number;
+  embedding: Tensor | null;
+  origSize: Tensor | null;
+}
+
+let state: State | null = null;
+
+function reply(msg: FromWorker, transfer: Transferable[] = []): void {
+  self.postMessage(msg, transfer);
+}
+
+async function webgpuAvailable(): Promise<boolean> {
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  if (!gpu) return false;
+  try {
+    // navigator.gpu exists in headless Chromium with the GPU disabled, but has no adapter.
+    return (await gpu.requestAdapter()) !== null;
+  } catch {
+    return false;
+  }
+}
+
+async function init(req: InitRequest): Promise<void> {
+  const t0 = performance.now();
+  const useGpu = !req.forceWasm && (await webgpuAvailable());
+  // The WebGPU build also carries the WASM EP; the plain WASM build is smaller and faster to start.
+  const ort: Ort = useGpu ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm');
+  ort.env.wasm.wasmPaths = req.ortBase;
+  // Threads need SharedArrayBuffer, which needs cross-origin isolation (COOP/COEP from the server).
+  const threads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.simd = true;
+  ort.env.logLevel = 'warning';
+  const res = await fetch(req.modelUrl);
+  if (!res.ok) throw new Error(`Could not load the decoder ${req.modelUrl}: HTTP ${res.status}`);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  const session = await ort.InferenceSession.create(bytes, {
+    executionProviders: useGpu ? ['webgpu', 'wasm'] : ['wasm'],
+    graphOptimizationLevel: 'all',
+  });
+  for (const name of ['image_embeddings', 'point_coords', 'point_labels']) {
+    if (!session.inputNames.includes(name)) throw new Error(`The decoder has no input "${name}" (inputs: ${session.inputNames.join(', ')})`);
+  }
+  for (const name of ['low_res_masks', 'iou_predictions']) {
+    if (!session.outputNames.includes(name)) throw new Error(`The decoder has no output "${name}" (outputs: ${session.outputNames.join(', ')})`);
+  }
+  if (state) await state.session.release();
+  state = { ort, session, lowResSize: req.lowResSize, embedding: null, origSize: null };
+  reply({
+    type: 'ready',
+    id: req.id,
+    backend: useGpu ? 'webgpu' : 'wasm',
+    threads,
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    loadMs: performance.now() - t0,
+  });
+}
+
+async function setEmbedding(req: EmbeddingRequest): Promise<void> {
+  const s = need();
+  const t0 = performance.now();
+  s.embedding = null; // never decode a new image's clicks against the old embedding
+  const res = await fetch(req.url);
+  if (!res.ok) throw new Error(`Could not fetch the image embedding: HTTP ${res.status}`);
+  const buf = await res.arrayBuffer();
+  const count = req.shape.reduce((a, b) => a * b, 1);
+  const itemBytes = req.dtype === 'float16' ? 2 : 4;
+  if (buf.byteLength !== count * itemBytes) {
+    throw new Error(`The embedding has ${buf.byteLength} bytes, expected ${count * itemBytes} for ${req.dtype} ${req.shape.join('x')}`);
+  }
+  const dims = [...req.shape];
+  // float16 travels as raw half-precision bits: ORT-web takes them as a Uint16Array.
+  s.embedding = req.dtype === 'float16' ? new s.ort.Tensor('float16', new Uint16Array(buf), dims) : new s.ort.Tensor('float32', new Float32Array(buf), dims);
+  s.origSize = new s.ort.Tensor('float32', Float32Array.from(req.originalSize), [2]);
+  reply({ type: 'embedding-ready', id: req.id, bytes: buf.byteLength, fetchMs: performance.now() - t0 });
+}
+
+async function decode(req: DecodeRequest): Promise<void> {
+  const s = need();
+  if (!s.embedding) throw new Error('No image embedding loaded yet');
+  const n = req.labels.length;
+  const L = s.lowResSize;
+  const has = req.maskInput !== null;
+  const feeds: Record<string, Tensor> = {
+    image_embeddings: s.embedding,
+    point_coords: new s.ort.Tensor('float32', req.coords, [1, n, 2]),
+    point_labels: new s.ort.Tensor('float32', req.labels, [1, n]),
+    mask_input: new s.ort.Tensor('float32', req.maskInput ?? new Float32Array(L * L), [1, 1, L, L]),
+    has_mask_input: new s.ort.Tensor('float32', new Float32Array([has ? 1 : 0]), [1]),
+  };
+  if (s.origSize) feeds.orig_im_size = s.origSize;
+  // Feed only what this variant declares (the official variant also takes orig_im_size).
+  const wanted: Record<string, Tensor> = {};
+  for (const name of s.session.inputNames) {
+    const t = feeds[name];
+    if (!t) throw new Error(`The decoder wants an input "${name}" this page does not know`);
+    wanted[name] = t;
+  }
+  const t0 = performance.now();
+  const out = await s.session.run(wanted, ['low_res_masks', 'iou_predictions']);
+  const runMs = performance.now() - t0;
+  const low = out.low_res_masks;
+  const iou = out.iou_predictions;
+  if (!low || !iou) throw new Error('The decoder returned no low_res_masks / iou_predictions');
+  const lowData = (await low.getData()) as Float32Array;
+  const iouData = (await iou.getData()) as Float32Array;
+  const tokens = Number(low.dims[1] ?? 1);
+  // Copy out of ORT's buffers so both can be transferred and the tensors released.
+  const lowCopy = new Float32Array(lowData);
+  const iouCopy = new Float32Array(iouData);
+  low.dispose();
+  iou.dispose();
+  reply({ type: 'decoded', id: req.id, lowRes: lowCopy, iou: iouCopy, tokens, runMs }, [lowCopy.buffer, iouCopy.buffer]);
+}
+
+function need(): State {
+  if (!state) throw new Error('The decoder is not initialised');
+  return state;
+}
+
+// Requests run one at a time in arrival order; the page keeps at most one hover in flight, so
+// hover previews never pile up here.
+let chain: Promise<void> = Promise.resolve();
+
+self.onmessage = (ev: MessageEvent<ToWorker>) => {
+  const req = ev.data;
+  chain = chain.then(async () => {
+    try {
+      if (req.type === 'init') await init(req);
+      else if (req.type === 'embedding') await setEmbedding(req);
+      else await decode(req);
+    } catch (e) {
+      reply({ type: 'error', id: req.id, message: e instanceof Error ? e.message : String(e) });
+    }
+  });
+};

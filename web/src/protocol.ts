@@ -1,0 +1,80 @@
+// Messages between the page and the decoder worker: discriminated unions with request ids. Large
+// arrays travel as transferred ArrayBuffers (listed next to postMessage), never as copies.
+
+export interface InitRequest {
+  readonly type: 'init';
+  readonly id: number;
+  /** Absolute URL of the decoder .onnx file. */
+  readonly modelUrl: string;
+  /** Absolute URL of the folder holding onnxruntime-web's .wasm/.mjs files. */
+  readonly ortBase: string;
+  /** Expected input names and the dtype of image_embeddings, from the manifest. */
+  readonly embeddingDtype: 'float32' | 'float16';
+  /** Side of the low-res mask frame (manifest low_res_size). */
+  readonly lowResSize: number;
+  /** Skip WebGPU even if present (tests, comparisons). */
+  readonly forceWasm: boolean;
+}
+
+export interface EmbeddingRequest {
+  readonly type: 'embedding';
+  readonly id: number;
+  /** Absolute URL of the raw little-endian embedding bytes in `dtype`. */
+  readonly url: string;
+  readonly dtype: 'float32' | 'float16';
+  readonly shape: readonly number[];
+  /** [H, W] of the original image (only fed to decoders that take orig_im_size). */
+  readonly originalSize: readonly [number, number];
+}
+
+export interface DecodeRequest {
+  readonly type: 'decode';
+  readonly id: number;
+  /** (1, N, 2) xy in the model frame. Transferred. */
+  readonly coords: Float32Array;
+  /** (1, N) labels. Transferred. */
+  readonly labels: Float32Array;
+  /** (1, 1, L, L) previous low-res logits, or null for none. Transferred. */
+  readonly maskInput: Float32Array | null;
+  /** Hover previews may be dropped by the page when newer ones arrive. */
+  readonly hover: boolean;
+}
+
+export type ToWorker = InitRequest | EmbeddingRequest | DecodeRequest;
+
+export interface ReadyReply {
+  readonly type: 'ready';
+  readonly id: number;
+  readonly backend: 'webgpu' | 'wasm';
+  readonly threads: number;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  readonly loadMs: number;
+}
+
+export interface EmbeddingReply {
+  readonly type: 'embedding-ready';
+  readonly id: number;
+  readonly bytes: number;
+  readonly fetchMs: number;
+}
+
+export interface DecodeReply {
+  readonly type: 'decoded';
+  readonly id: number;
+  /** (1, C, L, L) low-res mask logits over the padded model frame. Transferred. */
+  readonly lowRes: Float32Array;
+  /** (1, C) predicted IoU per mask token. */
+  readonly iou: Float32Array;
+  readonly tokens: number;
+  /** Time of session.run alone. */
+  readonly runMs: number;
+}
+
+export interface ErrorReply {
+  readonly type: 'error';
+  readonly id: number;
+  readonly message: string;
+}
+
+export type FromWorker = ReadyReply | EmbeddingReply | DecodeReply | ErrorReply;

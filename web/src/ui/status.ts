@@ -1,0 +1,28 @@
+// Status line and error banner. Errors stay until dismissed or replaced; the page keeps working.
+
+export class StatusBar {
+  constructor(
+    private readonly statusEl: HTMLElement,
+    private readonly errorEl: HTMLElement,
+  ) {}
+
+  status(text: string): void {
+    this.statusEl.textContent = text;
+  }
+
+  error(message: string): void {
+    const text = document.createElement('span');
+    text.textContent = message;
+    const close = document.createElement('button');
+    close.type = 'button';
+    close.textContent = 'Dismiss';
+    close.addEventListener('click', () => this.clearError());
+    this.errorEl.replaceChildren(text, close);
+    this.errorEl.hidden = false;
+  }
+
+  clearError(): void {
+    this.errorEl.hidden = true;
+    this.errorEl.replaceChildren();
+  }
+}
