@@ -269,6 +269,7 @@ def test_train_mode_runs_and_backprops() -> None:
     assert scales["patch_embed.seq.0.c.weight"] == pytest.approx(0.8 ** (sum(SMALL["depths"]) - 1))
 
 
+@pytest.mark.slow
 def test_full_vit_t_encoder_matches_official() -> None:
     """The MobileSAM configuration at 1024x1024, perturbed weights, ours vs the official forward."""
     config = dict(
