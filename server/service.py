@@ -84,6 +84,7 @@ class EmbeddingService:
         self._decode_limiter = anyio.CapacityLimiter(decode_threads)
         self._inflight: dict[str, asyncio.Task[CachedEmbedding]] = {}
         self.encodes = 0  # images encoded (not counting cache hits or shared encodes)
+        self.joined = 0  # requests that waited for another request's encode of the same image
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(h, w) of an (height, width) image in the resized input frame."""
@@ -114,6 +115,7 @@ class EmbeddingService:
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         else:
+            self.joined += 1
             logger.info("joining the running encode of %s", key[:12])
         # shield: a client that goes away must not cancel an encode that others wait for or that will
         # land in the cache anyway

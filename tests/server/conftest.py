@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from server_helpers import StatusRecorder
 
 from clicksam.model import Sam, build_sam
 from clicksam.server.app import create_app
@@ -46,11 +47,16 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 def make_client(
     sam: Sam, spec: ModelSpec, make_settings: Callable[..., Settings]
 ) -> Iterator[Callable[..., TestClient]]:
-    """Start TestClients (lifespan run) over apps with the given settings; all closed at the end."""
+    """Start TestClients (lifespan run) over apps with the given settings; all closed at the end.
+
+    Every response status is recorded: a test fails if any was a 5xx other than the intended 503.
+    """
     clients: list[TestClient] = []
+    statuses: list[int] = []
 
     def make(**overrides: Any) -> TestClient:
         app = create_app(make_settings(**overrides), spec=spec, sam=sam)
+        app.add_middleware(StatusRecorder, statuses=statuses)
         client = TestClient(app, raise_server_exceptions=True)
         client.__enter__()
         clients.append(client)
@@ -59,6 +65,9 @@ def make_client(
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+    assert statuses, "no request was made"
+    server_errors = [status for status in statuses if status >= 500 and status != 503]
+    assert not server_errors, f"server errors: {server_errors}"
 
 
 @pytest.fixture

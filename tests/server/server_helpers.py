@@ -64,3 +64,19 @@ def post_image(
     client: TestClient, data: bytes, name: str = "upload.png", content_type: str = "image/png"
 ) -> Any:
     return client.post("/api/embeddings", files={"image": (name, data, content_type)})
+
+
+class StatusRecorder:
+    """ASGI middleware that records every response status (tests assert no 5xx but intended 503s)."""
+
+    def __init__(self, app: Any, statuses: list[int]) -> None:
+        self.app = app
+        self.statuses = statuses
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def record(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.statuses.append(int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, record)
