@@ -653,9 +653,12 @@ export class App {
     const img = this.image;
     const r = this.history.current.result;
     let maskArea = 0;
+    let maskHash = 0;
     if (img && r && !isEmpty(this.prompts)) {
       const thr = this.manifest?.maskThreshold ?? 0;
-      maskArea = maskStats(logitsToMask(r.lowRes, r.token, img.geom, img.geom.original, thr), img.geom.original).area;
+      const mask = logitsToMask(r.lowRes, r.token, img.geom, img.geom.original, thr);
+      maskArea = maskStats(mask, img.geom.original).area;
+      maskHash = fnv1a(mask);
     }
     return {
       decoderReady: this.decoderReady,
@@ -668,6 +671,7 @@ export class App {
       ranked: r?.ranked ?? [],
       iou: r ? Array.from(r.iou) : [],
       maskArea,
+      maskHash,
       hover: this.hover !== null,
       objects: this.objects.map((o) => ({ id: o.id, area: o.area, visible: o.visible })),
       decodeCount: this.decodeCount,
@@ -686,4 +690,11 @@ export class App {
     const d = this.stage.toDisplay(p);
     return { x: rect.left + d.x, y: rect.top + d.y };
   }
+}
+
+/** FNV-1a hash of mask bytes: lets tests tell masks apart without shipping them. */
+function fnv1a(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let k = 0; k < bytes.length; k++) h = Math.imul(h ^ bytes[k]!, 0x01000193);
+  return h >>> 0;
 }

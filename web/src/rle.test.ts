@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import pythonCases from './testdata/rle_python.json';
 import { countsToString, decodeCounts, decodeRle, encodeCounts, encodeRle, stringToCounts } from './rle';
 
 function seeded(seed: number): () => number {
@@ -67,5 +68,14 @@ describe('compressed string form (pycocotools rleToString / rleFrString)', () =>
   it('rejects bad strings', () => {
     expect(() => stringToCounts('T')).toThrow(/truncated/);
     expect(() => stringToCounts(' ')).toThrow(/invalid/);
+  });
+});
+
+describe('cross-check with the Python RLE of clicksam.model.amg', () => {
+  it.each(pythonCases.cases.map((c, i) => [i, c] as const))('case %i', (_i, c) => {
+    const [h, w] = c.size as [number, number];
+    const mask = Uint8Array.from(c.rows.join(''), (ch) => (ch === '1' ? 1 : 0));
+    expect(encodeRle(mask, { w, h })).toEqual({ size: [h, w], counts: c.counts });
+    expect(Array.from(decodeRle({ size: [h, w], counts: c.counts }))).toEqual(Array.from(mask));
   });
 });

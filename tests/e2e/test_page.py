@@ -1,0 +1,298 @@
+"""The page end to end: real headless Chromium, real ``clicksam serve``, real ONNX Runtime Web.
+
+One browser session walks through the scenarios (web/e2e/scenarios.mjs) and records what it saw;
+the tests below check each part and the files it downloaded. Screenshots land in artifacts/e2e/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from clicksam.model.amg import rle_to_mask
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+WEB = REPO / "web"
+ARTIFACTS = REPO / "artifacts" / "e2e"
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+#: the served model: the server's tiny preset, random weights (seed 0) unless a checkpoint exists
+E2E_MODEL = os.environ.get("CLICKSAM_E2E_MODEL", "vit_test")
+
+
+def _missing_tools() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (make browser-deps installs Debian chromium)"
+    if shutil.which("node") is None:
+        return "node is missing"
+    if not (WEB / "node_modules" / "playwright-core").is_dir():
+        return "web/node_modules is missing (cd web && npm ci)"
+    if not (WEB / "dist" / "index.html").is_file():
+        return "web/dist is not built (cd web && npm run build)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    port: int
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def browser_tools() -> None:
+    problem = _missing_tools()
+    if problem:
+        pytest.fail(f"browser tests need their tools: {problem}")
+
+
+@pytest.fixture(scope="session")
+def clicksam_server(browser_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``clicksam serve`` on a free loopback port with the built page; waits for /readyz."""
+    port = _free_port()
+    cache = tmp_path_factory.mktemp("clicksam-cache")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = ARTIFACTS / "server.log"
+    cmd = [
+        sys.executable, "-m", "clicksam.cli", "serve",
+        "--model", E2E_MODEL, "--port", str(port), "--host", "127.0.0.1",
+        "--web-dir", str(WEB / "dist"), "--cache-dir", str(cache), "--torch-threads", "1",
+    ]  # fmt: skip
+    decoder_dir = os.environ.get("CLICKSAM_E2E_DECODER_DIR")  # a ready export, to skip exporting
+    if decoder_dir:
+        cmd += ["--decoder-dir", decoder_dir]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 300  # the first start exports the decoder
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"clicksam serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(url + "readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"clicksam serve not ready after 300 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield Server(url=url, port=port, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_node(script: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run a node script from web/e2e (playwright-core resolves from web/node_modules)."""
+    return subprocess.run(
+        ["node", str(WEB / "e2e" / script), *args],
+        cwd=WEB,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "CHROMIUM": str(CHROMIUM)},
+    )
+
+
+def read_results(out: Path) -> dict[str, object]:
+    path = out / "results.json"
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+SCENE_SIZE = (640, 480)  # (W, H)
+EXIF_ORIENTED = (360, 480)  # (W, H) after EXIF orientation 6 is applied
+
+
+def make_images(folder: Path) -> None:
+    """scene.png (a disc and a square), exif6.jpg (portrait content stored landscape, EXIF 6)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    im = Image.new("RGB", SCENE_SIZE, (90, 110, 130))
+    d = ImageDraw.Draw(im)
+    d.ellipse((120, 80, 300, 240), fill=(220, 40, 40))
+    d.rectangle((380, 250, 560, 420), fill=(40, 200, 80))
+    im.save(folder / "scene.png")
+    portrait = Image.new("RGB", EXIF_ORIENTED, (70, 70, 90))
+    d = ImageDraw.Draw(portrait)
+    d.ellipse((50, 70, 150, 170), fill=(240, 200, 30))
+    d.rectangle((200, 330, 330, 450), fill=(30, 90, 230))
+    # Orientation 6 means "rotate 90 degrees clockwise to display": store it turned the other way.
+    stored = portrait.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(folder / "exif6.jpg", quality=95, exif=exif.tobytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a PNG")
+
+
+@pytest.fixture(scope="module")
+def run(clicksam_server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    images = tmp_path_factory.mktemp("e2e-images")
+    make_images(images)
+    out = ARTIFACTS
+    out.mkdir(parents=True, exist_ok=True)
+    proc = run_node("scenarios.mjs", "--url", clicksam_server.url, "--images", str(images), "--out", str(out))
+    results = read_results(out)
+    results["_images"] = str(images)
+    results["_stderr"] = proc.stderr[-4000:]
+    if not results.get("ok"):
+        failed = [s for s in results.get("steps", []) if not s.get("ok")]
+        pytest.fail(
+            f"browser scenarios failed (exit {proc.returncode}): {failed or results.get('error')}\n"
+            f"stderr: {proc.stderr[-2000:]}\nlogs: {results.get('logs', [])[-20:]}"
+        )
+    return results
+
+
+def png_mask(path: Path) -> np.ndarray:
+    im = Image.open(path)
+    assert im.format == "PNG"
+    return np.asarray(im.convert("L")) > 127
+
+
+def coco_masks(path: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
+    coco = json.loads(path.read_text())
+    masks = [rle_to_mask(a["segmentation"]) for a in coco["annotations"]]
+    return coco, masks
+
+
+def test_broken_file_shows_an_error_and_the_page_keeps_working(run: dict[str, Any]) -> None:
+    assert "not an image" in run["broken"]["error"]
+    # the next upload in the same page worked and cleared the message
+    assert run["click"]["s0"]["imageReady"] is True
+    assert run["click"]["errorAfterUpload"] is None
+
+
+def test_click_shows_a_mask_and_three_candidates(run: dict[str, Any]) -> None:
+    s = run["click"]["s"]
+    assert s["original"] == {"w": 640, "h": 480}
+    assert s["input"] == {"w": 1024, "h": 768}
+    assert s["prompts"]["points"] == [{"x": 210, "y": 160, "label": 1}]
+    assert s["maskArea"] > 0
+    assert run["click"]["candidates"] == 3
+    # best first: the chosen token is the first of the candidates ranked by predicted IoU
+    iou = s["iou"]
+    assert s["token"] == s["ranked"][0]
+    assert [iou[t] for t in s["ranked"]] == sorted((iou[t] for t in s["ranked"]), reverse=True)
+    assert len(run["click"]["measures"]) >= 1 and all(m > 0 for m in run["click"]["measures"])
+
+
+def test_candidates_switch_by_click_and_keys(run: dict[str, Any]) -> None:
+    c = run["candidates"]
+    ranked = c["before"]["ranked"]
+    assert c["picked"]["token"] == ranked[1]
+    assert c["selected"] == "true"
+    assert c["third"]["token"] == ranked[2]
+    assert c["tab"]["token"] == ranked[0]
+    hashes = {c["before"]["maskHash"], c["picked"]["maskHash"], c["third"]["maskHash"]}
+    assert len(hashes) > 1, "the three candidates gave the same mask"
+
+
+def test_exports_are_valid_and_match_the_shown_mask(run: dict[str, Any]) -> None:
+    e = run["export"]
+    assert e["png"]["suggested"] == "scene_mask.png"
+    assert e["coco"]["suggested"] == "scene_coco.json"
+    assert e["cutout"]["suggested"] == "scene_cutout.png"
+    mask = png_mask(Path(e["png"]["file"]))
+    assert mask.shape == (480, 640)
+    coco, masks = coco_masks(Path(e["coco"]["file"]))
+    assert coco["images"][0] == {"id": 1, "file_name": "scene.png", "width": 640, "height": 480}
+    assert len(masks) == 1
+    np.testing.assert_array_equal(masks[0], mask)
+    assert int(mask.sum()) == e["s"]["maskArea"] == coco["annotations"][0]["area"]
+    cut = Image.open(Path(e["cutout"]["file"]))
+    assert cut.mode == "RGBA" and cut.size == (640, 480)
+    alpha = np.asarray(cut)[..., 3]
+    np.testing.assert_array_equal(alpha > 0, mask)
+    # the cut-out keeps the image's own pixels where the mask is
+    scene = np.asarray(Image.open(Path(run["_images"]) / "scene.png").convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(cut)[..., :3][mask], scene[mask])
+
+
+def test_right_click_adds_a_background_point_and_changes_the_mask(run: dict[str, Any]) -> None:
+    r = run["rightclick"]
+    assert [p["label"] for p in r["s"]["prompts"]["points"]] == [1, 0]
+    assert r["s"]["maskHash"] != r["before"]["maskHash"]
+    # with two prompts the single-mask token is shown
+    assert r["s"]["token"] == 0
+
+
+def test_undo_restores_the_previous_mask_and_redo_reapplies(run: dict[str, Any]) -> None:
+    u = run["undo"]
+    assert u["s"]["maskHash"] == run["rightclick"]["before"]["maskHash"]
+    assert u["redo"]["maskHash"] == run["rightclick"]["s"]["maskHash"]
+    assert u["again"]["maskHash"] == run["rightclick"]["before"]["maskHash"]
+
+
+def test_box_gives_a_mask_and_enter_keeps_it_as_an_object(run: dict[str, Any]) -> None:
+    b = run["box"]
+    box = b["s"]["prompts"]["box"]
+    assert box is not None and b["s"]["prompts"]["points"] == []
+    assert abs(box["x0"] - 360) < 2 and abs(box["y1"] - 440) < 2
+    assert b["s"]["maskArea"] > 0
+    assert b["kept"]["objects"][0]["area"] == b["s"]["maskArea"]
+    assert b["listed"] == 1
+
+
+def test_hover_preview_without_prompts(run: dict[str, Any]) -> None:
+    assert run["hover"]["hover"] is True
+
+
+def test_exif_rotated_jpeg_is_shown_upright_and_masks_line_up(run: dict[str, Any]) -> None:
+    x = run["exif"]
+    assert x["s0"]["original"] == {"w": EXIF_ORIENTED[0], "h": EXIF_ORIENTED[1]}
+    mask = png_mask(Path(x["png"]["file"]))
+    assert mask.shape == (EXIF_ORIENTED[1], EXIF_ORIENTED[0])
+    _, masks = coco_masks(Path(x["coco"]["file"]))
+    np.testing.assert_array_equal(masks[0], mask)
+    # the server saw the same upright image the page shows
+    with Image.open(Path(run["_images"]) / "exif6.jpg") as im:
+        assert ImageOps.exif_transpose(im).size == EXIF_ORIENTED
+
+
+def test_help_overlay_and_phone_layout(run: dict[str, Any]) -> None:
+    assert run["help"] == {"open": True, "closed": True}
+    phone = run["phone"]
+    assert phone["overflow"] is False
+    assert phone["stage"]["width"] <= 390
+
+
+def test_screenshots_saved(run: dict[str, Any]) -> None:
+    for name in ("click", "box", "exif", "phone", "broken-file"):
+        path = ARTIFACTS / f"{name}.png"
+        assert path.exists()
+        with Image.open(io.BytesIO(path.read_bytes())) as im:
+            assert im.size[0] > 300

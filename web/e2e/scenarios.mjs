@@ -1,0 +1,173 @@
+// End-to-end scenarios against a running `clicksam serve` (started by tests/e2e/test_page.py).
+// Usage: node scenarios.mjs --url URL --images DIR --out DIR
+// Drives the page in headless Chromium and writes DIR/results.json with what it saw (states,
+// exported files, error texts, screenshots); the pytest side asserts on it and on the files.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { clientPoint, errorText, launch, state, waitState } from './browser.mjs';
+
+function args(argv) {
+  const o = {};
+  for (let i = 0; i < argv.length; i += 2) o[argv[i].replace(/^--/, '')] = argv[i + 1];
+  for (const k of ['url', 'images', 'out']) if (!o[k]) throw new Error(`missing --${k}`);
+  return o;
+}
+
+const o = args(process.argv.slice(2));
+mkdirSync(o.out, { recursive: true });
+const results = { steps: [] };
+const logs = [];
+const { page, close } = await launch({ log: (s) => logs.push(s) });
+const shot = async (name) => {
+  const file = path.join(o.out, `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+};
+const step = async (name, fn) => {
+  const t0 = Date.now();
+  try {
+    const r = await fn();
+    results[name] = r;
+    results.steps.push({ name, ok: true, ms: Date.now() - t0 });
+  } catch (e) {
+    results.steps.push({ name, ok: false, ms: Date.now() - t0, error: String(e && e.stack ? e.stack : e) });
+    await shot(`failed-${name}`).catch(() => {});
+    throw e;
+  }
+};
+const decodes = async () => (await state(page)).decodeCount;
+/** Do `action` and wait for the decode it causes to be painted. */
+const decoded = async (action, what) => {
+  const n = await decodes();
+  await action();
+  return waitState(page, (s) => s.decodeCount > n, what);
+};
+const upload = async (file) => {
+  await page.setInputFiles('[data-testid="image-input"]', file);
+  return waitState(page, (s) => s.imageReady && s.original !== null, `encoding ${file}`, 180000);
+};
+const download = async (testid) => {
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click(`[data-testid="${testid}"]`)]);
+  const file = path.join(o.out, dl.suggestedFilename());
+  await dl.saveAs(file);
+  return { file, suggested: dl.suggestedFilename() };
+};
+const img = (name) => path.join(o.images, name);
+
+try {
+  await page.goto(o.url);
+  await step('start', async () => waitState(page, (s) => s.decoderReady, 'the decoder', 120000));
+
+  await step('broken', async () => {
+    await page.setInputFiles('[data-testid="image-input"]', img('broken.png'));
+    await page.locator('[data-testid="error"]:not([hidden])').waitFor({ timeout: 30000 });
+    return { error: await errorText(page), screenshot: await shot('broken-file') };
+  });
+
+  await step('click', async () => {
+    const s0 = await upload(img('scene.png'));
+    const errorAfterUpload = await errorText(page);
+    const p = await clientPoint(page, 210, 160);
+    const s = await decoded(() => page.mouse.click(p.x, p.y), 'the first click');
+    const candidates = await page.locator('[data-testid^="candidate-"]').count();
+    const measures = await page.evaluate(() => performance.getEntriesByName('clicksam:click-to-mask').map((e) => e.duration));
+    return { s0, s, errorAfterUpload, candidates, measures, screenshot: await shot('click') };
+  });
+
+  await step('candidates', async () => {
+    const before = await state(page);
+    await page.click('[data-testid="candidate-1"]');
+    const picked = await waitState(page, (s) => s.token === before.ranked[1], 'candidate 2 picked');
+    const selected = await page.locator('[data-testid="candidate-1"]').getAttribute('aria-pressed');
+    await page.keyboard.press('3');
+    const third = await waitState(page, (s) => s.token === before.ranked[2], 'key 3');
+    await page.keyboard.press('Tab');
+    const tab = await waitState(page, (s) => s.token === before.ranked[0], 'Tab wraps to the best');
+    return { before, picked, selected, third, tab };
+  });
+
+  await step('export', async () => {
+    const png = await download('export-png');
+    const coco = await download('export-coco');
+    const cutout = await download('export-cutout');
+    return { png, coco, cutout, s: await state(page) };
+  });
+
+  await step('rightclick', async () => {
+    const before = await state(page);
+    const p = await clientPoint(page, 520, 80);
+    const s = await decoded(() => page.mouse.click(p.x, p.y, { button: 'right' }), 'the right click');
+    return { before, s, screenshot: await shot('right-click') };
+  });
+
+  await step('undo', async () => {
+    await page.keyboard.press('Control+z');
+    const s = await waitState(page, (x) => x.prompts.points.length === 1, 'undo');
+    await page.waitForTimeout(100);
+    await page.keyboard.press('Control+Shift+z');
+    const redo = await waitState(page, (x) => x.prompts.points.length === 2, 'redo');
+    await page.click('[data-testid="undo"]');
+    const again = await waitState(page, (x) => x.prompts.points.length === 1, 'undo button');
+    return { s, redo, again };
+  });
+
+  await step('box', async () => {
+    await page.keyboard.press('Escape');
+    await waitState(page, (s) => s.prompts.points.length === 0 && s.prompts.box === null, 'clear');
+    const a = await clientPoint(page, 360, 230);
+    const b = await clientPoint(page, 580, 440);
+    const s = await decoded(async () => {
+      await page.mouse.move(a.x, a.y);
+      await page.mouse.down();
+      await page.mouse.move((a.x + b.x) / 2, (a.y + b.y) / 2, { steps: 4 });
+      await page.mouse.move(b.x, b.y, { steps: 4 });
+      await page.mouse.up();
+    }, 'the box');
+    const shotFile = await shot('box');
+    await page.keyboard.press('Enter');
+    const kept = await waitState(page, (x) => x.objects.length === 1 && x.prompts.box === null, 'keep object');
+    const listed = await page.locator('[data-testid="objects-list"] li').count();
+    return { s, kept, listed, screenshot: shotFile };
+  });
+
+  await step('hover', async () => {
+    const p = await clientPoint(page, 210, 160);
+    await page.mouse.move(p.x - 5, p.y - 5);
+    await page.mouse.move(p.x, p.y, { steps: 3 });
+    return waitState(page, (s) => s.hover, 'hover preview', 30000);
+  });
+
+  await step('exif', async () => {
+    const s0 = await upload(img('exif6.jpg'));
+    const p = await clientPoint(page, 100, 120);
+    const s = await decoded(() => page.mouse.click(p.x, p.y), 'the click on the rotated photo');
+    const png = await download('export-png');
+    const coco = await download('export-coco');
+    return { s0, s, png, coco, screenshot: await shot('exif') };
+  });
+
+  await step('help', async () => {
+    await page.keyboard.press('?');
+    const open = await page.locator('[data-testid="help-overlay"]').isVisible();
+    await page.keyboard.press('Escape');
+    const closed = !(await page.locator('[data-testid="help-overlay"]').isVisible());
+    return { open, closed };
+  });
+
+  await step('phone', async () => {
+    await page.setViewportSize({ width: 390, height: 800 });
+    await page.waitForTimeout(300);
+    const stage = await page.locator('[data-testid="stage"]').boundingBox();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+    return { stage, overflow, screenshot: await shot('phone') };
+  });
+  results.ok = true;
+} catch (e) {
+  results.ok = false;
+  results.error = String(e && e.stack ? e.stack : e);
+} finally {
+  results.logs = logs;
+  writeFileSync(path.join(o.out, 'results.json'), JSON.stringify(results, null, 1));
+  await close();
+}
+process.exit(results.ok ? 0 : 1);
