@@ -125,7 +125,7 @@ def run_node(script: str, *args: str, timeout: float = 900) -> subprocess.Comple
     )
 
 
-def read_results(out: Path) -> dict[str, object]:
+def read_results(out: Path) -> dict[str, Any]:
     path = out / "results.json"
     if not path.exists():
         return {}
