@@ -114,7 +114,9 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
     """
     _register_mime_types()
     if spec is None:
-        spec = resolve_model(settings.model, settings.checkpoint, settings.seed)
+        spec = resolve_model(
+            settings.model, settings.checkpoint, settings.seed, random_weights=settings.random_weights
+        )
     decoder_dir = settings.decoder_dir
     if decoder_dir is not None:
         check_decoder_dir(decoder_dir, spec)  # refuse to start rather than serve a mismatched decoder
@@ -181,3 +183,13 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
     )
     app.add_middleware(IsolationHeadersMiddleware)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory clicksam.server.app:app_from_env`` (settings from CLICKSAM_*).
+
+    Unlike ``clicksam serve`` it exports nothing: without ``CLICKSAM_DECODER_DIR`` it serves the API only.
+    Useful for uvicorn's own flags (``--workers``, ``--loop``, ``--http``) and for the benchmark.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(Settings())

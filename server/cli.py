@@ -120,7 +120,9 @@ def serve(args: argparse.Namespace) -> int:
         logger.error("invalid settings:\n%s", exc)
         return 2
     try:
-        spec = resolve_model(settings.model, settings.checkpoint, settings.seed)
+        spec = resolve_model(
+            settings.model, settings.checkpoint, settings.seed, random_weights=settings.random_weights
+        )
     except FileNotFoundError as exc:
         logger.error("%s", exc)
         return 2

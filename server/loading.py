@@ -80,8 +80,13 @@ def _optional_attr(module_name: str, attr: str) -> Any:
     return getattr(module, attr, None)
 
 
-def resolve_model(name: str, checkpoint: Path | None = None, seed: int = 0) -> ModelSpec:
+def resolve_model(
+    name: str, checkpoint: Path | None = None, seed: int = 0, *, random_weights: bool = False
+) -> ModelSpec:
     """Decide which weights to serve for the requested preset (see the module docstring).
+
+    ``random_weights``: when no checkpoint is found, serve ``name`` itself with seeded random weights
+    (flagged as a demo) instead of the demo model; for benchmarks, which need the real encoder's cost.
 
     Raises:
         FileNotFoundError: ``checkpoint`` was given but does not exist.
@@ -103,6 +108,9 @@ def resolve_model(name: str, checkpoint: Path | None = None, seed: int = 0) -> M
             sha = str(get_info(name).sha256)
             logger.info("using the verified official %s checkpoint %s", name, path)
             return ModelSpec(name, path, sha, seed, demo=False, notice=None)
+    if random_weights:
+        notice = f"{name} with random weights (seed {seed}): for benchmarks and tests, the masks mean nothing"
+        return ModelSpec(name, None, None, seed, demo=True, notice=notice)
     notice = (
         f"No {name} checkpoint found: serving a small demo model, whose masks are rough. "
         f"Run `clicksam weights download {'vit_t' if name == DEMO_FALLBACK_MODEL else name}` "

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         "is used, else the built-in demo model",
     )
     seed: int = Field(0, description="seed of the random weights when no checkpoint is found")
+    random_weights: bool = Field(
+        False,
+        description="serve the requested preset with seeded random weights instead of the demo model "
+        "when no checkpoint is found (benchmarks and tests: real speed, meaningless masks)",
+    )
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     decoder_dir: Path | None = Field(
