@@ -3,6 +3,7 @@
 
 import { ApiError, type EmbeddingMeta, type ServerConfig, embeddingUrl, getConfig, getManifestJson, postEmbedding } from './api';
 import { DecoderClient } from './decoder';
+import type { DecodeReply } from './protocol';
 import { type Geometry, type Point, type Size, makeGeometry, preprocessShape } from './frames';
 import { type DecoderManifest, type DecoderVariant, embeddingDtype, embeddingMismatch, parseManifest } from './manifest';
 import { type Rgba, logitsToMask, maskStats, paintLayers, tokenPlane } from './mask';
@@ -106,6 +107,8 @@ export class App {
   private refine = false;
   private hover: Decoded | null = null;
   private hoverSeq = 0;
+  /** The last hover decode (started or finished) and its point: a click there reuses it. */
+  private hoverAtPoint: { p: Point; reply: Promise<DecodeReply | null> } | null = null;
   private objects: SavedObject[] = [];
   private nextObjectId = 1;
   private pendingMeasures: number[] = [];
@@ -330,6 +333,7 @@ export class App {
     this.commitSeq++;
     this.history.reset({ prompts: EMPTY, result: null });
     this.hover = null;
+    this.hoverAtPoint = null;
     this.refine = false;
     this.stage.setPrompts(EMPTY);
     this.candidates.clear();
@@ -365,7 +369,10 @@ export class App {
       const L = geom.lowResSize;
       const maskInput = opts.refine && prev ? tokenPlane(prev.lowRes, prev.token, L) : null;
       try {
-        const r = await this.decoder.decode({ coords: feeds.coords, labels: feeds.labels, maskInput });
+        // A first foreground click where the pointer rested reuses that hover decode (same feeds).
+        const h = this.hoverAtPoint;
+        const reuse = h && !maskInput && isSingleClick(prompts) && prompts.points[0]!.label === LABEL.foreground && samePoint(h.p, prompts.points[0]!) ? await h.reply.catch(() => null) : null;
+        const r = reuse ?? (await this.decoder.decode({ coords: feeds.coords, labels: feeds.labels, maskInput }));
         this.lastDecodeMs = r.runMs;
         this.decodeCount++;
         const variant = this.need(this.variant, 'No decoder variant');
@@ -414,7 +421,9 @@ export class App {
     const feeds = promptToFeeds(addPoint(EMPTY, { x: p.x, y: p.y, label: LABEL.foreground }), this.image.geom);
     let r;
     try {
-      r = await this.decoder.hover({ coords: feeds.coords, labels: feeds.labels, maskInput: null });
+      const reply = this.decoder.hover({ coords: feeds.coords, labels: feeds.labels, maskInput: null });
+      this.hoverAtPoint = { p, reply };
+      r = await reply;
     } catch {
       return; // a failed preview is not worth an error banner; clicks report their own errors
     }
@@ -697,4 +706,9 @@ function fnv1a(bytes: Uint8Array): number {
   let h = 0x811c9dc5;
   for (let k = 0; k < bytes.length; k++) h = Math.imul(h ^ bytes[k]!, 0x01000193);
   return h >>> 0;
+}
+
+/** Same click position (original px) to within half a pixel. */
+function samePoint(a: Point, b: Point): boolean {
+  return Math.abs(a.x - b.x) <= 0.5 && Math.abs(a.y - b.y) <= 0.5;
 }
