@@ -1,0 +1,213 @@
+// clicksam decoder benchmark page (onnxruntime-web, WASM SIMD + threads under cross-origin isolation).
+// Query parameters:
+//   mode=bench|check|probe   bench: time clicks on one model; check: compare a low-res model's
+//                            page-side masks with a full-size (official) model's masks; probe: env only
+//   model=URL                decoder .onnx (bench; in check mode: the low-res model)
+//   ref=URL                  check mode: the full-size model (official interface)
+//   iface=official|low_res   interface of `model` (official: `masks` at orig_im_size in the graph)
+//   emb=float32|float16      dtype of the image_embeddings input of `model`
+//   w, h                     original image size (orig_im_size = [h, w]; the canvas is w x h)
+//   threads=2, warmup=3, runs=20, seed=1, ep=wasm
+//   image_size=1024, low_res=256, threshold=0   from the decoder manifest
+// Results: window.__bench = {done, ok, error, result}
+import { makeUpsampler } from './upsample.js';
+
+const $log = document.getElementById('log');
+const log = (s) => { $log.textContent += '\n' + s; };
+window.__bench = { done: false, ok: false, error: null, result: null };
+
+const q = new URLSearchParams(location.search);
+const P = {
+  mode: q.get('mode') || 'bench',
+  model: q.get('model'),
+  ref: q.get('ref'),
+  iface: q.get('iface') || 'official',
+  emb: q.get('emb') || 'float32',
+  ep: q.get('ep') || 'wasm',
+  threads: parseInt(q.get('threads') || '2', 10),
+  w: parseInt(q.get('w') || '1024', 10),
+  h: parseInt(q.get('h') || '768', 10),
+  warmup: parseInt(q.get('warmup') || '3', 10),
+  runs: parseInt(q.get('runs') || '20', 10),
+  seed: parseInt(q.get('seed') || '1', 10),
+  imageSize: parseInt(q.get('image_size') || '1024', 10),
+  lowRes: parseInt(q.get('low_res') || '256', 10),
+  threshold: parseFloat(q.get('threshold') || '0'),
+};
+
+function mulberry32(a) {
+  return function () {
+    a |= 0; a = (a + 0x6D2B79F5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// float32 -> IEEE half bits (round to nearest even), as the server's float16 embedding would arrive
+const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
+function toHalf(v) {
+  f32[0] = v; const x = u32[0];
+  const sign = (x >>> 16) & 0x8000, exp = (x >>> 23) & 0xff, mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m = mant | 0x800000, shift = 14 - e;
+    let h = m >> shift; const rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >> 13); const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  return sign | h;
+}
+
+async function probeEnv() {
+  const env = {
+    userAgent: navigator.userAgent,
+    crossOriginIsolated: self.crossOriginIsolated === true,
+    sharedArrayBuffer: typeof SharedArrayBuffer !== 'undefined',
+    hardwareConcurrency: navigator.hardwareConcurrency,
+    navigatorGpu: !!navigator.gpu, webgpuAdapter: null, webgpuError: null,
+  };
+  if (navigator.gpu) {
+    try {
+      const ad = await navigator.gpu.requestAdapter();
+      if (ad) env.webgpuAdapter = { isFallbackAdapter: ad.isFallbackAdapter ?? null, info: ad.info ? { vendor: ad.info.vendor, architecture: ad.info.architecture } : null };
+      else env.webgpuError = 'requestAdapter() returned null';
+    } catch (e) { env.webgpuError = String(e); }
+  } else env.webgpuError = 'navigator.gpu is undefined';
+  return env;
+}
+
+async function loadSession(ort, url) {
+  const t0 = performance.now();
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`fetch ${url}: HTTP ${resp.status}`);
+  const buf = new Uint8Array(await resp.arrayBuffer());
+  const t1 = performance.now();
+  const session = await ort.InferenceSession.create(buf, { executionProviders: [P.ep], graphOptimizationLevel: 'all' });
+  const t2 = performance.now();
+  return { session, bytes: buf.byteLength, fetchMs: t1 - t0, createMs: t2 - t1 };
+}
+
+function embeddingTensor(ort, data, dtype) {
+  if (dtype === 'float16') {
+    const h = new Uint16Array(data.length);
+    for (let i = 0; i < data.length; i++) h[i] = toHalf(data[i]);
+    return new ort.Tensor('float16', h, [1, 256, 64, 64]);
+  }
+  return new ort.Tensor('float32', data, [1, 256, 64, 64]);
+}
+
+async function main() {
+  const env = await probeEnv();
+  log('env ' + JSON.stringify(env));
+  if (P.mode === 'probe') return { params: P, env };
+  const tImport0 = performance.now();
+  const ort = await import('/ort/ort.wasm.min.mjs');
+  const importMs = performance.now() - tImport0;
+  ort.env.wasm.wasmPaths = new URL('/ort/', location.href).href;
+  ort.env.wasm.numThreads = P.threads;
+  ort.env.logLevel = 'warning';
+  const W = P.w, H = P.h;
+  const rnd = mulberry32(P.seed);
+  const embData = [0, 1].map(() => { const a = new Float32Array(256 * 64 * 64); for (let i = 0; i < a.length; i++) a[i] = rnd() * 2 - 1; return a; });
+  const samScale = P.imageSize / Math.max(W, H);
+  const maskInput = new ort.Tensor('float32', new Float32Array(P.lowRes * P.lowRes), [1, 1, P.lowRes, P.lowRes]);
+  const hasMask = new ort.Tensor('float32', new Float32Array([0]), [1]);
+  const origSize = new ort.Tensor('float32', new Float32Array([H, W]), [2]);
+  // one positive click + the padding point (no box), as the page sends a first click
+  function clickFeeds(emb, cx, cy) {
+    return {
+      image_embeddings: emb,
+      point_coords: new ort.Tensor('float32', new Float32Array([cx * samScale, cy * samScale, 0, 0]), [1, 2, 2]),
+      point_labels: new ort.Tensor('float32', new Float32Array([1, -1]), [1, 2]),
+      mask_input: maskInput, has_mask_input: hasMask, orig_im_size: origSize,
+    };
+  }
+  const only = (session, f) => Object.fromEntries(Object.entries(f).filter(([k]) => session.inputNames.includes(k)));
+  const bestMulti = (iou) => { let b = 1; for (let c = 2; c < 4; c++) if (iou[c] > iou[b]) b = c; return b; };
+
+  if (P.mode === 'check') {
+    const ours = await loadSession(ort, P.model), ref = await loadSession(ort, P.ref);
+    const embOurs = embData.map((d) => embeddingTensor(ort, d, P.emb));
+    const embRef = embData.map((d) => embeddingTensor(ort, d, 'float32'));
+    const up = makeUpsampler(W, H, P.imageSize, P.lowRes);
+    const mine = new Uint32Array(W * H);
+    const ious = []; let choiceMismatch = 0, maxLowResErr = 0;
+    for (let i = 0; i < P.runs; i++) {
+      const cx = rnd() * W, cy = rnd() * H;
+      const a = await ours.session.run(only(ours.session, clickFeeds(embOurs[i % 2], cx, cy)));
+      const b = await ref.session.run(only(ref.session, clickFeeds(embRef[i % 2], cx, cy)));
+      const kRef = bestMulti(b.iou_predictions.data), kOurs = bestMulti(a.iou_predictions.data);
+      if (kRef !== kOurs) choiceMismatch++;
+      const plane = P.lowRes * P.lowRes;
+      const la = a.low_res_masks.data, lb = b.low_res_masks.data;
+      for (let j = 0; j < 4 * plane; j++) maxLowResErr = Math.max(maxLowResErr, Math.abs(la[j] - lb[j]));
+      up(la.subarray(kRef * plane, (kRef + 1) * plane), mine, 1, P.threshold);
+      const full = b.masks.data, off = kRef * W * H;
+      let inter = 0, uni = 0;
+      for (let j = 0; j < W * H; j++) {
+        const x = mine[j] === 1, y = full[off + j] > P.threshold;
+        if (x && y) inter++;
+        if (x || y) uni++;
+      }
+      ious.push(uni ? inter / uni : 1);
+    }
+    return { params: P, env, ious, choiceMismatch, maxLowResErr, oursBytes: ours.bytes, refBytes: ref.bytes };
+  }
+
+  const { session, bytes, fetchMs, createMs } = await loadSession(ort, P.model);
+  const embs = embData.map((d) => embeddingTensor(ort, d, P.emb));
+  const canvas = document.getElementById('mask');
+  canvas.width = W; canvas.height = H;
+  const ctx = canvas.getContext('2d');
+  const rgba = new Uint8ClampedArray(4 * W * H);
+  const px = new Uint32Array(rgba.buffer);
+  const color = new Uint32Array(new Uint8ClampedArray([0, 114, 189, 255]).buffer)[0];
+  const imgData = new ImageData(rgba, W, H);
+  const up = P.iface === 'low_res' ? makeUpsampler(W, H, P.imageSize, P.lowRes) : null;
+  let last = null;
+
+  // click -> mask on canvas: feeds, session.run, best of the 3 multimask tokens, mask at the
+  // original size thresholded into RGBA (low_res: page-side upsampling), putImageData
+  async function click(i) {
+    const t0 = performance.now();
+    const feeds = only(session, clickFeeds(embs[i % 2], rnd() * W, rnd() * H));
+    const t1 = performance.now();
+    const out = await session.run(feeds);
+    const t2 = performance.now();
+    const best = bestMulti(out.iou_predictions.data);
+    let on = 0, dims;
+    if (up) {
+      const m = out.low_res_masks; dims = m.dims;
+      const plane = P.lowRes * P.lowRes;
+      on = up(m.data.subarray(best * plane, (best + 1) * plane), px, color, P.threshold);
+    } else {
+      const m = out.masks; dims = m.dims;
+      const data = m.data, off = best * W * H;
+      for (let j = 0; j < W * H; j++) { if (data[off + j] > P.threshold) { px[j] = color; on++; } else px[j] = 0; }
+    }
+    const t3 = performance.now();
+    ctx.putImageData(imgData, 0, 0);
+    const t4 = performance.now();
+    last = { dims, best, on: on / (W * H) };
+    return { run: t2 - t1, click: t4 - t0, post: t3 - t2, put: t4 - t3 };
+  }
+  const warm = [];
+  for (let i = 0; i < P.warmup; i++) warm.push(await click(i));
+  const samples = [];
+  for (let i = 0; i < P.runs; i++) samples.push(await click(P.warmup + i));
+  await session.release();
+  return {
+    params: P, env, ortVersion: ort.env.versions || null, importMs,
+    bytes, cold: { fetchMs, createMs, coldMs: fetchMs + createMs, firstRunMs: warm.length ? warm[0].run : null },
+    inputNames: session.inputNames, outputNames: session.outputNames, last, samples,
+  };
+}
+
+main().then((r) => { window.__bench.result = r; window.__bench.ok = true; window.__bench.done = true; log('done'); })
+  .catch((e) => { window.__bench.error = (e && e.stack) ? e.stack : String(e); window.__bench.done = true; log('ERROR ' + window.__bench.error); });

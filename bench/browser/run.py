@@ -1,0 +1,370 @@
+"""Browser benchmark of the exported decoder variants against Meta's export recipe of the same weights.
+
+    .venv/bin/python bench/browser/run.py                      # default: 20 clicks per config
+    .venv/bin/python bench/browser/run.py --runs 40 --repeat 2 --json /tmp/bench.json
+
+What it does (see bench/README.md):
+1. builds ``vit_b`` with seeded random weights (``clicksam.model.build_sam("vit_b", seed=...)``),
+   exports our variants with ``clicksam.export``, and loads the *same* state dict into the official
+   ``segment_anything`` model to export Meta's recipe (``SamOnnxModel``, TorchScript exporter, opset
+   17) and its ``quantize_dynamic`` QUInt8 copy -- the official package is a test-time referee only;
+2. serves the page, onnxruntime-web and the models on 127.0.0.1 with COOP/COEP (cross-origin
+   isolation -> SharedArrayBuffer -> WASM threads);
+3. drives Debian Chromium via playwright-core (``drive.mjs``), one fresh browser per configuration;
+4. prints per variant and image size: decoder ``session.run`` p50/p95, click-to-mask-on-canvas
+   p50/p95, cold start (fetch + session create), file size, ours/theirs ratios, and an in-browser
+   mask equality check of the browser variant (page-side upsampling) against Meta's full-size masks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import types
+import urllib.parse
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ORT_DIST = HERE / "node_modules" / "onnxruntime-web" / "dist"
+BASELINE = "meta_fp32"
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    name: str
+    file: str
+    iface: str  # official | low_res
+    emb: str  # float32 | float16
+    ours: bool
+
+
+# ---- models ---------------------------------------------------------------------------------------
+def _stub_torchvision() -> None:
+    """segment_anything imports torchvision (predictor / AMG only); it does not load here."""
+    for name in (
+        "torchvision",
+        "torchvision.transforms",
+        "torchvision.transforms.functional",
+        "torchvision.ops",
+        "torchvision.ops.boxes",
+    ):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["torchvision.transforms.functional"].resize = None  # type: ignore[attr-defined]
+    sys.modules["torchvision.transforms.functional"].to_pil_image = None  # type: ignore[attr-defined]
+    sys.modules["torchvision.ops.boxes"].batched_nms = None  # type: ignore[attr-defined]
+    sys.modules["torchvision.ops.boxes"].box_area = None  # type: ignore[attr-defined]
+
+
+def export_meta(state_dict: dict[str, torch.Tensor], out_dir: Path) -> tuple[str, str]:
+    """Meta's export recipe (scripts/export_onnx_model.py) of the given vit_b weights, fp32 + QUInt8."""
+    _stub_torchvision()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from segment_anything import sam_model_registry
+    from segment_anything.utils.onnx import SamOnnxModel
+
+    sam = sam_model_registry["vit_b"]()
+    sam.load_state_dict(state_dict, strict=True)
+    sam.eval()
+    model = SamOnnxModel(
+        model=sam, return_single_mask=False, use_stability_score=False, return_extra_metrics=False
+    )
+    dummy = {
+        "image_embeddings": torch.randn(1, 256, 64, 64),
+        "point_coords": torch.randint(low=0, high=1024, size=(1, 5, 2), dtype=torch.float),
+        "point_labels": torch.randint(low=0, high=4, size=(1, 5), dtype=torch.float),
+        "mask_input": torch.randn(1, 1, 256, 256),
+        "has_mask_input": torch.tensor([1.0]),
+        "orig_im_size": torch.tensor([1500.0, 2250.0]),
+    }
+    fp32, q8 = out_dir / "meta_decoder.onnx", out_dir / "meta_decoder_quant.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, tuple(dummy.values()), str(fp32), export_params=True, opset_version=17, do_constant_folding=True,
+            input_names=list(dummy), output_names=["masks", "iou_predictions", "low_res_masks"],
+            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}, dynamo=False,
+        )  # fmt: skip
+        quantize_dynamic(
+            str(fp32), str(q8), per_channel=False, reduce_range=False, weight_type=QuantType.QUInt8
+        )
+    return fp32.name, q8.name
+
+
+def export_ours(sam: torch.nn.Module, out_dir: Path, extra: Sequence[str]) -> list[BenchModel]:
+    """Our variants: the two the CLI writes + optional ablations of the browser variant's choices."""
+    from clicksam.export.decoder import DEFAULT_CONFIGS, VariantConfig, export_decoder
+
+    browser = DEFAULT_CONFIGS["browser"]
+    ablations: dict[str, VariantConfig] = {
+        "browser_fp32emb": replace(browser, graph=replace(browser.graph, embedding_float16=False)),
+        "browser_nofold": replace(browser, graph=replace(browser.graph, fold_attention=False)),
+        "browser_pe_const": replace(browser, graph=replace(browser.graph, pe_in_graph=False)),
+        "browser_int8": replace(browser, quantize=True),
+        "browser_noint8": replace(browser, quantize=False),
+    }
+    unknown = [e for e in extra if e not in ablations]
+    if unknown:
+        raise SystemExit(f"unknown ablation(s) {unknown}; choose from {sorted(ablations)}")
+    configs = {name: ablations[name] for name in extra}
+    export_decoder(
+        sam, out_dir, model_name="vit_b", checkpoint_sha256=None, seed=0,
+        variants=("official", "browser", *extra), configs=configs,
+    )  # fmt: skip
+    return models_from_manifest(out_dir)
+
+
+def models_from_manifest(out_dir: Path) -> list[BenchModel]:
+    """Our exported variants as listed in ``out_dir/manifest.json``."""
+    from clicksam.export.manifest import Manifest
+
+    models = []
+    for name, entry in Manifest.read(out_dir).variants.items():
+        emb = next(t.dtype for t in entry.inputs if t.name == "image_embeddings")
+        iface = "low_res" if entry.masks_frame == "low_res" else "official"
+        models.append(BenchModel(f"ours_{name}", entry.file, iface, emb, True))
+    return models
+
+
+# ---- static server ----------------------------------------------------------------------------------
+def serve(models_dir: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
+    """127.0.0.1 server for page/, /ort/ and /models/, cross-origin isolated (COOP + COEP)."""
+    roots = [("/ort/", ORT_DIST), ("/models/", models_dir), ("/", HERE / "page")]
+    types_ = {
+        ".html": "text/html; charset=utf-8",
+        ".js": "text/javascript",
+        ".mjs": "text/javascript",
+        ".wasm": "application/wasm",
+        ".onnx": "application/octet-stream",
+    }
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def translate_path(self, path: str) -> str:
+            path = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+            for prefix, root in roots:
+                if path.startswith(prefix):
+                    parts = [p for p in path[len(prefix) :].split("/") if p not in ("", ".", "..")]
+                    return str(root.joinpath(*parts))
+            return str(HERE / "__missing__")
+
+        def guess_type(self, path: str | os.PathLike[str]) -> str:
+            return types_.get(Path(path).suffix.lower(), "application/octet-stream")
+
+        def end_headers(self) -> None:
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+            self.send_header("Cache-Control", "no-store")
+            super().end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
+
+
+# ---- running + reporting ---------------------------------------------------------------------------
+def run_jobs(base: str, jobs: list[dict[str, str]], wait_idle: float) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, out = Path(tmp) / "jobs.json", Path(tmp) / "out.json"
+        spec.write_text(json.dumps({"base": base, "jobs": jobs, "waitIdle": wait_idle}))
+        subprocess.run(["node", str(HERE / "drive.mjs"), str(spec), str(out)], check=True, cwd=HERE)
+        results: list[dict[str, Any]] = json.loads(out.read_text())
+    for r in results:
+        if not r["ok"]:
+            raise SystemExit(f"browser job {r['id']} failed: {r['error']}")
+    return results
+
+
+def pct(xs: Sequence[float], p: float) -> float:
+    return float(np.percentile(np.asarray(xs, np.float64), p))
+
+
+def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Module] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1024x768,4000x3000", help="original image sizes WxH")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=20, help="timed clicks per config")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=1, help="fresh browsers per config (samples pooled)")
+    ap.add_argument(
+        "--check-clicks", type=int, default=10, help="clicks of the in-browser mask equality check (0: skip)"
+    )
+    ap.add_argument(
+        "--ablations",
+        default="",
+        help="comma list: browser_fp32emb,browser_nofold,browser_pe_const,browser_int8,browser_noint8",
+    )
+    ap.add_argument("--only", default="", help="comma list of model names to time (default: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--out-dir", type=Path, default=None, help="where the ONNX files go (default: a temp dir)"
+    )
+    ap.add_argument(
+        "--wait-idle",
+        type=float,
+        default=60.0,
+        help="max seconds to wait for a quiet machine before each browser",
+    )
+    ap.add_argument("--skip-export", action="store_true", help="reuse the files in --out-dir")
+    ap.add_argument("--json", type=Path, default=None, help="write raw samples here")
+    args = ap.parse_args(argv)
+    if not (ORT_DIST / "ort.wasm.min.mjs").exists():
+        raise SystemExit(f"missing {ORT_DIST}: run `npm ci` in {HERE} first (see bench/README.md)")
+    torch.set_num_threads(1)
+    tmp = tempfile.TemporaryDirectory()
+    out_dir = args.out_dir or Path(tmp.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if build is None:
+        from clicksam.model import build_sam
+
+        def build(seed: int) -> torch.nn.Module:
+            return build_sam("vit_b", seed=seed)
+
+    if args.skip_export:
+        models = models_from_manifest(out_dir)
+        meta_fp32, meta_q8 = "meta_decoder.onnx", "meta_decoder_quant.onnx"
+    else:
+        sam = build(args.seed).eval()
+        extra = [a for a in args.ablations.split(",") if a]
+        print(f"exporting to {out_dir} ...", flush=True)
+        models = export_ours(sam, out_dir, extra)
+        meta_fp32, meta_q8 = export_meta(sam.state_dict(), out_dir)
+    models += [
+        BenchModel("meta_fp32", meta_fp32, "official", "float32", False),
+        BenchModel("meta_int8", meta_q8, "official", "float32", False),
+    ]
+    all_models = models
+    if args.only:
+        keep = set(args.only.split(","))
+        models = [m for m in models if m.name in keep or m.name == BASELINE]
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+
+    server, port = serve(out_dir)
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        jobs: list[dict[str, str]] = []
+        for k in range(args.repeat):  # repeats outermost, models interleaved: drifts hit all alike
+            for w, h in sizes:
+                for m in models:
+                    query = urllib.parse.urlencode({
+                        "mode": "bench", "model": f"/models/{m.file}", "iface": m.iface, "emb": m.emb, "w": w, "h": h,
+                        "threads": args.threads, "warmup": args.warmup, "runs": args.runs, "seed": 1 + k,
+                    })  # fmt: skip
+                    jobs.append({"id": f"{m.name}@{w}x{h}#{k}", "query": query})
+        browser = next((m for m in all_models if m.name == "ours_browser"), None)
+        refs = [m for m in all_models if m.name in ("ours_official", BASELINE)]
+        if args.check_clicks and browser is not None:
+            for w, h in sizes:
+                for ref in refs:
+                    query = urllib.parse.urlencode({
+                        "mode": "check", "model": f"/models/{browser.file}", "ref": f"/models/{ref.file}", "iface": "low_res",
+                        "emb": browser.emb, "w": w, "h": h, "threads": args.threads, "runs": args.check_clicks, "seed": 7,
+                    })  # fmt: skip
+                    jobs.append({"id": f"check@{w}x{h}@{ref.name}", "query": query})
+        results = run_jobs(base, jobs, args.wait_idle)
+    finally:
+        server.shutdown()
+    report(models, sizes, results, out_dir, args)
+    tmp.cleanup()
+    return 0
+
+
+def report(
+    models: list[BenchModel],
+    sizes: list[tuple[int, ...]],
+    results: list[dict[str, Any]],
+    out_dir: Path,
+    args: argparse.Namespace,
+) -> None:
+    env = results[0]["result"]["env"]
+    first = next(r for r in results if "samples" in r["result"])
+    print(
+        f"chromium {first['browserVersion']}  onnxruntime-web {first['result']['ortVersion']}  threads={args.threads}  "
+        f"crossOriginIsolated={env['crossOriginIsolated']} SharedArrayBuffer={env['sharedArrayBuffer']} "
+        f"hwThreads={env['hardwareConcurrency']}  WebGPU: {env['webgpuAdapter'] or 'none (' + str(env['webgpuError']) + ')'}"
+    )
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for m in models:
+        for w, h in sizes:
+            key = f"{w}x{h}"
+            rs = [r for r in results if r["id"].startswith(f"{m.name}@{key}#")]
+            samples = [s for r in rs for s in r["result"]["samples"]]
+            rows[(m.name, key)] = {
+                "run": [s["run"] for s in samples], "click": [s["click"] for s in samples],
+                "post": [s["post"] for s in samples], "put": [s["put"] for s in samples],
+                "cold": statistics.median(r["result"]["cold"]["coldMs"] for r in rs),
+                "create": statistics.median(r["result"]["cold"]["createMs"] for r in rs),
+                "first": statistics.median(r["result"]["cold"]["firstRunMs"] for r in rs),
+                "bytes": rs[0]["result"]["bytes"], "other_cpu": max(r["otherCpu"] for r in rs),
+            }  # fmt: skip
+    hdr = [
+        "model",
+        "image",
+        "MB",
+        "run p50",
+        "run p95",
+        "click p50",
+        "click p95",
+        "post p50",
+        "put p50",
+        "cold",
+        "create",
+        "1st run",
+        "bg cpu",
+        "click/meta",
+        "run/meta",
+        "size/meta",
+    ]
+    print("\n| " + " | ".join(hdr) + " |\n|" + "---|" * len(hdr))
+    for (name, key), r in rows.items():
+        b = rows[(BASELINE, key)]
+        print("| " + " | ".join([
+            name, key, f"{r['bytes'] / 1e6:.2f}", f"{pct(r['run'], 50):.1f}", f"{pct(r['run'], 95):.1f}",
+            f"{pct(r['click'], 50):.1f}", f"{pct(r['click'], 95):.1f}", f"{pct(r['post'], 50):.1f}", f"{pct(r['put'], 50):.1f}",
+            f"{r['cold']:.0f}", f"{r['create']:.0f}", f"{r['first']:.0f}", f"{100 * r['other_cpu']:.0f}%",
+            f"{pct(r['click'], 50) / pct(b['click'], 50):.2f}", f"{pct(r['run'], 50) / pct(b['run'], 50):.2f}", f"{r['bytes'] / b['bytes']:.2f}",
+        ]) + " |")  # fmt: skip
+    print("(ms; run = session.run; click = feeds + run + best multimask token + mask at original size on the canvas; "
+          "post = threshold (official) or page-side upsample + threshold (low_res); put = putImageData; "
+          "cold = fetch + InferenceSession.create in a fresh browser; bg cpu = other processes' share of the cores)")  # fmt: skip
+    for r in results:
+        if r["id"].startswith("check@"):
+            ious = r["result"]["ious"]
+            _, size, ref_name = r["id"].split("@")
+            print(f"mask check {size}: ours_browser (page-side upsampling) vs {ref_name} full-size masks over {len(ious)} clicks: "
+                  f"IoU min {min(ious):.5f} mean {statistics.fmean(ious):.5f}; best-token choice differs in {r['result']['choiceMismatch']}; "
+                  f"max |low-res logit diff| {r['result']['maxLowResErr']:.3g}")  # fmt: skip
+    for (name, key), r in rows.items():
+        if r["other_cpu"] > 0.10:
+            print(
+                f"WARNING: {name}@{key}: other processes used {100 * r['other_cpu']:.0f}% of the CPUs; timings skewed"
+            )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"results": results, "files": {m.name: m.file for m in models}}, indent=1)
+        )
+    print(f"models in {out_dir}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

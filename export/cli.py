@@ -1,0 +1,107 @@
+"""``clicksam export``: write the ONNX decoder variants and their ``manifest.json``.
+
+clicksam export --model vit_b --checkpoint sam_vit_b_01ec64.pth --out decoder/
+clicksam export --model vit_test --seed 0 --out /tmp/dec --variant browser
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``export`` subcommand to the ``clicksam`` parser."""
+    p = subparsers.add_parser(
+        "export",
+        help="export the prompt encoder + mask decoder to ONNX (+ manifest.json)",
+        description=(
+            "Export SAM's prompt encoder + mask decoder as ONNX: 'official' (decoder.onnx, Meta's "
+            "interface, full-size masks) and 'browser' (decoder_browser.onnx, low-res masks for the "
+            "page). Every file is checked against PyTorch before the manifest is written."
+        ),
+    )
+    p.add_argument("--model", required=True, help="model preset: vit_b, vit_l, vit_h, vit_t, vit_test")
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="official checkpoint (.pth) to load strictly"
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of random weights when there is no checkpoint"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        choices=["official", "browser"],
+        default=None,
+        help="variant to export (repeatable; default: both)",
+    )
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument(
+        "--quantize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="int8 dynamic weight quantisation of the browser variant (default: off, see bench/README.md)",
+    )
+    p.add_argument(
+        "--single-mask",
+        action="store_true",
+        help="official variant returns one mask chosen by the official single-mask rule",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the model, export, print where the files went. Returns the exit code."""
+    from clicksam.export.decoder import ExportError, export_decoder
+    from clicksam.export.manifest import sha256_file
+    from clicksam.model import CheckpointError, UnknownModelError, build_sam
+
+    if args.checkpoint is not None and args.seed is not None:
+        logger.error("--seed only applies to random weights; drop it or drop --checkpoint")
+        return 2
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        logger.error(
+            "checkpoint %s does not exist (download it with `clicksam weights download`)", args.checkpoint
+        )
+        return 2
+    seed = args.seed
+    if args.checkpoint is None and seed is None and args.model != "demo":
+        seed = 0
+        logger.warning("no --checkpoint: exporting seeded random weights (seed 0); masks will be meaningless")
+    try:
+        sam = build_sam(
+            args.model, checkpoint=args.checkpoint, seed=seed if args.checkpoint is None else None
+        )
+    except (UnknownModelError, CheckpointError) as exc:
+        logger.error("%s", exc)
+        return 2
+    checkpoint_sha = sha256_file(args.checkpoint) if args.checkpoint is not None else None
+    if args.model == "demo" and args.checkpoint is None and seed is None:
+        from clicksam.model.build import DEMO_WEIGHTS  # the trained weights build_sam loaded
+
+        checkpoint_sha = sha256_file(DEMO_WEIGHTS)
+    variants = tuple(dict.fromkeys(args.variant)) if args.variant else ("official", "browser")
+    try:
+        manifest = export_decoder(
+            sam,
+            args.out,
+            model_name=args.model,
+            checkpoint_sha256=checkpoint_sha,
+            seed=seed if args.checkpoint is None else None,
+            variants=variants,
+            opset=args.opset,
+            quantize=args.quantize,
+            single_mask=args.single_mask,
+        )
+    except ExportError as exc:
+        logger.error("%s", exc)
+        return 1
+    for name, entry in manifest.variants.items():
+        print(f"{name}: {args.out / entry.file} ({entry.bytes} bytes, sha256 {entry.sha256[:12]}...)")
+    print(f"manifest: {args.out / 'manifest.json'}")
+    return 0
