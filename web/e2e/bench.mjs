@@ -24,7 +24,7 @@ try {
   await page.goto(o.url);
   const ready = await waitState(page, (s) => s.decoderReady, 'decoder', 120000);
   await page.setInputFiles('[data-testid="image-input"]', o.image);
-  const s0 = await waitState(page, (s) => s.imageReady, 'image', 300000);
+  const s0 = await waitState(page, (s) => s.imagesLoaded > 0 && s.imageReady, 'image', 300000);
   const { w, h } = s0.original;
   const samples = [];
   const kinds = [];

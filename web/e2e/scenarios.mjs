@@ -43,8 +43,9 @@ const decoded = async (action, what) => {
   return waitState(page, (s) => s.decodeCount > n, what);
 };
 const upload = async (file) => {
+  const n = (await state(page)).imagesLoaded;
   await page.setInputFiles('[data-testid="image-input"]', file);
-  return waitState(page, (s) => s.imageReady && s.original !== null, `encoding ${file}`, 180000);
+  return waitState(page, (s) => s.imagesLoaded > n && s.imageReady, `encoding ${file}`, 180000);
 };
 const download = async (testid) => {
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click(`[data-testid="${testid}"]`)]);

@@ -115,6 +115,7 @@ export class App {
   private paintFrame = 0;
   private lastDecodeMs: number | null = null;
   private decodeCount = 0;
+  private imagesLoaded = 0;
   private lastExport: { name: string; bytes: number } | null = null;
 
   constructor(private readonly els: AppElements) {
@@ -270,6 +271,7 @@ export class App {
       if (seq !== this.loadSeq) return;
       this.image = { name, bitmap, meta, geom };
       this.embeddingReady = true;
+      this.imagesLoaded++;
       this.updateStatus(`Ready: ${meta.cached ? 'cached embedding' : `encoded in ${Math.round(meta.encode_ms)} ms`}. Click the object.`);
     } catch (e) {
       if (seq === this.loadSeq) {
@@ -684,6 +686,7 @@ export class App {
       hover: this.hover !== null,
       objects: this.objects.map((o) => ({ id: o.id, area: o.area, visible: o.visible })),
       decodeCount: this.decodeCount,
+      imagesLoaded: this.imagesLoaded,
       lastDecodeMs: this.lastDecodeMs,
       lastExport: this.lastExport,
       canUndo: this.history.canUndo,
