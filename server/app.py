@@ -33,6 +33,7 @@ from clicksam.server.middleware import (
     SelectiveGZipMiddleware,
     UploadLimitMiddleware,
 )
+from clicksam.server.onnx_encoder import encoder_dir, load_onnx_encoder
 from clicksam.server.routes import embeddings, system
 from clicksam.server.routes.embeddings import upload_too_large_message
 from clicksam.server.service import EmbeddingService
@@ -126,14 +127,25 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = sam if sam is not None else await anyio.to_thread.run_sync(load_model, spec)
-        encoder = Encoder(queue_size=settings.queue_size, threads=settings.resolved_torch_threads())
+        threads = settings.resolved_torch_threads()
+        encoder = Encoder(queue_size=settings.queue_size, threads=threads)
+        onnx_encoder = None
+        if settings.encoder != "torch":
+            onnx_encoder = await anyio.to_thread.run_sync(
+                lambda: load_onnx_encoder(encoder_dir(settings.cache_dir, spec), spec, threads=threads)
+            )
+            if onnx_encoder is None and settings.encoder == "onnxruntime":
+                logger.warning("no usable ONNX Runtime encoder for %s: falling back to PyTorch", spec.name)
         disk_dir = settings.cache_dir / "embeddings" / f"{spec.name}-{spec.short_hash}"
         cache = EmbeddingCache(settings.cache_bytes, disk_dir if settings.disk_cache else None)
-        app.state.service = EmbeddingService(model, spec, cache, encoder, max_pixels=settings.max_pixels)
+        app.state.service = EmbeddingService(
+            model, spec, cache, encoder, max_pixels=settings.max_pixels, onnx_encoder=onnx_encoder
+        )
         logger.info(
-            "serving %s%s: %d torch threads, encoder queue %d, memory cache %d MiB%s",
+            "serving %s%s: %s encoder, %d threads, encoder queue %d, memory cache %d MiB%s",
             spec.name,
             " (demo model)" if spec.demo else "",
+            "ONNX Runtime" if onnx_encoder is not None else "PyTorch",
             encoder.threads,
             settings.queue_size,
             settings.cache_bytes // (1024 * 1024),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,81 @@ def ensure_decoder(decoder_dir: Path, spec: ModelSpec) -> Sam | None:
     return sam
 
 
+def ensure_onnx_encoder(sam: Sam, spec: ModelSpec, directory: Path, *, threads: int) -> bool:
+    """Make sure ``directory`` holds an ONNX export of ``sam.image_encoder`` verified against PyTorch.
+
+    Uses ``clicksam.export.encoder.export_encoder(sam, path)`` when the exporter provides it, else the
+    TorchScript-based ``torch.onnx.export``. The sidecar that marks the export usable is written only
+    after ONNX Runtime matched PyTorch within ``MAX_ABS_ERR`` on a seeded random image.
+
+    Returns:
+        True when a verified export is there; False (reason logged) when the PyTorch encoder must be used.
+    """
+    import numpy as np
+    import torch
+
+    from clicksam.server.encoder import OnnxImageEncoder
+    from clicksam.server.onnx_encoder import (
+        ENCODER_FILE,
+        MAX_ABS_ERR,
+        SIDECAR_FILE,
+        sidecar_problem,
+        write_sidecar,
+    )
+
+    problem = sidecar_problem(directory, spec)
+    if problem is None:
+        return True
+    logger.info("%s: exporting the %s image encoder to ONNX (once)", problem, spec.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / SIDECAR_FILE).unlink(missing_ok=True)
+    path = directory / ENCODER_FILE
+    size = int(sam.image_size)
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.integers(0, 256, (1, 3, size * 3 // 4, size), dtype=np.uint8))
+    with torch.inference_mode():
+        x = sam.preprocess(image.to(torch.float32))  # (1, 3, S, S) normalised, zero-padded
+    try:
+        try:
+            from clicksam.export.encoder import export_encoder
+        except ImportError:
+            export_encoder = None
+        start = time.perf_counter()
+        if export_encoder is not None:
+            export_encoder(sam, path)
+        else:
+            with torch.no_grad():
+                torch.onnx.export(
+                    sam.image_encoder, (x,), str(path), dynamo=False, opset_version=17,
+                    input_names=["image"], output_names=["image_embeddings"],
+                )  # fmt: skip
+        export_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with torch.inference_mode():
+            reference = sam.image_encoder(x).numpy()
+        torch_s = time.perf_counter() - start
+        onnx = OnnxImageEncoder(path, threads=threads)
+        onnx(x.numpy())  # the first run includes ORT's one-off allocations
+        start = time.perf_counter()
+        got = onnx(x.numpy())
+        onnx_s = time.perf_counter() - start
+    except Exception as exc:
+        # the ONNX encoder is only an optimisation: any failure leaves the (always correct) PyTorch path
+        logger.warning("ONNX export of the %s image encoder failed, using PyTorch: %r", spec.name, exc)
+        return False
+    err = float(np.abs(got - reference).max()) if got.shape == reference.shape else float("inf")
+    if not err <= MAX_ABS_ERR:
+        logger.warning("ONNX encoder differs from PyTorch by %.3g (> %g): using PyTorch", err, MAX_ABS_ERR)
+        return False
+    seconds = {"export": round(export_s, 2), "torch": round(torch_s, 3), "onnxruntime": round(onnx_s, 3)}
+    write_sidecar(directory, spec, err, seconds)
+    logger.info(
+        "ONNX encoder verified: max abs err %.2g; one encode %.2f s with PyTorch, %.2f s with ONNX Runtime",
+        err, torch_s, onnx_s,
+    )  # fmt: skip
+    return True
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted; returns the exit code."""
     import uvicorn
@@ -128,6 +204,21 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     decoder_dir = settings.decoder_dir or default_decoder_dir(settings.cache_dir, spec)
     sam = ensure_decoder(decoder_dir, spec)
+    if settings.encoder != "torch":
+        from clicksam.server.loading import load_model
+        from clicksam.server.onnx_encoder import AUTO_MAX_PARAMS, encoder_dir, sidecar_problem
+
+        directory = encoder_dir(settings.cache_dir, spec)
+        if sidecar_problem(directory, spec) is not None:
+            sam = sam if sam is not None else load_model(spec)
+            params = sum(p.numel() for p in sam.image_encoder.parameters())
+            if settings.encoder == "onnxruntime" or params < AUTO_MAX_PARAMS:
+                ensure_onnx_encoder(sam, spec, directory, threads=settings.resolved_torch_threads())
+            else:
+                logger.info(
+                    "%s encoder has %.0fM parameters: PyTorch encoder (--encoder onnxruntime to export it)",
+                    spec.name, params / 1e6,
+                )  # fmt: skip
     settings = settings.model_copy(update={"decoder_dir": decoder_dir})
     try:
         app = create_app(settings, spec=spec, sam=sam)

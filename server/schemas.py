@@ -45,6 +45,7 @@ class HealthResponse(BaseModel):
 class ReadyResponse(BaseModel):
     status: str = Field(description="'ready' or 'loading'")
     model: str | None
+    encoder_backend: str | None = Field(description="'torch' or 'onnxruntime'")
     encoder_pending: int = Field(description="images being encoded or waiting for the encoder")
     encoder_capacity: int = Field(description="how many may be in progress before 503")
     cached_embeddings: int

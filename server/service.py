@@ -17,7 +17,7 @@ import anyio
 import numpy as np
 
 from clicksam.server.cache import CachedEmbedding, EmbeddingCache
-from clicksam.server.encoder import Encoder, encode_resized
+from clicksam.server.encoder import Encoder, OnnxImageEncoder, encode_resized
 from clicksam.server.errors import EmbeddingNotFoundError
 from clicksam.server.images import DecodedImage, decode_image
 from clicksam.server.loading import ModelSpec
@@ -59,6 +59,7 @@ class EmbeddingService:
         cache: the embedding cache.
         encoder: the worker that runs the image encoder.
         max_pixels: decoding limit, see ``decode_image``.
+        onnx_encoder: a verified ONNX Runtime export of ``sam.image_encoder`` to run instead of PyTorch.
         decode_threads: decodes that may run at once (each holds a full-size RGB copy of its image).
     """
 
@@ -70,6 +71,7 @@ class EmbeddingService:
         encoder: Encoder,
         *,
         max_pixels: int,
+        onnx_encoder: OnnxImageEncoder | None = None,
         decode_threads: int = 2,
     ) -> None:
         from clicksam.model.frames import get_preprocess_shape
@@ -79,6 +81,7 @@ class EmbeddingService:
         self.cache = cache
         self.encoder = encoder
         self.max_pixels = max_pixels
+        self.onnx_encoder = onnx_encoder
         self.image_size = int(sam.image_size)
         self._get_preprocess_shape = get_preprocess_shape
         self._decode_limiter = anyio.CapacityLimiter(decode_threads)
@@ -133,7 +136,7 @@ class EmbeddingService:
         def job() -> tuple[np.ndarray, float]:
             # timed on the worker, so encode_ms is the model's time, not the wait in the queue
             start = time.perf_counter()
-            out = encode_resized(self.sam, resized)
+            out = encode_resized(self.sam, resized, self.onnx_encoder)
             return out, (time.perf_counter() - start) * 1000.0
 
         embedding, encode_ms = await self.encoder.run(job)

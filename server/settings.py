@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field
@@ -60,6 +61,12 @@ class Settings(BaseSettings):
     )
     queue_size: int = Field(
         8, ge=0, description="encodes that may wait behind the running one; more get 503 + Retry-After"
+    )
+    encoder: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto",
+        description="image encoder backend: onnxruntime runs a verified ONNX export of the encoder "
+        "(made once in <cache_dir>/encoders/, max abs err <= 1e-3 vs PyTorch); auto does so for encoders "
+        "under 100M parameters (vit_t, vit_b) and uses PyTorch otherwise",
     )
     torch_threads: int = Field(
         0, ge=0, description="intra-op threads of the encoder (0: one per CPU core the process may use)"

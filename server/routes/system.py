@@ -57,6 +57,7 @@ async def readyz(request: Request) -> JSONResponse:
     body = ReadyResponse(
         status="ready",
         model=service.spec.name,
+        encoder_backend="onnxruntime" if service.onnx_encoder is not None else "torch",
         encoder_pending=service.encoder.pending,
         encoder_capacity=service.encoder.queue_size + 1,
         cached_embeddings=len(service.cache),
