@@ -2,7 +2,7 @@
 
 The official ``mobile_sam`` package is a test-time referee only. It imports ``timm`` and ``torchvision``,
 which do not load next to the CPU torch here, so the few names it needs are provided by small modules put
-into ``sys.modules`` before the import (see :func:`import_official_tiny_vit`).
+into ``sys.modules`` before the import (see :func:`install_import_stubs`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
+from conftest import install_torchvision_stub
 from torch import nn
 
 from clicksam.model.tiny_vit import Attention, TinyViT, TinyViTBlock
@@ -62,25 +62,13 @@ class _RefDropPath(nn.Module):
         return x
 
 
-def _pil_resize(image: Any, size: list[int] | tuple[int, int]) -> Any:
-    from PIL import Image
-
-    # torchvision resizes PIL images with Pillow's bilinear filter; size is (h, w)
-    return image.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
-
-
-def _to_pil_image(array: np.ndarray) -> Any:
-    from PIL import Image
-
-    return Image.fromarray(array)
-
-
-def _unavailable(*args: object, **kwargs: object) -> Any:
-    raise RuntimeError("torchvision is stubbed in this test; this function is not available")
-
-
 def install_import_stubs() -> None:
-    """Provide the ``timm``/``torchvision`` names ``mobile_sam`` imports, without replacing real ones."""
+    """Provide the ``timm``/``torchvision`` names ``mobile_sam`` imports, without replacing real ones.
+
+    torchvision comes from the suite's shared stand-in (tests/conftest.py: Pillow bilinear resize, NMS in
+    torch), the same one the ``segment_anything`` referee uses.
+    """
+    install_torchvision_stub()
     stubs: dict[str, dict[str, Callable[..., Any] | type]] = {
         "timm.models.layers": {
             "DropPath": _RefDropPath,
@@ -88,8 +76,6 @@ def install_import_stubs() -> None:
             "trunc_normal_": nn.init.trunc_normal_,
         },
         "timm.models.registry": {"register_model": lambda fn: fn},
-        "torchvision.transforms.functional": {"resize": _pil_resize, "to_pil_image": _to_pil_image},
-        "torchvision.ops.boxes": {"batched_nms": _unavailable, "box_area": _unavailable},
     }
     for name, attrs in stubs.items():
         mod = _ensure_module(name)
@@ -227,14 +213,14 @@ def test_small_tinyvit_matches_official() -> None:
 
 def test_no_stale_bias_after_eval_then_load() -> None:
     """MobileSAM's builder calls eval() before loading weights; our encoder must still use the loaded ones."""
-    config = dict(SMALL)
+    config = {**SMALL, "img_size": 256}  # no referee here, so any input size will do
     torch.manual_seed(0)
     source = TinyViT(**config)
     state = perturb_(source, seed=5)
     source.eval()
     early = TinyViT(**config).eval()  # eval first, then load: the official order
     early.load_state_dict(state, strict=True)
-    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         torch.testing.assert_close(early(x), source(x), atol=0, rtol=0)
         # and a later change of a bias takes effect at once (a per-offset change: a constant shift
