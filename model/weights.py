@@ -22,6 +22,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -311,15 +312,54 @@ def download(
     info = get_info(name)
     dest = expected_path(info, dest_dir)
     if dest.is_file() and not force:
-        if _stamp_is_current(dest, info):
-            return dest
+        return _checked_existing(dest, info)
+    with contextlib.ExitStack() as stack:
         try:
-            verify(dest, info)
-        except WeightsVerificationError as exc:
-            raise WeightsVerificationError(f"{exc}. Delete it or download again with force.") from exc
-        _write_stamp(dest, info)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_exclusive(dest.with_name(dest.name + ".lock")))
+        except OSError as exc:
+            raise WeightsDownloadError(
+                f"cannot write checkpoints to {dest.parent}: {exc}. Choose another directory (--dir) or "
+                f"set {CACHE_DIR_ENV}."
+            ) from exc
+        # another process may have finished the same download while we waited for the lock
+        if dest.is_file() and not force:
+            return _checked_existing(dest, info)
+        return _download_locked(info, dest, progress, retries)
+
+
+def _checked_existing(dest: Path, info: WeightsInfo) -> Path:
+    if _stamp_is_current(dest, info):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        verify(dest, info)
+    except WeightsVerificationError as exc:
+        raise WeightsVerificationError(f"{exc}. Delete it or download again with force.") from exc
+    _write_stamp(dest, info)
+    return dest
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_path`` (POSIX ``flock``; a no-op where unavailable).
+
+    Two processes downloading the same checkpoint (a server starting while ``clicksam weights download``
+    runs) would otherwise write into the same ``.part`` file.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; concurrent downloads are the user's call
+        yield
+        return
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _download_locked(info: WeightsInfo, dest: Path, progress: bool, retries: int) -> Path:
     part = dest.with_name(dest.name + ".part")
     attempts = 0
     while True:

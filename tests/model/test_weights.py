@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ class ServerState:
     support_range: bool = True
     # per request (in order): cut the body after this many bytes and drop the connection
     drop_after: list[int] = field(default_factory=list)
+    # send the body in pieces with a pause between them (to overlap two clients)
+    slow: bool = False
     ranges: list[str | None] = field(default_factory=list)
 
 
@@ -76,6 +79,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if state.slow:
+            step = len(chunk) // 8 + 1
+            for i in range(0, len(chunk), step):
+                self.wfile.write(chunk[i : i + step])
+                self.wfile.flush()
+                time.sleep(0.05)
             return
         self.wfile.write(chunk)
 
@@ -297,3 +307,40 @@ def test_cli_verify_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     for name in ("vit_b", "vit_l", "vit_h", "vit_t"):
         assert name in out
     assert "not downloaded" in out
+
+
+def test_concurrent_downloads_share_one_transfer(server: tuple[str, ServerState]) -> None:
+    base, state = server
+    state.slow = True
+    results: list[Path | BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(download(_info(base), progress=False))
+        except BaseException as exc:  # reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 2 and all(isinstance(r, Path) for r in results), results
+    assert results[0] == results[1]
+    assert Path(results[0]).read_bytes() == PAYLOAD  # type: ignore[arg-type]
+    assert len(state.ranges) == 1  # the second caller waited for the lock and found the verified file
+
+
+def test_force_downloads_again(server: tuple[str, ServerState]) -> None:
+    base, state = server
+    path = download(_info(base), progress=False)
+    assert download(_info(base), progress=False, force=True) == path
+    assert len(state.ranges) == 2 and path.read_bytes() == PAYLOAD
+
+
+def test_unwritable_directory_is_a_clear_error(tmp_path: Path, server: tuple[str, ServerState]) -> None:
+    base, _ = server
+    blocker = tmp_path / "a_file"
+    blocker.write_bytes(b"")
+    with pytest.raises(WeightsDownloadError, match="cannot write checkpoints to"):
+        download(_info(base), blocker / "sub", progress=False)
