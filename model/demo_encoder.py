@@ -1,0 +1,97 @@
+"""A light convolutional image encoder for the embedded demo model.
+
+It keeps SAM's interface, so the standard prompt encoder, mask decoder, ONNX export and page work
+unchanged: input (B, 3, 1024, 1024) normalised and zero-padded (the resized-input frame), output the
+(B, 256, 64, 64) image embedding (one cell per 16x16 input pixels). It is small enough to train from
+scratch on two CPU cores in about an hour: a patchify stem to the 256x256 grid, ConvNeXt-style blocks
+(depthwise 7x7 conv, LayerNorm, pointwise MLP) at 128x128 and 64x64, a few of them dilated so the
+receptive field covers large objects, and a cheap neck to 256 channels (1x1, LayerNorm, depthwise 3x3,
+1x1, LayerNorm) in place of SAM's dense 3x3 neck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .common import LayerNorm2d
+
+__all__ = ["ConvBlock", "DemoEncoder", "DemoEncoderConfig"]
+
+
+@dataclass(frozen=True)
+class DemoEncoderConfig:
+    """Hyper-parameters of :class:`DemoEncoder`.
+
+    Attributes:
+        stem_dim: channels after the stride-4 stem (256x256 grid for a 1024 input).
+        dims: channels of the stride-8 and stride-16 stages (128x128 and 64x64 grids).
+        depths: ConvNeXt blocks per stage.
+        dilations: dilation of each stride-16 block's depthwise conv (len == depths[1]).
+        mlp_ratio: hidden width of each block's pointwise MLP, relative to its channels.
+        out_chans: embedding channels (256, what the prompt encoder and mask decoder expect).
+    """
+
+    stem_dim: int = 32
+    dims: tuple[int, int] = (64, 128)
+    depths: tuple[int, int] = (2, 4)
+    dilations: tuple[int, ...] = (1, 2, 1, 3)
+    mlp_ratio: float = 2.0
+    out_chans: int = 256
+
+
+class ConvBlock(nn.Module):
+    """ConvNeXt block: depthwise 7x7 (optionally dilated) -> LayerNorm -> 1x1 MLP, residual.
+
+    (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, dim: int, mlp_ratio: float = 2.0, dilation: int = 1) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3 * dilation, dilation=dilation, groups=dim)
+        self.norm = LayerNorm2d(dim)
+        hidden = int(dim * mlp_ratio)
+        self.pwconv1 = nn.Conv2d(dim, hidden, 1)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Conv2d(hidden, dim, 1)
+        # a small learnable residual scale keeps the randomly initialised stack close to identity
+        self.gamma = nn.Parameter(torch.full((dim, 1, 1), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(self.dwconv(x)))))
+        return x + self.gamma * y
+
+
+class DemoEncoder(nn.Module):
+    """(B, 3, 1024, 1024) normalised resized-input frame -> (B, out_chans, 64, 64) embedding."""
+
+    def __init__(self, config: DemoEncoderConfig | None = None, img_size: int = 1024) -> None:
+        super().__init__()
+        cfg = config or DemoEncoderConfig()
+        if len(cfg.dilations) != cfg.depths[1]:
+            raise ValueError(
+                f"need one dilation per stride-16 block: {cfg.dilations} vs depth {cfg.depths[1]}"
+            )
+        self.img_size = img_size
+        d1, d2 = cfg.dims
+        # stride 4: the 1024 input of a 256-px scene is a 4x upsampling, so nothing is lost here
+        self.stem = nn.Sequential(nn.Conv2d(3, cfg.stem_dim, 4, stride=4), LayerNorm2d(cfg.stem_dim))
+        self.down1 = nn.Sequential(nn.Conv2d(cfg.stem_dim, d1, 2, stride=2), LayerNorm2d(d1))
+        self.stage1 = nn.Sequential(*(ConvBlock(d1, cfg.mlp_ratio) for _ in range(cfg.depths[0])))
+        self.down2 = nn.Sequential(nn.Conv2d(d1, d2, 2, stride=2), LayerNorm2d(d2))
+        self.stage2 = nn.Sequential(*(ConvBlock(d2, cfg.mlp_ratio, dilation=d) for d in cfg.dilations))
+        self.neck = nn.Sequential(
+            nn.Conv2d(d2, cfg.out_chans, 1, bias=False),
+            LayerNorm2d(cfg.out_chans),
+            nn.Conv2d(cfg.out_chans, cfg.out_chans, 3, padding=1, groups=cfg.out_chans, bias=False),
+            nn.Conv2d(cfg.out_chans, cfg.out_chans, 1, bias=False),
+            LayerNorm2d(cfg.out_chans),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (B, stem_dim, 256, 256)
+        x = self.stage1(self.down1(x))  # (B, d1, 128, 128)
+        x = self.stage2(self.down2(x))  # (B, d2, 64, 64)
+        return self.neck(x)  # (B, out_chans, 64, 64)

@@ -1,0 +1,209 @@
+"""A short training run lowers the loss; checkpoints resume; weights export; eval and CLI run end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clicksam.cli import main
+from clicksam.model import Sam
+from clicksam.train.data import frame_sample
+from clicksam.train.evaluate import EvalConfig, _noc, evaluate, format_table
+from clicksam.train.loop import TrainConfig, Trainer, build_model, export_weights, lr_at
+from clicksam.train.losses import mask_losses
+from clicksam.train.prompts import distance_to_boundary
+from clicksam.train.scenes import ProceduralScenes, Scene, SceneConfig
+
+
+class OneScene:
+    """A data source that always returns the same scene (to overfit it)."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> Scene:
+        return self.scene
+
+
+def _scene() -> Scene:
+    cfg = SceneConfig(long_side=256, min_objects=3, max_objects=3, composite_prob=0.0)
+    return ProceduralScenes(seed=5, config=cfg)[0]
+
+
+@torch.no_grad()
+def _fixed_loss(model: Sam, scene: Scene) -> float:
+    """Round-0 loss for a click at the centre of each object, with fixed weights (a deterministic probe)."""
+    model.eval()
+    sample = frame_sample(scene.image, scene.masks)
+    emb = model.image_encoder(model.preprocess(sample.image))
+    gt = sample.masks[:, 0].numpy() > 0.5
+    pts = []
+    for m in gt:
+        d = distance_to_boundary(m)
+        y, x = np.unravel_index(int(d.argmax()), d.shape)
+        pts.append([[x * 4.0, y * 4.0]])
+    coords = torch.tensor(pts)
+    sparse, dense = model.prompt_encoder(
+        points=(coords, torch.ones(len(pts), 1, dtype=torch.int)), boxes=None, masks=None
+    )
+    logits, iou_pred = model.mask_decoder(
+        image_embeddings=emb,
+        image_pe=model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=True,
+    )
+    terms = mask_losses(logits, sample.masks, iou_pred)
+    model.train()
+    return float(terms.mask.min(dim=1).values.mean() + terms.iou_mse.mean())
+
+
+@pytest.mark.slow
+def test_short_training_run_lowers_the_loss(tmp_path: Path) -> None:
+    scene = _scene()
+    cfg = TrainConfig(
+        model="vit_test",
+        seed=0,
+        steps=14,
+        lr=2e-3,
+        warmup_steps=2,
+        prompts_per_image=3,
+        max_rounds=2,
+        out_dir=str(tmp_path / "run"),
+        checkpoint_every_s=1e9,
+    )
+    trainer = Trainer(cfg, source=OneScene(scene))
+    before = _fixed_loss(trainer.model, scene)
+    results = trainer.run(progress=False)
+    after = _fixed_loss(trainer.model, scene)
+    assert len(results) == 14
+    assert after < 0.9 * before, (before, after)
+    assert all(np.isfinite(r.loss) for r in results)
+    assert {r.round for r in results} == {0, 1}
+    # the run left a resumable checkpoint and a log
+    assert (tmp_path / "run" / "last.pt").is_file()
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 14
+
+
+def test_steps_are_reproducible_and_resume(tmp_path: Path) -> None:
+    scene = _scene()
+    cfg = TrainConfig(
+        model="vit_test", steps=3, prompts_per_image=2, max_rounds=2, out_dir=str(tmp_path / "a")
+    )
+    a = Trainer(cfg, source=OneScene(scene))
+    ra = [a.train_step() for _ in range(2)]
+    a.save()
+    b = Trainer(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b")}), source=OneScene(scene))
+    rb = [b.train_step() for _ in range(2)]
+    assert [r.loss for r in ra if r] == pytest.approx([r.loss for r in rb if r], rel=1e-5)
+    # resume continues at the saved step with the saved weights
+    c = Trainer(cfg, source=OneScene(scene), resume=True)
+    assert c.step == 2
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(c.model.state_dict()[k], v)
+    with pytest.raises(RuntimeError, match="does not exist"):
+        Trainer(
+            TrainConfig(model="vit_test", out_dir=str(tmp_path / "none")), source=OneScene(scene), resume=True
+        )
+    other = TrainConfig(**{**cfg.__dict__, "seed": 1})
+    with pytest.raises(RuntimeError, match="seed"):
+        Trainer(other, source=OneScene(scene), resume=True)
+
+
+def test_frozen_encoder_does_not_move(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        model="vit_test",
+        steps=2,
+        prompts_per_image=2,
+        max_rounds=1,
+        freeze_image_encoder=True,
+        out_dir=str(tmp_path),
+    )
+    trainer = Trainer(cfg, source=OneScene(_scene()))
+    enc_before = {k: v.clone() for k, v in trainer.model.image_encoder.state_dict().items()}
+    dec_before = {k: v.clone() for k, v in trainer.model.mask_decoder.state_dict().items()}
+    trainer.train_step()
+    for k, v in trainer.model.image_encoder.state_dict().items():
+        torch.testing.assert_close(v, enc_before[k])
+    assert any(not torch.equal(v, dec_before[k]) for k, v in trainer.model.mask_decoder.state_dict().items())
+
+
+def test_lr_schedule_warms_up_and_decays() -> None:
+    cfg = TrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
+    assert lrs[-1] == pytest.approx(1e-4, rel=0.01)
+
+
+def test_fp16_export_loads_back_strictly(tmp_path: Path) -> None:
+    model = build_model("vit_test", seed=0)
+    path = export_weights(model, tmp_path / "w.pt")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    loaded = build_model("vit_test", checkpoint=path)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v, atol=2e-3, rtol=1e-3)
+
+
+def test_noc_and_eval_table() -> None:
+    ious = np.array([[0.5, 0.86, 0.95], [0.2, 0.3, 0.4], [0.91, 0.92, 0.93]])
+    assert _noc(ious, 0.85, 3) == pytest.approx((2 + 3 + 1) / 3)
+    assert _noc(ious, 0.90, 3) == pytest.approx((3 + 3 + 1) / 3)
+    metrics = evaluate(build_model("vit_test", seed=0), EvalConfig(images=1, max_clicks=3, seed=123))
+    assert metrics["instances"] >= 1 and metrics["max_clicks"] == 3
+    for key in ("miou@1", "miou@3", "miou@5", "box_miou"):
+        assert 0.0 <= float(metrics[key]) <= 1.0
+    assert 1.0 <= float(metrics["noc@90"]) <= 3.0
+    assert "| miou@1 |" in format_table(metrics)
+
+
+@pytest.mark.slow
+def test_cli_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--model",
+            "vit_test",
+            "--steps",
+            "2",
+            "--prompts-per-image",
+            "2",
+            "--out",
+            str(out),
+            "--export",
+            str(tmp_path / "w.pt"),
+            "--no-progress",
+        ]
+    )
+    assert code == 0 and (tmp_path / "w.pt").is_file()
+    assert json.loads((out / "config.json").read_text())["model"] == "vit_test"
+    code = main(
+        [
+            "eval",
+            "--model",
+            "vit_test",
+            "--checkpoint",
+            str(tmp_path / "w.pt"),
+            "--images",
+            "1",
+            "--max-clicks",
+            "2",
+            "--json",
+            str(tmp_path / "m.json"),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert "miou@1" in capsys.readouterr().out
+    assert set(json.loads((tmp_path / "m.json").read_text())) >= {"miou@1", "box_miou", "noc@90"}
+    assert main(["train", "--model", "nope", "--out", str(out), "--steps", "1"]) == 2

@@ -1,0 +1,159 @@
+"""``clicksam train`` and ``clicksam eval``: thin command lines over ``loop.Trainer`` and ``evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` and ``eval`` subcommands."""
+    from .loop import TrainConfig
+
+    d = TrainConfig()
+    tp = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a model with SAM's interactive recipe",
+        description=(
+            "Train a registry model (default: the small demo model) with SAM's loss (20*focal + dice, "
+            "IoU-head MSE) and simulated interactive prompts, on procedural scenes or a COCO instances "
+            "file. Checkpoints go to OUT/last.pt; --resume continues from there. See docs/training.md."
+        ),
+    )
+    tp.add_argument("--model", default=d.model, help="registry preset (demo, vit_t, vit_b, ...)")
+    tp.add_argument("--checkpoint", default=None, help="weights to start from (fine-tuning)")
+    tp.add_argument(
+        "--data", default=d.data, help="'scenes' for procedural scenes, or the path of a COCO instances JSON"
+    )
+    tp.add_argument(
+        "--image-dir", default=None, help="folder of the COCO images (default: the JSON's folder)"
+    )
+    tp.add_argument("--out", default=d.out_dir, help="run folder for last.pt, log.jsonl, config.json")
+    tp.add_argument("--seed", type=int, default=d.seed)
+    tp.add_argument("--steps", type=int, default=d.steps)
+    tp.add_argument(
+        "--time-limit-min", type=float, default=None, help="stop (with a checkpoint) after N minutes"
+    )
+    tp.add_argument("--lr", type=float, default=d.lr)
+    tp.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    tp.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    tp.add_argument("--prompts-per-image", type=int, default=d.prompts_per_image)
+    tp.add_argument("--max-rounds", type=int, default=d.max_rounds, help="interactive rounds per session")
+    tp.add_argument("--first-round-prob", type=float, default=d.first_round_prob)
+    tp.add_argument("--box-prob", type=float, default=d.box_prob)
+    tp.add_argument("--freeze-image-encoder", action="store_true", help="train prompt encoder + decoder only")
+    tp.add_argument("--checkpoint-every-s", type=float, default=d.checkpoint_every_s)
+    tp.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default 1)")
+    tp.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes")
+    tp.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tp.add_argument("--export", default=None, help="also write the final weights in fp16 to this .pt file")
+    tp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tp.set_defaults(func=_train)
+
+    ep = subparsers.add_parser(
+        "eval",
+        help="measure interactive segmentation quality (mIoU@1/3/5 clicks, box mIoU, NoC@85/90)",
+        description=(
+            "Simulate clicks (each at the centre of the larger error region) on a dataset and report "
+            "mIoU after 1, 3 and 5 clicks, box mIoU and NoC@85/90 (clicks needed to reach 85/90% IoU, "
+            "at most --max-clicks)."
+        ),
+    )
+    ep.add_argument("--model", default="demo", help="registry preset")
+    ep.add_argument(
+        "--checkpoint", default=None, help="weights (default: the demo model's shipped weights for 'demo')"
+    )
+    ep.add_argument(
+        "--data", default="scenes", help="'scenes' (held-out procedural set) or a COCO instances JSON"
+    )
+    ep.add_argument("--image-dir", default=None)
+    ep.add_argument("--seed", type=int, default=None, help="procedural set seed (default: the held-out seed)")
+    ep.add_argument("--images", type=int, default=100, help="number of images")
+    ep.add_argument("--max-clicks", type=int, default=20)
+    ep.add_argument("--threads", type=int, default=1)
+    ep.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    ep.add_argument("--no-progress", action="store_true")
+    ep.set_defaults(func=_eval)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .loop import TrainConfig, Trainer, TrainingError, export_weights
+
+    cfg = TrainConfig(
+        model=args.model,
+        init_checkpoint=args.checkpoint,
+        data=args.data,
+        image_dir=args.image_dir,
+        seed=args.seed,
+        steps=args.steps,
+        time_limit_min=args.time_limit_min,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        prompts_per_image=args.prompts_per_image,
+        max_rounds=args.max_rounds,
+        first_round_prob=args.first_round_prob,
+        box_prob=args.box_prob,
+        freeze_image_encoder=args.freeze_image_encoder,
+        checkpoint_every_s=args.checkpoint_every_s,
+        out_dir=args.out,
+        threads=args.threads,
+        bf16=args.bf16,
+        extra={"command": " ".join(["clicksam", *sys.argv[1:]])},
+    )
+    try:
+        trainer = Trainer(cfg, resume=args.resume)
+    except (TrainingError, ValueError, FileNotFoundError) as exc:
+        print(f"clicksam train: {exc}", file=sys.stderr)
+        return 2
+    results = trainer.run(progress=not args.no_progress)
+    tail = results[-50:]
+    if tail:
+        logger.info(
+            "stopped at step %d: mean loss %.4f, mean IoU %.3f over the last %d steps",
+            trainer.step,
+            sum(r.loss for r in tail) / len(tail),
+            sum(r.iou for r in tail) / len(tail),
+            len(tail),
+        )
+    if args.export:
+        path = export_weights(trainer.model, args.export)
+        logger.info("wrote fp16 weights to %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .evaluate import HELD_OUT_SEED, EvalConfig, evaluate, format_table
+    from .loop import TrainingError, build_model
+
+    torch.set_num_threads(args.threads)
+    try:
+        if args.checkpoint is None and args.model == "demo":
+            from clicksam.model import build_sam
+
+            model = build_sam("demo")
+        else:
+            model = build_model(args.model, args.checkpoint)
+    except (TrainingError, ValueError, RuntimeError) as exc:
+        print(f"clicksam eval: {exc}", file=sys.stderr)
+        return 2
+    cfg = EvalConfig(
+        data=args.data,
+        image_dir=args.image_dir,
+        seed=HELD_OUT_SEED if args.seed is None else args.seed,
+        images=args.images,
+        max_clicks=args.max_clicks,
+    )
+    metrics = evaluate(model, cfg, progress=not args.no_progress)
+    print(format_table(metrics))
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0

@@ -1,0 +1,419 @@
+"""The training loop: SAM's interactive training recipe for any registry model.
+
+One step takes one image, encodes it once, and simulates an interactive session for up to
+``prompts_per_image`` of its instances at once (the decoder runs the prompts as a batch on the shared
+embedding):
+
+- round 0: a point drawn uniformly inside each object, or (with ``box_prob``) its box with noise;
+  a single point is ambiguous, so the decoder gives its three multimask candidates and the mask loss
+  is taken on the best of them (the IoU head learns all three);
+- rounds 1..: a corrective click drawn from the error region of the previous prediction (positive in
+  a missed part, negative in a spilled one), added to the previous prompts, with the previous low-res
+  logits fed back as ``mask_input``; the decoder's single-mask output is used.
+
+To fit two shared CPU cores, each step back-propagates through one round only (round 0 with
+probability ``first_round_prob``, otherwise one of the later rounds uniformly); the rounds before it
+run without gradients, only to produce its clicks and mask input. Loss = 20 * focal + dice on the
+256x256 low-res logits + MSE between predicted and actual IoU. AdamW with linear warm-up and cosine
+decay; every step is a pure function of ``(seed, step)``, so a resumed run continues the same stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clicksam.model import MODEL_CONFIGS, Sam, build_sam
+from clicksam.model.build import SamConfig, build_sam_from_config
+
+from .data import FramedSample, InstanceSource, frame_sample
+from .losses import MaskLosses, mask_losses
+from .prompts import next_click, noisy_box, sample_point
+
+__all__ = [
+    "StepResult",
+    "TrainConfig",
+    "Trainer",
+    "build_model",
+    "export_weights",
+    "lr_at",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot start or resume; the message says what to change."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in its checkpoints and in ``demo.json``).
+
+    Attributes:
+        model: registry preset name (``demo``, ``vit_t``, ``vit_b``, ...).
+        init_checkpoint: weights to start from (fine-tuning), or None for a seeded random init.
+        data: ``"scenes"`` for procedural scenes, or the path of a COCO instances JSON.
+        image_dir: folder of the COCO images (default: the JSON's folder).
+        seed: seeds the model init and every step's randomness.
+        steps: optimiser steps; the cosine schedule spans them.
+        time_limit_min: stop early (with a checkpoint) after this many minutes; None for no limit.
+        lr: peak learning rate (AdamW).
+        min_lr_ratio: final learning rate as a fraction of ``lr``.
+        warmup_steps: linear warm-up length.
+        weight_decay: AdamW weight decay on matrices and conv kernels.
+        grad_clip: max global gradient norm.
+        prompts_per_image: objects prompted in parallel on one image embedding.
+        max_rounds: interactive rounds per simulated session (first prompt + corrective clicks).
+        first_round_prob: chance that the trained round is the first prompt.
+        box_prob: chance that the first prompt is a box rather than a point.
+        freeze_image_encoder: train only the prompt encoder and mask decoder.
+        checkpoint_every_s: seconds between checkpoints.
+        out_dir: where ``last.pt`` and ``log.jsonl`` go.
+        scene_long_side: long side of procedural scenes in pixels.
+        threads: torch CPU threads.
+        bf16: run forward passes under bfloat16 autocast (about 25% faster on CPUs with AVX512-BF16;
+            weights, optimiser and losses stay float32).
+    """
+
+    model: str = "demo"
+    init_checkpoint: str | None = None
+    data: str = "scenes"
+    image_dir: str | None = None
+    seed: int = 0
+    steps: int = 1000
+    time_limit_min: float | None = None
+    lr: float = 6e-4
+    min_lr_ratio: float = 0.02
+    warmup_steps: int = 50
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    prompts_per_image: int = 4
+    max_rounds: int = 6
+    first_round_prob: float = 0.4
+    box_prob: float = 0.5
+    freeze_image_encoder: bool = False
+    checkpoint_every_s: float = 180.0
+    out_dir: str = "runs/train"
+    scene_long_side: int = 256
+    threads: int = 1
+    bf16: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# the demo preset, used before (or without) its registry entry so a run can always build it
+def _demo_config() -> SamConfig:
+    from clicksam.model.demo_encoder import DemoEncoderConfig
+
+    return SamConfig("demo", DemoEncoderConfig())
+
+
+def build_model(name: str, checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
+    """A registry model, seeded-random or from ``checkpoint`` (strict load)."""
+    if name in MODEL_CONFIGS:
+        if checkpoint is not None:
+            return build_sam(name, checkpoint=checkpoint)
+        return build_sam(name, seed=seed)
+    if name == "demo":
+        model = build_sam_from_config(_demo_config(), seed=seed)
+        if checkpoint is not None:
+            from clicksam.model.build import load_checkpoint
+
+            load_checkpoint(model, checkpoint, model_name=name)
+        return model
+    raise TrainingError(f"unknown model {name!r}; choose one of {', '.join([*MODEL_CONFIGS, 'demo'])}")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """LR of ``step`` (0-based): linear warm-up to ``lr``, then cosine decay to ``min_lr_ratio * lr``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def export_weights(model: Sam, path: str | Path) -> Path:
+    """Save the model's state dict in fp16 (the form shipped in the package); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.detach().half() if v.is_floating_point() else v.detach()) for k, v in model.state_dict().items()
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class StepResult:
+    """What one training step measured."""
+
+    step: int
+    loss: float
+    focal: float
+    dice: float
+    iou_mse: float
+    iou: float
+    round: int
+    lr: float
+    seconds: float
+
+
+def make_source(cfg: TrainConfig) -> InstanceSource:
+    """The training data of ``cfg``: procedural scenes or a COCO file."""
+    if cfg.data == "scenes":
+        from .scenes import ProceduralScenes, SceneConfig
+
+        return ProceduralScenes(cfg.seed, SceneConfig(long_side=cfg.scene_long_side))
+    from .coco import CocoInstances
+
+    return CocoInstances(cfg.data, cfg.image_dir)
+
+
+class Trainer:
+    """Runs :class:`TrainConfig`; ``run()`` trains to the end (or the time limit) with checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, source: InstanceSource | None = None, resume: bool = False) -> None:
+        if cfg.prompts_per_image < 1 or cfg.max_rounds < 1 or cfg.steps < 1:
+            raise TrainingError("prompts_per_image, max_rounds and steps must all be >= 1")
+        self.cfg = cfg
+        torch.set_num_threads(cfg.threads)
+        self.out_dir = Path(cfg.out_dir)
+        self.source = source if source is not None else make_source(cfg)
+        self.model = build_model(cfg.model, cfg.init_checkpoint, seed=cfg.seed)
+        self.model.train()
+        if cfg.freeze_image_encoder:
+            self.model.image_encoder.requires_grad_(False)
+            self.model.image_encoder.eval()
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
+        for _, p in self.model.named_parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.999),
+        )
+        self.step = 0
+        if resume:
+            self._load(self.out_dir / "last.pt")
+        self.low_res = self.model.prompt_encoder.mask_input_size[0]
+        self.image_size = self.model.image_size
+        # low-res pixel -> resized-input frame, the same scaling apply_coords gives a scene's pixel
+        self.frame_scale = self.image_size / self.low_res
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write model + optimiser + step atomically (default ``out_dir/last.pt``)."""
+        path = path or self.out_dir / "last.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "config": json.dumps(asdict(self.cfg)),
+        }
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+        return path
+
+    def _load(self, path: Path) -> None:
+        if not path.is_file():
+            raise TrainingError(f"cannot resume: {path} does not exist (start without --resume)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = json.loads(state["config"])
+        for key in ("model", "data", "seed", "prompts_per_image"):
+            if saved.get(key) != getattr(self.cfg, key):
+                raise TrainingError(
+                    f"cannot resume {path}: it was trained with {key}={saved.get(key)!r}, not "
+                    f"{getattr(self.cfg, key)!r}"
+                )
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        logger.info("resumed %s at step %d", path, self.step)
+
+    # ------------------------------------------------------------------ one step
+
+    def _sample(self, rng: np.random.Generator) -> FramedSample | None:
+        n = len(self.source)
+        index = self.step if self.cfg.data == "scenes" else int(rng.integers(n))
+        item = self.source[index % n]
+        masks = item.masks
+        if masks.shape[0] == 0:
+            return None
+        k = min(self.cfg.prompts_per_image, masks.shape[0])
+        chosen = np.sort(rng.choice(masks.shape[0], size=k, replace=False))
+        framed = frame_sample(item.image, masks[chosen], self.image_size, self.low_res)
+        # an instance can vanish when a large image is brought down to the low-res frame
+        keep = framed.masks.flatten(1).sum(1) > 0
+        if not bool(keep.any()):
+            return None
+        framed.masks = framed.masks[keep]
+        framed.original_masks = framed.original_masks[keep.numpy()]
+        return framed
+
+    def _decode(
+        self,
+        embedding: torch.Tensor,
+        coords: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        points = (coords, labels) if coords is not None and labels is not None else None
+        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        logits, iou_pred = self.model.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        return logits, iou_pred
+
+    def train_step(self) -> StepResult | None:
+        """One optimiser step; None when the drawn image had no usable instance (the step still counts)."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, 0x7EA1, self.step])
+        lr = lr_at(self.step, cfg)
+        sample = self._sample(rng)
+        if sample is None:
+            self.step += 1
+            return None
+        targets = sample.masks  # (P, 1, L, L)
+        gt = targets[:, 0].numpy() > 0.5
+        valid = sample.valid.numpy()
+        p = targets.shape[0]
+        graded = (
+            0
+            if (cfg.max_rounds == 1 or rng.random() < cfg.first_round_prob)
+            else int(rng.integers(1, cfg.max_rounds))
+        )
+
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+        with torch.set_grad_enabled(not cfg.freeze_image_encoder), autocast:
+            embedding = self.model.image_encoder(self.model.preprocess(sample.image))  # (1, 256, 64, 64)
+
+        # first prompt: the same kind for all P objects, so their prompts batch into one decoder call
+        use_box = rng.random() < cfg.box_prob
+        coords: torch.Tensor | None = None
+        labels: torch.Tensor | None = None
+        boxes: torch.Tensor | None = None
+        if use_box:
+            box_list = [noisy_box(rng, gt[i], frame_scale=self.frame_scale) for i in range(p)]
+            boxes = torch.from_numpy(np.stack([b for b in box_list if b is not None])) * self.frame_scale
+        else:
+            pts = [sample_point(rng, gt[i]) for i in range(p)]
+            coords = torch.tensor([[pt] for pt in pts], dtype=torch.float32) * self.frame_scale  # (P, 1, 2)
+            labels = torch.ones((p, 1), dtype=torch.int)
+        mask_input: torch.Tensor | None = None
+        result: MaskLosses | None = None
+        for rnd in range(graded + 1):
+            multimask = rnd == 0 and not use_box
+            with torch.set_grad_enabled(rnd == graded), autocast:
+                emb = embedding if rnd == graded else embedding.detach()
+                logits, iou_pred = self._decode(emb, coords, labels, boxes, mask_input, multimask)
+            logits, iou_pred = logits.float(), iou_pred.float()
+            if rnd == graded:
+                result = mask_losses(logits, targets, iou_pred)
+                break
+            # feed back the candidate the user would see (highest predicted IoU), then click on its errors
+            best = iou_pred.argmax(dim=1)
+            chosen = logits[torch.arange(p), best][:, None].detach()  # (P, 1, L, L)
+            mask_input = chosen
+            pred = (chosen[:, 0] > self.model.mask_threshold).numpy() & valid
+            new_xy, new_label = [], []
+            for i in range(p):
+                click = next_click(rng, pred[i], gt[i], mode="sample")
+                if click is None:  # already exact: a padding point keeps the batch rectangular
+                    new_xy.append((0.0, 0.0))
+                    new_label.append(-1)
+                else:
+                    new_xy.append((click.x * self.frame_scale, click.y * self.frame_scale))
+                    new_label.append(click.label)
+            xy = torch.tensor(new_xy, dtype=torch.float32)[:, None]
+            lab = torch.tensor(new_label, dtype=torch.int)[:, None]
+            coords = xy if coords is None else torch.cat([coords, xy], dim=1)
+            labels = lab if labels is None else torch.cat([labels, lab], dim=1)
+        assert result is not None
+        # best-of-candidates mask loss for the ambiguous round, the IoU head on every candidate
+        mask_term, best_idx = result.mask.min(dim=1)
+        loss = mask_term.mean() + result.iou_mse.mean()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        pick = torch.arange(p)
+        out = StepResult(
+            step=self.step,
+            loss=float(loss.detach()),
+            focal=float(result.focal.detach()[pick, best_idx].mean()),
+            dice=float(result.dice.detach()[pick, best_idx].mean()),
+            iou_mse=float(result.iou_mse.mean().detach()),
+            iou=float(result.iou[pick, best_idx].mean()),
+            round=graded,
+            lr=lr,
+            seconds=time.perf_counter() - start,
+        )
+        self.step += 1
+        return out
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self, progress: bool = True) -> list[StepResult]:
+        """Train until ``cfg.steps`` (or the time limit); checkpoints to ``out_dir/last.pt``."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        log = (self.out_dir / "log.jsonl").open("a")
+        results: list[StepResult] = []
+        started = last_save = time.monotonic()
+        ema: dict[str, float] = {}
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, disable=not progress, dynamic_ncols=True, mininterval=5
+        )
+        try:
+            while self.step < cfg.steps:
+                res = self.train_step()
+                bar.update(1)
+                if res is not None:
+                    results.append(res)
+                    log.write(json.dumps(asdict(res)) + "\n")
+                    key = "iou0" if res.round == 0 else "iouN"
+                    for name, value in (("loss", res.loss), (key, res.iou)):
+                        ema[name] = value if name not in ema else 0.95 * ema[name] + 0.05 * value
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()}, refresh=False)
+                now = time.monotonic()
+                if now - last_save >= cfg.checkpoint_every_s:
+                    log.flush()
+                    self.save()
+                    last_save = now
+                if cfg.time_limit_min is not None and now - started >= cfg.time_limit_min * 60:
+                    logger.info("time limit of %.1f min reached at step %d", cfg.time_limit_min, self.step)
+                    break
+        finally:
+            bar.close()
+            log.close()
+            self.save()
+        return results
