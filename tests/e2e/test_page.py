@@ -297,3 +297,51 @@ def test_screenshots_saved(run: dict[str, Any]) -> None:
         assert path.exists()
         with Image.open(io.BytesIO(path.read_bytes())) as im:
             assert im.size[0] > 300
+
+
+@pytest.fixture(scope="module")
+def reference_predictor() -> Any:
+    """SamPredictor with the weights the server serves (the server's own model resolution)."""
+    import torch
+
+    from clicksam.model import SamPredictor
+    from clicksam.server.loading import load_model, resolve_model
+
+    torch.set_num_threads(1)
+    return SamPredictor(load_model(resolve_model(E2E_MODEL)))
+
+
+def reference_mask(predictor: Any, image: Image.Image, x: float, y: float, token: int) -> np.ndarray:
+    """The Python model's mask for one foreground click: mask token ``token`` (1..3 multimask)."""
+    predictor.set_image(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
+    masks, _, _ = predictor.predict(
+        point_coords=np.array([[x, y]], dtype=np.float32),
+        point_labels=np.array([1]),
+        multimask_output=True,
+    )
+    return np.asarray(masks[token - 1], dtype=bool)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@pytest.mark.parametrize("case", ["scene", "exif"])
+def test_page_mask_matches_the_python_model(run: dict[str, Any], reference_predictor: Any, case: str) -> None:
+    """The whole chain (orientation, click frames, fp16 embedding, ONNX decoder in the browser, crop and
+    upsampling) gives the mask the PyTorch model gives for the same click on the same upright image."""
+    if case == "scene":
+        state, coco_file, image_name = run["click"]["s"], run["export"]["coco"]["file"], "scene.png"
+        # the export was taken after switching candidates back to the best one
+        assert run["export"]["s"]["token"] == state["token"]
+    else:
+        state, coco_file, image_name = run["exif"]["s"], run["exif"]["coco"]["file"], "exif6.jpg"
+    (point,) = state["prompts"]["points"]
+    _, masks = coco_masks(Path(coco_file))
+    page = masks[-1]
+    with Image.open(Path(run["_images"]) / image_name) as im:
+        ref = reference_mask(reference_predictor, im, point["x"], point["y"], state["token"])
+    assert page.shape == ref.shape
+    assert 0 < ref.sum() < ref.size, "degenerate reference mask: the check would prove nothing"
+    assert iou(page, ref) > 0.95
