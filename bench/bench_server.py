@@ -130,12 +130,26 @@ class RawHttpClient:
         self.sock.close()
 
 
+def prepare_onnx_encoder(args: argparse.Namespace, cache_dir: Path) -> float:
+    """Export + verify the ONNX encoder into the server's cache folder, as ``clicksam serve`` would."""
+    from clicksam.server.cli import ensure_onnx_encoder
+    from clicksam.server.loading import load_model, resolve_model
+    from clicksam.server.onnx_encoder import encoder_dir
+
+    spec = resolve_model(args.model, None, 0, random_weights=True)
+    t0 = time.perf_counter()
+    if not ensure_onnx_encoder(load_model(spec), spec, encoder_dir(cache_dir, spec), threads=2):
+        raise RuntimeError("the ONNX encoder could not be exported and verified")
+    return round(time.perf_counter() - t0, 1)
+
+
 def start_server(args: argparse.Namespace, port: int, cache_dir: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
         CLICKSAM_MODEL=args.model,
         CLICKSAM_RANDOM_WEIGHTS="1",
         CLICKSAM_QUEUE_SIZE=str(args.queue_size),
+        CLICKSAM_ENCODER=args.encoder,
         CLICKSAM_CACHE_DIR=str(cache_dir),
         CLICKSAM_WEB_DIR=str(cache_dir / "no-web"),
     )
@@ -348,6 +362,9 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=20000, help="cap per client per fetch phase")
     parser.add_argument("--big-images", type=int, default=2, help="12 MP JPEGs to time end to end")
     parser.add_argument("--phase-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--encoder", choices=["torch", "onnxruntime"], default="torch", help="server's image encoder backend"
+    )
     parser.add_argument("--loop", default="uvloop")
     parser.add_argument("--http", default="httptools")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -361,6 +378,8 @@ def main() -> int:
         "http": args.http,
     }
     with tempfile.TemporaryDirectory(prefix="clicksam-bench-") as tmp:
+        if args.encoder == "onnxruntime":
+            results["onnx_export_s"] = prepare_onnx_encoder(args, Path(tmp))
         process = start_server(args, port, Path(tmp))
         try:
             results["startup_s"] = round(wait_ready(base, process, 300), 2)

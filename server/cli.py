@@ -212,12 +212,15 @@ def serve(args: argparse.Namespace) -> int:
         if sidecar_problem(directory, spec) is not None:
             sam = sam if sam is not None else load_model(spec)
             params = sum(p.numel() for p in sam.image_encoder.parameters())
-            if settings.encoder == "onnxruntime" or params < AUTO_MAX_PARAMS:
+            # auto: only real checkpoints of small encoders; random/demo weights start fast on PyTorch
+            if settings.encoder == "onnxruntime" or (
+                spec.checkpoint is not None and params < AUTO_MAX_PARAMS
+            ):
                 ensure_onnx_encoder(sam, spec, directory, threads=settings.resolved_torch_threads())
             else:
                 logger.info(
-                    "%s encoder has %.0fM parameters: PyTorch encoder (--encoder onnxruntime to export it)",
-                    spec.name, params / 1e6,
+                    "%s encoder (%.0fM parameters, %s): PyTorch (--encoder onnxruntime exports it to ONNX)",
+                    spec.name, params / 1e6, "checkpoint" if spec.checkpoint else "random weights",
                 )  # fmt: skip
     settings = settings.model_copy(update={"decoder_dir": decoder_dir})
     try:

@@ -22,8 +22,8 @@ SIDECAR_FILE = "encoder.json"
 SIDECAR_FORMAT = "clicksam-encoder"
 #: largest accepted difference to the PyTorch encoder's float32 output
 MAX_ABS_ERR = 1e-3
-#: "auto" uses ONNX Runtime below this many encoder parameters (ViT-T, ViT-B); bigger encoders export
-#: slowly to multi-GB files, so they stay on PyTorch unless the ONNX Runtime encoder is asked for
+#: "auto" exports checkpoints of encoders below this many parameters (ViT-T, ViT-B); bigger encoders
+#: export slowly to multi-GB files, so they stay on PyTorch unless the ONNX Runtime encoder is asked for
 AUTO_MAX_PARAMS = 100_000_000
 
 

@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     encoder: Literal["auto", "torch", "onnxruntime"] = Field(
         "auto",
         description="image encoder backend: onnxruntime runs a verified ONNX export of the encoder "
-        "(made once in <cache_dir>/encoders/, max abs err <= 1e-3 vs PyTorch); auto does so for encoders "
-        "under 100M parameters (vit_t, vit_b) and uses PyTorch otherwise",
+        "(made once in <cache_dir>/encoders/, max abs err <= 1e-3 vs PyTorch); auto does so for checkpoints "
+        "of encoders under 100M parameters (vit_t, vit_b) and uses PyTorch otherwise",
     )
     torch_threads: int = Field(
         0, ge=0, description="intra-op threads of the encoder (0: one per CPU core the process may use)"
