@@ -1,5 +1,6 @@
 """clicksam.model: a checkpoint-compatible Segment Anything (SAM ViT-B/L/H, MobileSAM ViT-T)."""
 
+from .automatic import SamAutomaticMaskGenerator
 from .build import (
     MODEL_CONFIGS,
     CheckpointError,
@@ -17,6 +18,7 @@ __all__ = [
     "CheckpointMismatchError",
     "ImageNotSetError",
     "Sam",
+    "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamPredictor",
     "UnknownModelError",

@@ -1,0 +1,633 @@
+"""``SamAutomaticMaskGenerator``: "segment everything" by prompting SAM with a grid of points.
+
+The algorithm and its options are SAM's: one foreground point per grid cell (per crop layer), the three
+multimask candidates of each point, kept when the predicted IoU is above ``pred_iou_thresh`` and the
+stability score (area of logits > threshold + offset over area of logits > threshold - offset, on the
+logits upsampled to the image) is at least ``stability_score_thresh``; masks touching an inner crop edge
+are dropped, duplicates removed by box NMS within each crop and then across crops (smaller crops win),
+and optionally small holes and islands are cleaned up before a last NMS.
+
+What differs is how the work is done, so that the records come out the same but much sooner:
+
+* The decoder runs in a factored form (:class:`_GridDecoder`). In the first transformer block the image
+  tokens are the same for every point, so their projections are computed once, not once per point; in
+  the attentions from tokens to image, the 7 tokens are projected into the image's channel space
+  instead of projecting all 4096 image tokens into the attention space (and likewise for the image's
+  queries against 7 token keys). The upscaling convolutions, the most expensive per-point step, only
+  run for points with at least one candidate above ``pred_iou_thresh``: the IoU prediction does not
+  need them.
+* Only candidates that pass the IoU filter are upsampled to full resolution (in small chunks, which
+  keeps memory flat), with SAM's exact resizes; the second resize is skipped when it is the identity.
+* RLE encoding and NMS are vectorised (:mod:`clicksam.model.amg`).
+
+Frames: ``point_coords`` in records are xy in original image pixels; ``bbox`` and ``crop_box`` are XYWH
+in original image pixels; the decoder sees points in the resized-input (1024) frame of their crop and
+returns logits in the 256x256 low-res frame of the padded input.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import amg, frames
+from .predictor import SamPredictor
+from .sam import Sam
+from .transformer import Attention, TwoWayAttentionBlock
+
+__all__ = ["OUTPUT_MODES", "EverythingError", "SamAutomaticMaskGenerator"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(points_done, points_total)`` after every decoder batch."""
+
+
+class EverythingError(ValueError):
+    """Invalid options or input for automatic mask generation."""
+
+
+# --------------------------------------------------------------------------------- factored decoder
+
+
+def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, N, C) -> (B, heads, N, C / heads)."""
+    b, n, c = x.shape
+    return x.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)
+
+
+def _weight_heads(linear: nn.Linear, num_heads: int) -> torch.Tensor:
+    """Weight (C_internal, C_in) of a projection split by output head: (heads, C_internal / heads, C_in)."""
+    w = linear.weight
+    return w.reshape(num_heads, w.shape[0] // num_heads, w.shape[1])
+
+
+class _GridDecoder:
+    """SAM's mask decoder for many single-point prompts on one image embedding, in factored form.
+
+    Mathematically the same as ``mask_decoder(...)`` with ``multimask_output`` (see the module
+    docstring); float results agree to rounding. Relies on the official attribute layout of the decoder
+    (``transformer.layers[i].cross_attn_token_to_image.q_proj`` and so on), which checkpoint
+    compatibility fixes.
+    """
+
+    def __init__(self, sam: Sam, image_embedding: torch.Tensor) -> None:
+        """
+        Args:
+            sam: the model.
+            image_embedding: (1, C, h, w) embedding of the (crop) image.
+        """
+        self.sam = sam
+        self.decoder = sam.mask_decoder
+        self.transformer = self.decoder.transformer
+        pe = sam.prompt_encoder
+        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        src = image_embedding + dense  # (1, C, h, w): the dense "no mask" prompt is the same for all
+        self.grid_hw = (src.shape[-2], src.shape[-1])
+        self.src = src.flatten(2).transpose(1, 2)  # (1, h*w, C)
+        self.pos = pe.get_dense_pe().flatten(2).transpose(1, 2)  # (1, h*w, C)
+        first = cast(TwoWayAttentionBlock, self.transformer.layers[0])
+        attn = first.cross_attn_token_to_image
+        k = self.src + self.pos
+        # the first block's image-side projections do not depend on the prompt: compute them once
+        self.first_t2i_k = _heads(attn.k_proj(k), attn.num_heads)  # (1, heads, h*w, d)
+        self.first_t2i_v = _heads(attn.v_proj(self.src), attn.num_heads)
+        i2t = first.cross_attn_image_to_token
+        self.first_i2t_q = _heads(i2t.q_proj(k), i2t.num_heads)  # (1, heads, h*w, d)
+
+    # ----- attention pieces
+
+    @staticmethod
+    def _token_to_image(
+        attn: Attention, q: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
+    ) -> torch.Tensor:
+        """Tokens (B, Nt, C) attend to per-point image tokens (B, HW, C) without projecting the image.
+
+        ``softmax(q K^T) V`` with ``K = k_in Wk^T + bk`` equals ``softmax((q Wk) k_in^T) (A v_in) Wv^T + bv``:
+        the key bias adds a constant per query row (softmax ignores it) and attention rows sum to 1.
+        """
+        h = attn.num_heads
+        qh = _heads(attn.q_proj(q), h)  # (B, h, Nt, d)
+        b, _, n, d = qh.shape
+        # heads folded into the token axis: a broadcast over heads would copy the image per head
+        qk = (qh @ _weight_heads(attn.k_proj, h)).reshape(b, h * n, -1)  # (B, h*Nt, C)
+        scores = (qk @ k_in.transpose(1, 2)) / math.sqrt(d)  # (B, h*Nt, HW)
+        av = scores.softmax(dim=-1) @ v_in  # (B, h*Nt, C)
+        wv = _weight_heads(attn.v_proj, h)  # (h, d, C)
+        out = av.reshape(b, h, n, -1) @ wv.transpose(1, 2) + attn.v_proj.bias.reshape(1, h, 1, d)
+        result: torch.Tensor = attn.out_proj(out.transpose(1, 2).reshape(b, n, h * d))  # (B, Nt, C)
+        return result
+
+    @staticmethod
+    def _token_to_shared_image(
+        attn: Attention, q: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor
+    ) -> torch.Tensor:
+        """Tokens (B, Nt, C) attend to the shared, already projected image keys/values (1, h, HW, d)."""
+        h = attn.num_heads
+        qh = _heads(attn.q_proj(q), h)  # (B, h, Nt, d)
+        b, _, n, d = qh.shape
+        # all prompts' tokens of a head side by side: (h, B*Nt, d) against one (h, HW, d) image
+        qf = qh.permute(1, 0, 2, 3).reshape(h, b * n, d)
+        a = (qf @ kh[0].transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1)  # (h, B*Nt, HW)
+        out = (a @ vh[0]).reshape(h, b, n, d).permute(1, 2, 0, 3).reshape(b, n, h * d)
+        result: torch.Tensor = attn.out_proj(out)
+        return result
+
+    @staticmethod
+    def _image_to_token(
+        attn: Attention, q_in: torch.Tensor | None, qh: torch.Tensor | None, k: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
+        """Image tokens attend to the prompt tokens (B, Nt, C): returns the update (B, HW, C).
+
+        Either ``qh`` (1, h, HW, d), queries already projected (first block), or ``q_in`` (B, HW, C), raw
+        image queries: then ``(q_in Wq^T + bq) K^T`` is computed as ``q_in (Wq^T K^T) + bq K^T`` (the
+        bias term varies along the softmax axis, so it stays). The output projection is folded into the
+        values: ``sum_h A_h (V_h Wo_h^T)``.
+        """
+        h = attn.num_heads
+        kh = _heads(attn.k_proj(k), h)  # (B, h, Nt, d)
+        vh = _heads(attn.v_proj(v), h)
+        d = kh.shape[-1]
+        b, _, nt, _ = kh.shape
+        if qh is not None:
+            hw = qh.shape[2]
+            kf = kh.permute(1, 3, 0, 2).reshape(h, d, b * nt)  # every prompt's keys side by side
+            scores = (qh[0] @ kf).reshape(h, hw, b, nt).permute(2, 0, 1, 3)  # (B, h, HW, Nt)
+        else:
+            assert q_in is not None
+            wq = _weight_heads(attn.q_proj, h)  # (h, d, C)
+            wk = wq.transpose(1, 2) @ kh.transpose(-1, -2)  # (B, h, C, Nt)
+            hw = q_in.shape[1]
+            scores = (q_in @ wk.permute(0, 2, 1, 3).reshape(b, -1, h * nt)).reshape(b, hw, h, nt)
+            scores = scores.permute(0, 2, 1, 3)  # (B, h, HW, Nt)
+            bias = attn.q_proj.bias.reshape(1, h, 1, d) @ kh.transpose(-1, -2)  # (B, h, 1, Nt)
+            scores = scores + bias
+        a = (scores / math.sqrt(d)).softmax(dim=-1)
+        wo = attn.out_proj.weight.reshape(-1, h, d).permute(1, 2, 0)  # (h, d, C)
+        vo = vh @ wo  # (B, h, Nt, C)
+        hw = a.shape[2]
+        out = a.permute(0, 2, 1, 3).reshape(b, hw, h * nt) @ vo.reshape(b, h * nt, -1)
+        return out + attn.out_proj.bias
+
+    # ----- the decoder
+
+    def transformer_forward(self, sparse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the two-way transformer for single-point prompts.
+
+        Args:
+            sparse: (B, M, C) sparse prompt embeddings.
+
+        Returns:
+            output tokens (B, Nt, C) and per-point image tokens (B, HW, C).
+        """
+        dec = self.decoder
+        out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat([out_tokens[None].expand(sparse.shape[0], -1, -1), sparse], dim=1)
+        query_pe = tokens
+        queries = tokens
+        keys: torch.Tensor | None = None  # None while the image tokens are still shared
+        for i, module in enumerate(self.transformer.layers):
+            layer = cast(TwoWayAttentionBlock, module)
+            if layer.skip_first_layer_pe:
+                queries = layer.self_attn(queries, queries, queries)
+            else:
+                q = queries + query_pe
+                queries = queries + layer.self_attn(q, q, queries)
+            queries = layer.norm1(queries)
+
+            q = queries + query_pe
+            if keys is None:
+                if i != 0:
+                    raise RuntimeError("shared image tokens only exist before the first block")
+                t2i = self._token_to_shared_image(
+                    layer.cross_attn_token_to_image, q, self.first_t2i_k, self.first_t2i_v
+                )
+            else:
+                t2i = self._token_to_image(layer.cross_attn_token_to_image, q, keys + self.pos, keys)
+            queries = layer.norm2(queries + t2i)
+            queries = layer.norm3(queries + layer.mlp(queries))
+
+            q = queries + query_pe
+            if keys is None:
+                upd = self._image_to_token(
+                    layer.cross_attn_image_to_token, None, self.first_i2t_q, q, queries
+                )
+                keys = layer.norm4(self.src + upd)
+            else:
+                upd = self._image_to_token(layer.cross_attn_image_to_token, keys + self.pos, None, q, queries)
+                keys = layer.norm4(keys + upd)
+        assert keys is not None
+        q = queries + query_pe
+        final = self._token_to_image(self.transformer.final_attn_token_to_image, q, keys + self.pos, keys)
+        queries = self.transformer.norm_final_attn(queries + final)
+        return queries, keys
+
+    def masks_for(
+        self, keys: torch.Tensor, mask_tokens_out: torch.Tensor, token_idx: torch.Tensor
+    ) -> torch.Tensor:
+        """Low-res logits of chosen mask tokens.
+
+        Args:
+            keys: (P, HW, C) image tokens of the P points that need masks.
+            mask_tokens_out: (P, T, C) mask token outputs of those points.
+            token_idx: (P, T) bool, which tokens of each point to produce.
+
+        Returns:
+            (K, 4h, 4w) logits in the low-res frame, K = token_idx.sum(), point-major order.
+        """
+        dec = self.decoder
+        p, _, c = keys.shape
+        h, w = self.grid_hw
+        upscaled = dec.output_upscaling(keys.transpose(1, 2).reshape(p, c, h, w))  # (P, C/8, 4h, 4w)
+        hyper = torch.stack(
+            [mlp(mask_tokens_out[:, t]) for t, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1
+        )  # (P, T, C/8), cheap
+        logits = hyper @ upscaled.flatten(2)  # (P, T, 16hw)
+        return logits[token_idx].reshape(-1, upscaled.shape[-2], upscaled.shape[-1])
+
+
+# ------------------------------------------------------------------------------------ upsampling
+
+
+def _upsample_logits(
+    low_res: torch.Tensor, image_size: int, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> torch.Tensor:
+    """Low-res logits (K, 256, 256) -> (K, H, W) in the original (crop) frame, as SAM postprocesses them.
+
+    The same two bilinear resizes as ``Sam.postprocess_masks`` (to the padded input, crop the image part,
+    to the original size), bit for bit; the second one is skipped when it is the identity (a resize to
+    the same size copies its input exactly), which is the case for every image whose long side is
+    ``image_size``.
+    """
+    x = F.interpolate(low_res[:, None], (image_size, image_size), mode="bilinear", align_corners=False)
+    x = x[..., : input_size[0], : input_size[1]]
+    if tuple(input_size) != tuple(original_size):
+        x = F.interpolate(x, original_size, mode="bilinear", align_corners=False)
+    return x[:, 0]
+
+
+# ---------------------------------------------------------------------------------- the generator
+
+
+@dataclass
+class _Masks:
+    """Kept masks of a crop or image, in concatenation order (SAM's order: point-major, token-minor)."""
+
+    rles: list[amg.RLE] = field(default_factory=list)
+    boxes: list[torch.Tensor] = field(default_factory=list)  # (n, 4) XYXY
+    iou_preds: list[torch.Tensor] = field(default_factory=list)
+    points: list[torch.Tensor] = field(default_factory=list)  # (n, 2) xy
+    stability: list[torch.Tensor] = field(default_factory=list)
+
+    def cat(self) -> dict[str, Any]:
+        def c(xs: list[torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+            return torch.cat(xs) if xs else torch.zeros(shape, dtype=dtype)
+
+        return {
+            "rles": list(self.rles),
+            "boxes": c(self.boxes, (0, 4), torch.int64),
+            "iou_preds": c(self.iou_preds, (0,), torch.float32),
+            "points": c(self.points, (0, 2), torch.float64),
+            "stability": c(self.stability, (0,), torch.float32),
+        }
+
+
+def _select(data: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
+    idx = keep.tolist()
+    out: dict[str, Any] = {k: v[keep] for k, v in data.items() if isinstance(v, torch.Tensor)}
+    out["rles"] = [data["rles"][i] for i in idx]
+    return out
+
+
+class SamAutomaticMaskGenerator:
+    """Masks for everything in an image, with the options and records of SAM's generator."""
+
+    def __init__(
+        self,
+        sam: Sam,
+        *,
+        points_per_side: int | None = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
+        min_mask_region_area: int = 0,
+        output_mode: str = "binary_mask",
+        upsample_chunk: int = 8,
+    ) -> None:
+        """
+        Args:
+            sam: the model (its decoder must have SAM's layout; any official checkpoint does).
+            points_per_side: grid points along each side of the image (layer 0); exclusive with
+                ``point_grids``.
+            points_per_batch: points decoded together (memory ~ 5 MB a point).
+            pred_iou_thresh: keep candidates whose predicted IoU is above this (0 disables).
+            stability_score_thresh: keep candidates whose stability score is at least this (0 disables).
+            stability_score_offset: logit offset of the stability score.
+            box_nms_thresh: box IoU above which NMS drops the lower-IoU duplicate within a crop.
+            crop_n_layers: extra layers of crops; layer i has (2**i)**2 crops.
+            crop_nms_thresh: box IoU for NMS across crops (smaller crops preferred).
+            crop_overlap_ratio: overlap of first-layer crops as a fraction of the short side.
+            crop_n_points_downscale_factor: layer i uses points_per_side / factor**i points a side.
+            point_grids: explicit (N, 2) xy grids in [0, 1], one per crop layer.
+            min_mask_region_area: if > 0, fill holes and remove islands smaller than this many pixels.
+            output_mode: ``"binary_mask"`` ((H, W) bool arrays), ``"uncompressed_rle"`` or ``"coco_rle"``
+                (``{"size": [H, W], "counts": str}``, JSON-ready).
+            upsample_chunk: candidates upsampled to full resolution at once (memory ~ 4*H*W bytes each).
+
+        Raises:
+            EverythingError: inconsistent or out-of-range options.
+        """
+        if (points_per_side is None) == (point_grids is None):
+            raise EverythingError("give exactly one of points_per_side and point_grids")
+        if output_mode not in OUTPUT_MODES:
+            raise EverythingError(
+                f"output_mode must be one of {', '.join(OUTPUT_MODES)}; got {output_mode!r}"
+            )
+        if points_per_batch < 1 or upsample_chunk < 1:
+            raise EverythingError("points_per_batch and upsample_chunk must be >= 1")
+        if crop_n_layers < 0 or crop_n_points_downscale_factor < 1:
+            raise EverythingError("crop_n_layers must be >= 0 and crop_n_points_downscale_factor >= 1")
+        for name, v in (
+            ("pred_iou_thresh", pred_iou_thresh),
+            ("stability_score_thresh", stability_score_thresh),
+            ("box_nms_thresh", box_nms_thresh),
+            ("crop_nms_thresh", crop_nms_thresh),
+        ):
+            if not 0.0 <= v <= 1.0:
+                raise EverythingError(f"{name} must lie in [0, 1], got {v}")
+        if not 0.0 <= crop_overlap_ratio < 1.0:
+            raise EverythingError(f"crop_overlap_ratio must lie in [0, 1), got {crop_overlap_ratio}")
+        if min_mask_region_area < 0:
+            raise EverythingError("min_mask_region_area must be >= 0")
+        if points_per_side is not None:
+            if points_per_side < 1:
+                raise EverythingError(f"points_per_side must be >= 1, got {points_per_side}")
+            if int(points_per_side / crop_n_points_downscale_factor**crop_n_layers) < 1:
+                raise EverythingError("the last crop layer would have no points: lower the downscale factor")
+            self.point_grids = amg.build_all_layer_point_grids(
+                points_per_side, crop_n_layers, crop_n_points_downscale_factor
+            )
+        else:
+            assert point_grids is not None
+            grids = [np.asarray(g, dtype=np.float64) for g in point_grids]
+            if len(grids) < crop_n_layers + 1 or any(g.ndim != 2 or g.shape[1] != 2 for g in grids):
+                raise EverythingError("point_grids needs one (N, 2) array per crop layer (crop_n_layers + 1)")
+            self.point_grids = grids
+        self.sam = sam
+        self.predictor = SamPredictor(sam)
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+        self.upsample_chunk = upsample_chunk
+        # counters of the last generate() call, for logs and benchmarks
+        self.stats: dict[str, int] = {}
+
+    # ------------------------------------------------------------------------------ public API
+
+    def total_points(self, image_size: tuple[int, int]) -> int:
+        """Number of point prompts :meth:`generate` will decode for an image of (H, W)."""
+        _, layers = amg.generate_crop_boxes(image_size, self.crop_n_layers, self.crop_overlap_ratio)
+        return sum(len(self.point_grids[i]) for i in layers)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        image: npt.NDArray[np.uint8],
+        *,
+        image_embedding: torch.Tensor | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[dict[str, Any]]:
+        """Masks for everything in an image.
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+            image_embedding: optional (1, C, 64, 64) embedding of the whole image (e.g. from a cache);
+                crops are always encoded here.
+            progress: called as ``progress(points_done, points_total)``.
+
+        Returns:
+            records with ``segmentation`` (per ``output_mode``), ``area`` (int pixels), ``bbox`` (XYWH),
+            ``predicted_iou``, ``point_coords`` ([[x, y]] original pixels), ``stability_score`` and
+            ``crop_box`` (XYWH), in SAM's order.
+
+        Raises:
+            EverythingError: the image is not HxWx3 uint8 or an embedding has the wrong shape.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+            raise EverythingError(
+                f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}"
+            )
+        orig_size = (int(image.shape[0]), int(image.shape[1]))
+        if image_embedding is not None and (image_embedding.ndim != 4 or image_embedding.shape[0] != 1):
+            raise EverythingError(f"image_embedding must be (1, C, h, w), got {tuple(image_embedding.shape)}")
+        self.stats = dict.fromkeys(("points", "candidates", "upscaled_points", "upsampled", "kept"), 0)
+        crop_boxes, layer_idxs = amg.generate_crop_boxes(
+            orig_size, self.crop_n_layers, self.crop_overlap_ratio
+        )
+        total = sum(len(self.point_grids[i]) for i in layer_idxs)
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            if progress is not None:
+                progress(done[0], total)
+
+        parts: list[dict[str, Any]] = []
+        for crop_box, layer in zip(crop_boxes, layer_idxs, strict=True):
+            embedding = image_embedding if crop_box == [0, 0, orig_size[1], orig_size[0]] else None
+            parts.append(self._process_crop(image, crop_box, layer, orig_size, embedding, step))
+        data: dict[str, Any] = {
+            "rles": [r for p in parts for r in p["rles"]],
+            **{k: torch.cat([p[k] for p in parts]) for k in parts[0] if k != "rles"},
+        }
+        if len(crop_boxes) > 1 and len(data["rles"]) > 0:
+            # prefer masks from smaller crops
+            scores = 1 / amg.box_area(data["crop_boxes"])
+            data = _select(data, amg.nms(data["boxes"].float(), scores, self.crop_nms_thresh))
+        if self.min_mask_region_area > 0:
+            data = self._postprocess_small_regions(data)
+        self.stats["kept"] = len(data["rles"])
+        logger.debug("everything: %s", self.stats)
+        return self._records(data)
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _process_crop(
+        self,
+        image: npt.NDArray[np.uint8],
+        crop_box: list[int],
+        layer: int,
+        orig_size: tuple[int, int],
+        embedding: torch.Tensor | None,
+        step: Callable[[int], None],
+    ) -> dict[str, Any]:
+        x0, y0, x1, y1 = crop_box
+        crop = image[y0:y1, x0:x1, :]
+        crop_size = (int(crop.shape[0]), int(crop.shape[1]))
+        long_side = self.sam.image_size
+        if embedding is None:
+            self.predictor.set_image(crop)
+            features = self.predictor.features
+            assert features is not None
+            embedding = features
+            self.predictor.reset_image()
+        input_size = frames.get_preprocess_shape(crop_size[0], crop_size[1], long_side)
+        decoder = _GridDecoder(self.sam, embedding.to(self.sam.device))
+
+        points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]  # xy in crop pixels
+        acc = _Masks()
+        for start in range(0, len(points), self.points_per_batch):
+            batch = points[start : start + self.points_per_batch]
+            self._process_batch(decoder, batch, crop_size, input_size, crop_box, orig_size, acc)
+            step(len(batch))
+        data = acc.cat()
+        data["stability"] = data["stability"].float()
+        if len(data["rles"]):
+            data = _select(data, amg.nms(data["boxes"].float(), data["iou_preds"], self.box_nms_thresh))
+        data["boxes"] = amg.uncrop_boxes_xyxy(data["boxes"], crop_box)
+        data["points"] = amg.uncrop_points(data["points"], crop_box)
+        data["crop_boxes"] = torch.tensor([crop_box] * len(data["rles"]), dtype=torch.int64).reshape(-1, 4)
+        return data
+
+    def _process_batch(
+        self,
+        decoder: _GridDecoder,
+        points: npt.NDArray[np.float64],
+        crop_size: tuple[int, int],
+        input_size: tuple[int, int],
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+        acc: _Masks,
+    ) -> None:
+        sam = self.sam
+        n = len(points)
+        self.stats["points"] += n
+        coords = torch.as_tensor(frames.apply_coords(points, crop_size, sam.image_size), dtype=torch.float32)
+        labels = torch.ones(n, 1, dtype=torch.int)
+        sparse, _ = sam.prompt_encoder(points=(coords[:, None, :], labels), boxes=None, masks=None)
+        tokens, keys = decoder.transformer_forward(sparse)
+        iou_all = sam.mask_decoder.iou_prediction_head(tokens[:, 0])  # (B, 1 + 3)
+        iou = iou_all[:, 1:]  # the three multimask candidates
+        # filter by predicted IoU before any mask exists: it needs no upscaling
+        cand = (
+            iou > self.pred_iou_thresh
+            if self.pred_iou_thresh > 0.0
+            else torch.ones_like(iou, dtype=torch.bool)
+        )
+        self.stats["candidates"] += int(cand.sum())
+        pts = cand.any(dim=1).nonzero().squeeze(1)
+        if len(pts) == 0:
+            return
+        self.stats["upscaled_points"] += len(pts)
+        token_sel = torch.zeros(len(pts), iou_all.shape[1], dtype=torch.bool)
+        token_sel[:, 1:] = cand[pts]
+        mask_tokens = tokens[pts, 1 : 1 + iou_all.shape[1]]
+        low_res = decoder.masks_for(keys[pts], mask_tokens, token_sel)  # (K, 256, 256)
+        del keys
+        point_of, token_of = cand.nonzero(as_tuple=True)  # point-major, as SAM flattens
+        iou_k = iou[point_of, token_of]
+        pts_k = torch.as_tensor(points)[point_of]
+
+        thr, off = sam.mask_threshold, self.stability_score_offset
+
+        orig_h, orig_w = orig_size
+        for s in range(0, len(low_res), self.upsample_chunk):
+            chunk = low_res[s : s + self.upsample_chunk]
+            self.stats["upsampled"] += len(chunk)
+            logits = _upsample_logits(chunk, sam.image_size, input_size, crop_size)  # (k, h, w) crop px
+            stab = amg.calculate_stability_score(logits, thr, off)
+            keep = (
+                stab >= self.stability_score_thresh
+                if self.stability_score_thresh > 0.0
+                else torch.ones_like(stab, dtype=torch.bool)
+            )
+            if not keep.any():
+                continue
+            masks = logits[keep] > thr
+            boxes = amg.batched_mask_to_box(masks)
+            inner = ~amg.is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
+            if not inner.any():
+                continue
+            masks, boxes = masks[inner], boxes[inner]
+            sel = keep.nonzero().squeeze(1)[inner]
+            acc.rles.extend(amg.mask_to_rle(amg.uncrop_masks(masks, crop_box, orig_h, orig_w)))
+            acc.boxes.append(boxes)
+            acc.iou_preds.append(iou_k[s : s + self.upsample_chunk][sel])
+            acc.points.append(pts_k[s : s + self.upsample_chunk][sel])
+            acc.stability.append(stab[sel])
+
+    def _postprocess_small_regions(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Fill small holes, remove small islands, then NMS preferring masks that did not change."""
+        if len(data["rles"]) == 0:
+            return data
+        area = self.min_mask_region_area
+        masks, scores = [], []
+        for rle in data["rles"]:
+            mask = amg.rle_to_mask(rle)
+            mask, changed_holes = amg.remove_small_regions(mask, area, "holes")
+            mask, changed_islands = amg.remove_small_regions(mask, area, "islands")
+            masks.append(torch.as_tensor(mask))
+            scores.append(0.0 if changed_holes or changed_islands else 1.0)
+        stacked = torch.stack(masks)
+        boxes = amg.batched_mask_to_box(stacked)
+        keep = amg.nms(boxes.float(), torch.tensor(scores), max(self.box_nms_thresh, self.crop_nms_thresh))
+        for i in keep.tolist():
+            if scores[i] == 0.0:
+                data["rles"][i] = amg.mask_to_rle(stacked[i : i + 1])[0]
+                data["boxes"][i] = boxes[i]
+        return _select(data, keep)
+
+    def _records(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        boxes = amg.box_xyxy_to_xywh(data["boxes"]).tolist()
+        crops = amg.box_xyxy_to_xywh(data["crop_boxes"]).tolist()
+        ious = data["iou_preds"].tolist()
+        stab = data["stability"].tolist()
+        points = data["points"].tolist()
+        records = []
+        for i, rle in enumerate(data["rles"]):
+            seg: Any
+            if self.output_mode == "coco_rle":
+                seg = amg.coco_encode_rle(rle)
+            elif self.output_mode == "binary_mask":
+                seg = amg.rle_to_mask(rle)
+            else:
+                seg = rle
+            records.append(
+                {
+                    "segmentation": seg,
+                    "area": amg.area_from_rle(rle),
+                    "bbox": boxes[i],
+                    "predicted_iou": ious[i],
+                    "point_coords": [points[i]],
+                    "stability_score": stab[i],
+                    "crop_box": crops[i],
+                }
+            )
+        return records

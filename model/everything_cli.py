@@ -1,0 +1,204 @@
+"""``clicksam everything IMAGE... --out DIR``: automatic masks for whole images, as PNGs and/or COCO JSON.
+
+PNG output: ``DIR/<image stem>/mask_000.png`` ... (8-bit, 255 inside the mask), largest mask first, and
+``DIR/<image stem>/masks.csv`` with one row of metadata per PNG. COCO output: one ``DIR/everything.json``
+with ``images``, ``annotations`` (compressed RLE ``segmentation``, ``area``, ``bbox`` XYWH, ``score`` =
+predicted IoU, plus SAM's ``predicted_iou``, ``stability_score``, ``point_coords`` and ``crop_box``) and a
+single category ``object``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: generator options exposed as flags: (flag name, type, help)
+_OPTIONS: tuple[tuple[str, type, str], ...] = (
+    ("points_per_side", int, "grid points along each side of the image"),
+    ("points_per_batch", int, "points decoded together (memory ~5 MB each)"),
+    ("pred_iou_thresh", float, "keep masks whose predicted IoU is above this"),
+    ("stability_score_thresh", float, "keep masks whose stability score is at least this"),
+    ("stability_score_offset", float, "logit offset of the stability score"),
+    ("box_nms_thresh", float, "box IoU above which duplicates are removed"),
+    ("crop_n_layers", int, "extra layers of image crops (0: whole image only)"),
+    ("crop_nms_thresh", float, "box IoU for duplicates across crops"),
+    ("crop_overlap_ratio", float, "overlap of first-layer crops, fraction of the short side"),
+    ("crop_n_points_downscale_factor", int, "points per side shrink by this factor per crop layer"),
+    ("min_mask_region_area", int, "fill holes / remove islands smaller than this many pixels"),
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``everything`` subcommand."""
+    p = subparsers.add_parser(
+        "everything",
+        help="segment everything in images (automatic masks) and write PNGs and/or COCO JSON",
+        description="Prompt SAM with a grid of points and keep the confident, stable, non-duplicate masks "
+        "(SAM's automatic mask generator). Defaults are SAM's.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.add_argument("--format", choices=("png", "coco", "both"), default="both", help="what to write")
+    p.add_argument(
+        "--model", default="vit_b", metavar="NAME", help="vit_b, vit_l, vit_h, vit_t (default vit_b)"
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help="checkpoint file (default: the verified one from 'clicksam weights download NAME')",
+    )
+    p.add_argument(
+        "--random-weights",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="use seeded random weights instead of a checkpoint (for trying the pipeline; masks are noise)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name, typ, help_text in _OPTIONS:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_text)
+    p.set_defaults(func=run)
+
+
+def _load_image(path: Path) -> Any:
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            upright = ImageOps.exif_transpose(im)
+            return np.array(upright.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{path}: cannot read it as an image ({exc})") from exc
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, i = path.stem or "image", 1
+    name = stem
+    while name in used:
+        i += 1
+        name = f"{stem}_{i}"
+    used.add(name)
+    return name
+
+
+def _write_pngs(records: list[dict[str, Any]], folder: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from clicksam.model import amg
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "masks.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["file", "area", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "predicted_iou", "stability_score",
+             "point_x", "point_y", "crop_x", "crop_y", "crop_w", "crop_h"]
+        )  # fmt: skip
+        for i, rec in enumerate(sorted(records, key=lambda r: -r["area"])):
+            name = f"mask_{i:03d}.png"
+            mask = amg.rle_to_mask(rec["segmentation"])
+            Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(folder / name)
+            writer.writerow(
+                [name, rec["area"], *rec["bbox"], f"{rec['predicted_iou']:.6f}",
+                 f"{rec['stability_score']:.6f}", *rec["point_coords"][0], *rec["crop_box"]]
+            )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the generator on every image; returns the exit code (2 for bad input)."""
+    import torch
+    from tqdm import tqdm
+
+    from clicksam.model import CheckpointError, UnknownModelError, build_sam, weights
+    from clicksam.model.automatic import EverythingError, SamAutomaticMaskGenerator
+
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    paths = [Path(p) for p in args.images]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        logger.error("no such image file: %s", ", ".join(missing))
+        return 2
+    if args.random_weights is not None:
+        checkpoint = None
+    elif args.checkpoint is not None:
+        checkpoint = Path(args.checkpoint)
+    else:
+        try:
+            checkpoint = weights.find_checkpoint(args.model)
+        except weights.UnknownWeightsError as exc:
+            logger.error("%s", exc)
+            return 2
+        if checkpoint is None:
+            logger.error(
+                "no checkpoint for %s: run 'clicksam weights download %s', pass --checkpoint PATH, "
+                "or --random-weights SEED to try the pipeline",
+                args.model,
+                args.model,
+            )
+            return 2
+    options = {name: getattr(args, name) for name, _, _ in _OPTIONS if getattr(args, name) is not None}
+    try:
+        sam = build_sam(args.model, checkpoint, seed=args.random_weights).eval()
+        generator = SamAutomaticMaskGenerator(sam, output_mode="uncompressed_rle", **options)
+    except (EverythingError, UnknownModelError, CheckpointError, OSError) as exc:
+        logger.error("%s", exc)
+        return 2
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    coco: dict[str, Any] = {
+        "info": {"description": f"clicksam everything ({args.model})"},
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "object"}],
+    }
+    used: set[str] = set()
+    from clicksam.model import amg
+
+    for image_id, path in enumerate(paths, start=1):
+        try:
+            image = _load_image(path)
+        except ValueError as exc:
+            logger.error("%s", exc)
+            return 2
+        total = generator.total_points(image.shape[:2])
+        with tqdm(total=total, desc=path.name, unit="pt", disable=args.quiet) as bar:
+            records = generator.generate(image, progress=lambda done, _total: bar.update(done - bar.n))
+        stem = _unique_stem(path, used)
+        if args.format in ("png", "both"):
+            _write_pngs(records, out / stem)
+        coco["images"].append(
+            {"id": image_id, "file_name": path.name, "height": image.shape[0], "width": image.shape[1]}
+        )
+        for rec in records:
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "segmentation": amg.coco_encode_rle(rec["segmentation"]),
+                    "area": rec["area"],
+                    "bbox": rec["bbox"],
+                    "score": rec["predicted_iou"],
+                    "predicted_iou": rec["predicted_iou"],
+                    "stability_score": rec["stability_score"],
+                    "point_coords": rec["point_coords"],
+                    "crop_box": rec["crop_box"],
+                }
+            )
+        logger.info("%s: %d masks", path, len(records))
+    if args.format in ("coco", "both"):
+        (out / "everything.json").write_text(json.dumps(coco))
+        logger.info("wrote %s", out / "everything.json")
+    return 0
