@@ -1,12 +1,13 @@
 // The page controller: image loading, prompts and their history, decoding, candidates, objects and
 // exports. UI modules draw and report input; this module decides.
 
-import { ApiError, type EmbeddingMeta, type ServerConfig, embeddingUrl, getConfig, getManifestJson, postEmbedding } from './api';
+import { ApiError, type EmbeddingMeta, type ServerConfig, embeddingUrl, getConfig, getManifestJson, postEmbedding, postEverything } from './api';
 import { DecoderClient } from './decoder';
 import type { DecodeReply } from './protocol';
 import { type Geometry, type Point, type Size, makeGeometry, preprocessShape } from './frames';
 import { type DecoderManifest, type DecoderVariant, embeddingDtype, embeddingMismatch, parseManifest } from './manifest';
-import { type Rgba, logitsToMask, maskStats, paintLayers, tokenPlane } from './mask';
+import { type Rgba, labelMap, logitsToMask, maskStats, maskToLowResLogits, paintLabels, paintLayers, paintOver, resampleNearest, tokenPlane } from './mask';
+import { decodeRle } from './rle';
 import { EMPTY, History, LABEL, type PromptBox, type PromptState, addPoint, isEmpty, isSingleClick, promptToFeeds, removePoint, setBox } from './prompts';
 import {
   type ExportKind,
@@ -54,9 +55,29 @@ interface Snapshot {
 
 interface LoadedImage {
   readonly name: string;
+  /** What was sent to the server (the file, or its downscaled copy). */
+  readonly upload: { readonly blob: Blob; readonly name: string };
   readonly bitmap: ImageBitmap;
   readonly meta: EmbeddingMeta;
   readonly geom: Geometry;
+}
+
+interface EverythingMask {
+  /** (H, W) 0/1 at the original resolution. */
+  readonly mask: Uint8Array;
+  readonly area: number;
+  readonly iou: number;
+  /** The grid point that produced it, original px. */
+  readonly point: Point;
+  readonly color: Rgba;
+}
+
+interface Everything {
+  readonly masks: EverythingMask[];
+  /** Original-size label map (index of the smallest mask per pixel, -1 none). */
+  readonly labels: Int32Array;
+  display: { size: Size; labels: Int32Array } | null;
+  hover: number;
 }
 
 interface SavedObject {
@@ -117,6 +138,10 @@ export class App {
   private decodeCount = 0;
   private imagesLoaded = 0;
   private lastExport: { name: string; bytes: number } | null = null;
+  /** Segment-everything result for the current image, and whether it is shown. */
+  private everything: Everything | null = null;
+  private everythingShown = false;
+  private everythingBusy = false;
 
   constructor(private readonly els: AppElements) {
     this.bar = new StatusBar(els.status, els.error);
@@ -220,6 +245,7 @@ export class App {
     b.exportCutout.addEventListener('click', () => void this.export('cutout'));
     b.exportObjects.addEventListener('click', () => void this.export('objects'));
     b.exportCoco.addEventListener('click', () => void this.export('coco'));
+    b.everything.addEventListener('click', () => void this.toggleEverything());
   }
 
   /**
@@ -243,6 +269,8 @@ export class App {
     this.image = null;
     this.resetPrompts();
     this.objects = [];
+    this.everything = null;
+    this.everythingShown = false;
     this.renderObjects();
     this.stage.setImage(bitmap);
     this.updateButtons();
@@ -269,7 +297,7 @@ export class App {
         originalSize: [bitmap.height, bitmap.width],
       });
       if (seq !== this.loadSeq) return;
-      this.image = { name, bitmap, meta, geom };
+      this.image = { name, upload: { blob, name: uploadName }, bitmap, meta, geom };
       this.embeddingReady = true;
       this.imagesLoaded++;
       this.updateStatus(`Ready: ${meta.cached ? 'cached embedding' : `encoded in ${Math.round(meta.encode_ms)} ms`}. Click the object.`);
@@ -308,6 +336,13 @@ export class App {
   // ---------------------------------------------------------------- prompts
 
   private addPoint(p: Point, label: 0 | 1, t: number): void {
+    if (this.everythingShown && this.everything && isEmpty(this.prompts) && label === 1) {
+      const idx = this.everythingAt(p);
+      if (idx >= 0) {
+        this.pickEverything(idx, t);
+        return;
+      }
+    }
     const next = addPoint(this.prompts, { x: p.x, y: p.y, label: label === 1 ? LABEL.foreground : LABEL.background });
     void this.commit(next, { push: true, refine: this.refine && this.history.current.result !== null, point: true, t });
   }
@@ -413,6 +448,14 @@ export class App {
 
   private async hoverAt(p: Point | null): Promise<void> {
     const seq = ++this.hoverSeq;
+    if (this.everythingShown && this.everything && isEmpty(this.prompts)) {
+      const idx = p ? this.everythingAt(p) : -1;
+      if (idx !== this.everything.hover) {
+        this.everything.hover = idx;
+        this.schedulePaint();
+      }
+      return;
+    }
     if (!p || !this.image || !this.embeddingReady || !isEmpty(this.prompts)) {
       if (this.hover) {
         this.hover = null;
@@ -471,6 +514,16 @@ export class App {
     const r = this.history.current.result;
     if (r && !isEmpty(this.prompts)) layers.push({ mask: logitsToMask(r.lowRes, r.token, img.geom, size, thr), color: CURRENT_COLOR });
     else if (this.hover) layers.push({ mask: logitsToMask(this.hover.lowRes, this.hover.token, img.geom, size, thr), color: HOVER_COLOR });
+    const ev = this.everythingShown ? this.everything : null;
+    if (ev) {
+      if (!ev.display || ev.display.size.w !== size.w || ev.display.size.h !== size.h) {
+        ev.display = { size, labels: resampleNearest(ev.labels, img.geom.original, size, (n) => new Int32Array(n)) };
+      }
+      const base = paintLabels(ev.display.labels, size, ev.masks.map((m) => m.color), ev.hover);
+      for (const l of layers) paintOver(base, l.mask, l.color);
+      this.stage.drawOverlay(base);
+      return;
+    }
     this.stage.drawOverlay(layers.length ? paintLayers(size, layers) : null);
   }
 
@@ -515,7 +568,106 @@ export class App {
     b.exportCutout.disabled = !anything;
     b.exportObjects.disabled = !anything;
     b.exportCoco.disabled = !(hasMask || this.objects.length > 0);
-    b.everything.disabled = true; // segment-everything UI: not built yet
+    b.everything.disabled = !ready || this.everythingBusy;
+    b.everything.setAttribute('aria-pressed', String(this.everythingShown));
+    b.exportCoco.disabled = b.exportCoco.disabled && !(this.everythingShown && this.everything);
+  }
+
+  // ---------------------------------------------------------------- everything
+
+  /** Show (fetching once per image) or hide SAM's automatic masks for the whole image. */
+  private async toggleEverything(): Promise<void> {
+    const img = this.image;
+    if (!img || this.everythingBusy) return;
+    if (this.everythingShown) {
+      this.everythingShown = false;
+      this.updateButtons();
+      this.schedulePaint();
+      return;
+    }
+    if (!this.everything) {
+      this.everythingBusy = true;
+      this.updateButtons();
+      const t0 = performance.now();
+      const timer = window.setInterval(() => this.bar.status(`Segmenting everything on the server… ${((performance.now() - t0) / 1000).toFixed(1)} s`), 100);
+      try {
+        const res = await postEverything(img.upload.blob, img.upload.name);
+        if (img !== this.image) return;
+        this.everything = this.buildEverything(res.masks.map((m) => ({ rle: m.segmentation, iou: m.predicted_iou, point: m.point_coords[0] ?? [0, 0] })), res.original_size, img);
+        this.updateStatus(`${this.everything.masks.length} masks in ${((performance.now() - t0) / 1000).toFixed(1)} s: hover to see one, click to select it.`);
+      } catch (e) {
+        this.showError(e);
+        return;
+      } finally {
+        clearInterval(timer);
+        this.everythingBusy = false;
+        this.updateButtons();
+      }
+    }
+    this.everythingShown = true;
+    this.updateButtons();
+    this.schedulePaint();
+  }
+
+  /**
+   * Decode the server's RLE masks (in the frame of the uploaded image, which may be a downscaled
+   * copy) to the original resolution, with colours and the label map used for hover and click.
+   */
+  private buildEverything(
+    records: ReadonlyArray<{ rle: { size: [number, number]; counts: string }; iou: number; point: [number, number] }>,
+    serverSize: [number, number],
+    img: LoadedImage,
+  ): Everything {
+    const orig = img.geom.original;
+    const from = { w: serverSize[1], h: serverSize[0] };
+    const same = from.w === orig.w && from.h === orig.h;
+    const masks = records.map((r, i): EverythingMask => {
+      const m = decodeRle(r.rle);
+      const mask = same ? m : resampleNearest(m, from, orig, (n) => new Uint8Array(n));
+      const c = PALETTE[i % PALETTE.length]!;
+      return {
+        mask,
+        area: mask.reduce((a, b) => a + b, 0),
+        iou: r.iou,
+        point: { x: (r.point[0] * orig.w) / from.w, y: (r.point[1] * orig.h) / from.h },
+        color: [c[0], c[1], c[2], 120],
+      };
+    });
+    return { masks, labels: labelMap(masks.map((m) => m.mask), orig.w * orig.h), display: null, hover: -1 };
+  }
+
+  private everythingAt(p: Point): number {
+    const ev = this.everything;
+    const img = this.image;
+    if (!ev || !img) return -1;
+    const { w, h } = img.geom.original;
+    const x = Math.min(w - 1, Math.max(0, Math.floor(p.x)));
+    const y = Math.min(h - 1, Math.max(0, Math.floor(p.y)));
+    return ev.labels[y * w + x] ?? -1;
+  }
+
+  /**
+   * Make an automatic mask the current one: its grid point becomes the prompt and its pixels, as
+   * low-res logits, the mask_input of the next click, so it can be refined with points.
+   */
+  private pickEverything(index: number, t: number): void {
+    const img = this.image;
+    const ev = this.everything;
+    const m = ev?.masks[index];
+    if (!img || !ev || !m) return;
+    const plane = maskToLowResLogits(m.mask, img.geom);
+    this.history.push({
+      prompts: addPoint(EMPTY, { x: m.point.x, y: m.point.y, label: LABEL.foreground }),
+      result: { lowRes: plane, iou: Float32Array.of(m.iou), ranked: [], token: 0 },
+    });
+    this.commitSeq++;
+    this.refine = true;
+    this.everythingShown = false;
+    ev.hover = -1;
+    this.stage.setPrompts(this.prompts);
+    this.candidates.clear();
+    this.updateButtons();
+    this.schedulePaint(t);
   }
 
   // ---------------------------------------------------------------- objects
@@ -588,6 +740,9 @@ export class App {
       if (kind === 'coco') {
         const list: ExportObject[] = this.objects.map((o) => ({ mask: o.mask, score: o.iou, label: o.name }));
         if (current) list.push({ mask: current.mask, score: current.iou, label: 'current' });
+        if (this.everythingShown && this.everything) {
+          for (const m of this.everything.masks) list.push({ mask: m.mask, score: m.iou, label: 'everything' });
+        }
         if (!list.length) throw new Error('Nothing to export yet: click an object first.');
         const coco = buildCoco(img.name, size, list, this.manifest?.model ?? '');
         blob = new Blob([JSON.stringify(coco)], { type: 'application/json' });
@@ -689,6 +844,7 @@ export class App {
       imagesLoaded: this.imagesLoaded,
       lastDecodeMs: this.lastDecodeMs,
       lastExport: this.lastExport,
+      everything: this.everything ? { shown: this.everythingShown, masks: this.everything.masks.length, hover: this.everything.hover } : null,
       canUndo: this.history.canUndo,
       canRedo: this.history.canRedo,
     };

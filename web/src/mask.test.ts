@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { makeGeometry } from './frames';
-import { logitsToMask, maskDifference, maskEdges, maskStats, tokenPlane } from './mask';
+import { labelMap, logitsToMask, maskDifference, maskEdges, maskStats, maskToLowResLogits, resampleNearest, tokenPlane } from './mask';
 
 /** Reference: SAM's postprocess_masks in plain loops (upsample to 1024, crop input, upsample to original). */
 function bilinear(src: Float32Array, sw: number, sh: number, dw: number, dh: number): Float32Array {
@@ -71,5 +71,25 @@ describe('logitsToMask', () => {
     expect(e[12]).toBe(0);
     expect(e[6]).toBe(1);
     expect(e.reduce((a, b) => a + b, 0)).toBe(8);
+  });
+});
+
+describe('label maps and resampling', () => {
+  it('lets the smaller mask win and resamples by nearest neighbour', () => {
+    const big = Uint8Array.from([1, 1, 1, 1]);
+    const small = Uint8Array.from([0, 1, 0, 0]);
+    expect(Array.from(labelMap([big, small], 4))).toEqual([0, 1, 0, 0]);
+    expect(Array.from(labelMap([Uint8Array.from([0, 0, 1, 0])], 4))).toEqual([-1, -1, 0, -1]);
+    const up = resampleNearest(Uint8Array.from([1, 0, 0, 1]), { w: 2, h: 2 }, { w: 4, h: 4 }, (n) => new Uint8Array(n));
+    expect(Array.from(up)).toEqual([1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1]);
+  });
+  it('turns a binary mask into low-res logits that threshold back to it', () => {
+    const g = makeGeometry({ w: 128, h: 64 }, 64, 16); // input 64x32 -> low-res image part 16x8
+    const mask = new Uint8Array(128 * 64);
+    for (let y = 16; y < 48; y++) for (let x = 32; x < 96; x++) mask[y * 128 + x] = 1;
+    const logits = maskToLowResLogits(mask, g);
+    const back = logitsToMask(logits, 0, g, g.original, 0);
+    expect(maskDifference(back, mask)).toBeLessThan(0.03);
+    expect(logits[15 * 16 + 15]).toBeLessThan(0); // padding stays background
   });
 });

@@ -150,3 +150,69 @@ export function maskDifference(a: Uint8Array, b: Uint8Array): number {
   for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) d++;
   return a.length ? d / a.length : 0;
 }
+
+/**
+ * Label map of many masks at one resolution: pixel -> index of the smallest mask covering it, or -1.
+ * Masks are (H, W) 0/1 bytes; smaller masks win so nested parts stay reachable by hover and click.
+ */
+export function labelMap(masks: ReadonlyArray<Uint8Array>, pixels: number): Int32Array {
+  const labels = new Int32Array(pixels).fill(-1);
+  const order = masks.map((m, i) => ({ i, area: m.reduce((a, b) => a + b, 0) })).sort((a, b) => b.area - a.area);
+  for (const { i } of order) {
+    const m = masks[i]!;
+    for (let k = 0; k < pixels; k++) if (m[k]) labels[k] = i;
+  }
+  return labels;
+}
+
+/** Nearest-neighbour resample of a (src) grid to (dst) size: for label maps and binary masks. */
+export function resampleNearest<T extends Int32Array | Uint8Array>(src: T, from: Size, to: Size, make: (n: number) => T): T {
+  const out = make(to.w * to.h);
+  const xs = new Int32Array(to.w);
+  for (let i = 0; i < to.w; i++) xs[i] = Math.min(from.w - 1, Math.floor(((i + 0.5) * from.w) / to.w));
+  for (let j = 0; j < to.h; j++) {
+    const sy = Math.min(from.h - 1, Math.floor(((j + 0.5) * from.h) / to.h));
+    const so = sy * from.w;
+    const o = j * to.w;
+    for (let i = 0; i < to.w; i++) out[o + i] = src[so + xs[i]!]!;
+  }
+  return out;
+}
+
+/** RGBA of a label map: each label in its colour, `highlight` drawn opaque-ish. */
+export function paintLabels(labels: Int32Array, size: Size, colors: readonly Rgba[], highlight: number): ImageData {
+  const rgba = new Uint8ClampedArray(size.w * size.h * 4);
+  const px = new Uint32Array(rgba.buffer);
+  const packed = colors.map((c, i) => packRgba(i === highlight ? [c[0], c[1], c[2], 220] : c));
+  for (let k = 0; k < labels.length; k++) {
+    const l = labels[k]!;
+    if (l >= 0) px[k] = packed[l]!;
+  }
+  return new ImageData(rgba, size.w, size.h);
+}
+
+/** Paint one mask over existing RGBA pixels. */
+export function paintOver(img: ImageData, mask: Uint8Array, color: Rgba): void {
+  const px = new Uint32Array(img.data.buffer);
+  const c = packRgba(color);
+  for (let k = 0; k < mask.length; k++) if (mask[k]) px[k] = c;
+}
+
+/**
+ * Low-res logits standing in for a binary mask (for mask_input): the mask sampled on the low-res
+ * grid over the model frame, +magnitude inside and -magnitude outside (and in the padding).
+ */
+export function maskToLowResLogits(mask: Uint8Array, g: Geometry, magnitude = 8): Float32Array {
+  const L = g.lowResSize;
+  const out = new Float32Array(L * L).fill(-magnitude);
+  const ext = lowResImageExtent(g);
+  const { w, h } = g.original;
+  for (let j = 0; j < Math.ceil(ext.h) && j < L; j++) {
+    const y = Math.min(h - 1, Math.floor(((j + 0.5) / ext.h) * h));
+    for (let i = 0; i < Math.ceil(ext.w) && i < L; i++) {
+      const x = Math.min(w - 1, Math.floor(((i + 0.5) / ext.w) * w));
+      if (mask[y * w + x]) out[j * L + i] = magnitude;
+    }
+  }
+  return out;
+}
