@@ -94,10 +94,17 @@ def export_meta(state_dict: dict[str, torch.Tensor], out_dir: Path) -> tuple[str
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, tuple(dummy.values()), str(fp32), export_params=True, opset_version=17, do_constant_folding=True,
-            input_names=list(dummy), output_names=["masks", "iou_predictions", "low_res_masks"],
-            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}, dynamo=False,
-        )  # fmt: skip
+            model,
+            tuple(dummy.values()),
+            str(fp32),
+            export_params=True,
+            opset_version=17,
+            do_constant_folding=True,
+            input_names=list(dummy),
+            output_names=["masks", "iou_predictions", "low_res_masks"],
+            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+            dynamo=False,
+        )
         quantize_dynamic(
             str(fp32), str(q8), per_channel=False, reduce_range=False, weight_type=QuantType.QUInt8
         )
@@ -121,9 +128,14 @@ def export_ours(sam: torch.nn.Module, out_dir: Path, extra: Sequence[str]) -> li
         raise SystemExit(f"unknown ablation(s) {unknown}; choose from {sorted(ablations)}")
     configs = {name: ablations[name] for name in extra}
     export_decoder(
-        sam, out_dir, model_name="vit_b", checkpoint_sha256=None, seed=0,
-        variants=("official", "browser", *extra), configs=configs,
-    )  # fmt: skip
+        sam,
+        out_dir,
+        model_name="vit_b",
+        checkpoint_sha256=None,
+        seed=0,
+        variants=("official", "browser", *extra),
+        configs=configs,
+    )
     return models_from_manifest(out_dir)
 
 
@@ -266,20 +278,40 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
         for k in range(args.repeat):  # repeats outermost, models interleaved: drifts hit all alike
             for w, h in sizes:
                 for m in models:
-                    query = urllib.parse.urlencode({
-                        "mode": "bench", "model": f"/models/{m.file}", "iface": m.iface, "emb": m.emb, "w": w, "h": h,
-                        "threads": args.threads, "warmup": args.warmup, "runs": args.runs, "seed": 1 + k,
-                    })  # fmt: skip
+                    query = urllib.parse.urlencode(
+                        {
+                            "mode": "bench",
+                            "model": f"/models/{m.file}",
+                            "iface": m.iface,
+                            "emb": m.emb,
+                            "w": w,
+                            "h": h,
+                            "threads": args.threads,
+                            "warmup": args.warmup,
+                            "runs": args.runs,
+                            "seed": 1 + k,
+                        }
+                    )
                     jobs.append({"id": f"{m.name}@{w}x{h}#{k}", "query": query})
         browser = next((m for m in all_models if m.name == "ours_browser"), None)
         refs = [m for m in all_models if m.name in ("ours_official", BASELINE)]
         if args.check_clicks and browser is not None:
             for w, h in sizes:
                 for ref in refs:
-                    query = urllib.parse.urlencode({
-                        "mode": "check", "model": f"/models/{browser.file}", "ref": f"/models/{ref.file}", "iface": "low_res",
-                        "emb": browser.emb, "w": w, "h": h, "threads": args.threads, "runs": args.check_clicks, "seed": 7,
-                    })  # fmt: skip
+                    query = urllib.parse.urlencode(
+                        {
+                            "mode": "check",
+                            "model": f"/models/{browser.file}",
+                            "ref": f"/models/{ref.file}",
+                            "iface": "low_res",
+                            "emb": browser.emb,
+                            "w": w,
+                            "h": h,
+                            "threads": args.threads,
+                            "runs": args.check_clicks,
+                            "seed": 7,
+                        }
+                    )
                     jobs.append({"id": f"check@{w}x{h}@{ref.name}", "query": query})
         results = run_jobs(base, jobs, args.wait_idle)
     finally:
@@ -298,10 +330,12 @@ def report(
 ) -> None:
     env = results[0]["result"]["env"]
     first = next(r for r in results if "samples" in r["result"])
+    webgpu = env["webgpuAdapter"] or f"none ({env['webgpuError']})"
     print(
-        f"chromium {first['browserVersion']}  onnxruntime-web {first['result']['ortVersion']}  threads={args.threads}  "
-        f"crossOriginIsolated={env['crossOriginIsolated']} SharedArrayBuffer={env['sharedArrayBuffer']} "
-        f"hwThreads={env['hardwareConcurrency']}  WebGPU: {env['webgpuAdapter'] or 'none (' + str(env['webgpuError']) + ')'}"
+        f"chromium {first['browserVersion']}  onnxruntime-web {first['result']['ortVersion']}  "
+        f"threads={args.threads}  crossOriginIsolated={env['crossOriginIsolated']} "
+        f"SharedArrayBuffer={env['sharedArrayBuffer']} hwThreads={env['hardwareConcurrency']}  "
+        f"WebGPU: {webgpu}"
     )
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for m in models:
@@ -310,13 +344,16 @@ def report(
             rs = [r for r in results if r["id"].startswith(f"{m.name}@{key}#")]
             samples = [s for r in rs for s in r["result"]["samples"]]
             rows[(m.name, key)] = {
-                "run": [s["run"] for s in samples], "click": [s["click"] for s in samples],
-                "post": [s["post"] for s in samples], "put": [s["put"] for s in samples],
+                "run": [s["run"] for s in samples],
+                "click": [s["click"] for s in samples],
+                "post": [s["post"] for s in samples],
+                "put": [s["put"] for s in samples],
                 "cold": statistics.median(r["result"]["cold"]["coldMs"] for r in rs),
                 "create": statistics.median(r["result"]["cold"]["createMs"] for r in rs),
                 "first": statistics.median(r["result"]["cold"]["firstRunMs"] for r in rs),
-                "bytes": rs[0]["result"]["bytes"], "other_cpu": max(r["otherCpu"] for r in rs),
-            }  # fmt: skip
+                "bytes": rs[0]["result"]["bytes"],
+                "other_cpu": max(r["otherCpu"] for r in rs),
+            }
     hdr = [
         "model",
         "image",
@@ -338,27 +375,50 @@ def report(
     print("\n| " + " | ".join(hdr) + " |\n|" + "---|" * len(hdr))
     for (name, key), r in rows.items():
         b = rows[(BASELINE, key)]
-        print("| " + " | ".join([
-            name, key, f"{r['bytes'] / 1e6:.2f}", f"{pct(r['run'], 50):.1f}", f"{pct(r['run'], 95):.1f}",
-            f"{pct(r['click'], 50):.1f}", f"{pct(r['click'], 95):.1f}", f"{pct(r['post'], 50):.1f}", f"{pct(r['put'], 50):.1f}",
-            f"{r['cold']:.0f}", f"{r['create']:.0f}", f"{r['first']:.0f}", f"{100 * r['other_cpu']:.0f}%",
-            f"{pct(r['click'], 50) / pct(b['click'], 50):.2f}", f"{pct(r['run'], 50) / pct(b['run'], 50):.2f}", f"{r['bytes'] / b['bytes']:.2f}",
-        ]) + " |")  # fmt: skip
-    print("(ms; run = session.run; click = feeds + run + best multimask token + mask at original size on the canvas; "
-          "post = threshold (official) or page-side upsample + threshold (low_res); put = putImageData; "
-          "cold = fetch + InferenceSession.create in a fresh browser; bg cpu = other processes' share of the cores)")  # fmt: skip
+        print(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    key,
+                    f"{r['bytes'] / 1e6:.2f}",
+                    f"{pct(r['run'], 50):.1f}",
+                    f"{pct(r['run'], 95):.1f}",
+                    f"{pct(r['click'], 50):.1f}",
+                    f"{pct(r['click'], 95):.1f}",
+                    f"{pct(r['post'], 50):.1f}",
+                    f"{pct(r['put'], 50):.1f}",
+                    f"{r['cold']:.0f}",
+                    f"{r['create']:.0f}",
+                    f"{r['first']:.0f}",
+                    f"{100 * r['other_cpu']:.0f}%",
+                    f"{pct(r['click'], 50) / pct(b['click'], 50):.2f}",
+                    f"{pct(r['run'], 50) / pct(b['run'], 50):.2f}",
+                    f"{r['bytes'] / b['bytes']:.2f}",
+                ]
+            )
+            + " |"
+        )
+    print(
+        "(ms; run = session.run; click = feeds + run + best multimask token + mask at original size on "
+        "the canvas; post = threshold (official) or page-side upsample + threshold (low_res); "
+        "put = putImageData; cold = fetch + InferenceSession.create in a fresh browser; "
+        "bg cpu = other processes' share of the cores)"
+    )
     for r in results:
         if r["id"].startswith("check@"):
             ious = r["result"]["ious"]
             _, size, ref_name = r["id"].split("@")
-            print(f"mask check {size}: ours_browser (page-side upsampling) vs {ref_name} full-size masks over {len(ious)} clicks: "
-                  f"IoU min {min(ious):.5f} mean {statistics.fmean(ious):.5f}; best-token choice differs in {r['result']['choiceMismatch']}; "
-                  f"max |low-res logit diff| {r['result']['maxLowResErr']:.3g}")  # fmt: skip
+            print(
+                f"mask check {size}: ours_browser (page-side upsampling) vs {ref_name} full-size masks, "
+                f"{len(ious)} clicks: IoU min {min(ious):.5f} mean {statistics.fmean(ious):.5f}; "
+                f"best-token choice differs in {r['result']['choiceMismatch']}; "
+                f"max |low-res logit diff| {r['result']['maxLowResErr']:.3g}"
+            )
     for (name, key), r in rows.items():
         if r["other_cpu"] > 0.10:
-            print(
-                f"WARNING: {name}@{key}: other processes used {100 * r['other_cpu']:.0f}% of the CPUs; timings skewed"
-            )
+            share = f"{100 * r['other_cpu']:.0f}%"
+            print(f"WARNING: {name}@{key}: other processes used {share} of the CPUs; timings skewed")
     if args.json:
         args.json.write_text(
             json.dumps({"results": results, "files": {m.name: m.file for m in models}}, indent=1)

@@ -1,0 +1,77 @@
+"""manifest.json: the contract the page reads (names, shapes, dtypes, files, hashes, options)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from conftest import Exported
+
+from clicksam.export.manifest import Manifest, ManifestError
+
+
+@pytest.mark.slow
+def test_manifest_content(exported: Exported) -> None:
+    doc = json.loads((exported.out_dir / "manifest.json").read_text())
+    assert doc["format"] == "clicksam-decoder"
+    assert doc["version"] == 1
+    assert doc["model"] == "vit_test"
+    assert doc["checkpoint_sha256"] is None
+    assert doc["seed"] == 0
+    assert (doc["image_size"], doc["low_res_size"], doc["mask_threshold"], doc["opset"]) == (
+        1024,
+        256,
+        0.0,
+        17,
+    )
+    assert doc["embedding"] == {"shape": [1, 256, 64, 64]}
+    assert doc["default_variant"] == "browser"
+    official, browser = doc["variants"]["official"], doc["variants"]["browser"]
+    assert official["file"] == "decoder.onnx"
+    assert official["masks_frame"] == "original"
+    assert official["inputs"] == [
+        {"name": "image_embeddings", "dtype": "float32", "shape": [1, 256, 64, 64]},
+        {"name": "point_coords", "dtype": "float32", "shape": [1, "num_points", 2]},
+        {"name": "point_labels", "dtype": "float32", "shape": [1, "num_points"]},
+        {"name": "mask_input", "dtype": "float32", "shape": [1, 1, 256, 256]},
+        {"name": "has_mask_input", "dtype": "float32", "shape": [1]},
+        {"name": "orig_im_size", "dtype": "float32", "shape": [2]},
+    ]
+    assert [o["name"] for o in official["outputs"]] == ["masks", "iou_predictions", "low_res_masks"]
+    assert browser["file"] == "decoder_browser.onnx"
+    assert browser["masks_frame"] == "low_res"
+    assert browser["mask_tokens"] == {"single": 0, "multi": [1, 2, 3]}
+    assert browser["inputs"][0] == {"name": "image_embeddings", "dtype": "float16", "shape": [1, 256, 64, 64]}
+    assert [i["name"] for i in browser["inputs"]] == [
+        "image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input",
+    ]  # fmt: skip
+    assert browser["outputs"] == [
+        {"name": "low_res_masks", "dtype": "float32", "shape": [1, 4, 256, 256]},
+        {"name": "iou_predictions", "dtype": "float32", "shape": [1, 4]},
+    ]
+    assert browser["options"]["embedding_dtype"] == "float16"
+    assert browser["options"]["weights_float16"] is True
+    assert browser["options"]["verified"]["min_mask_iou"] >= 0.98
+    for entry in (official, browser):
+        data = (exported.out_dir / entry["file"]).read_bytes()
+        assert entry["bytes"] == len(data)
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    # the browser file is the smaller download
+    assert browser["bytes"] < 0.6 * official["bytes"]
+    assert Manifest.read(exported.out_dir).to_json() == doc
+
+
+def test_manifest_errors(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="run `clicksam export` first"):
+        Manifest.read(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": "clicksam-decoder", "version": 99}')
+    with pytest.raises(ManifestError, match="unsupported manifest version 99"):
+        Manifest.read(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": "clicksam-decoder", "version": 1, "variants": {}}')
+    with pytest.raises(ManifestError, match="missing or bad field"):
+        Manifest.read(tmp_path)
+    (tmp_path / "manifest.json").write_text("not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        Manifest.read(tmp_path)
