@@ -9,6 +9,8 @@ export interface ServerConfig {
   readonly embedding_dtype: string;
   readonly max_upload_bytes: number;
   readonly max_pixels: number;
+  /** sha256 of the served checkpoint (null for seeded random weights); older servers omit it. */
+  readonly checkpoint_sha256?: string | null;
 }
 
 export interface EmbeddingMeta {

@@ -5,7 +5,7 @@ import { ApiError, type EmbeddingMeta, type ServerConfig, embeddingUrl, getConfi
 import { DecoderClient } from './decoder';
 import type { DecodeReply } from './protocol';
 import { type Geometry, type Point, type Size, makeGeometry, preprocessShape } from './frames';
-import { type DecoderManifest, type DecoderVariant, embeddingDtype, embeddingMismatch, parseManifest } from './manifest';
+import { type DecoderManifest, type DecoderVariant, embeddingDtype, embeddingMismatch, parseManifest, serverMismatch } from './manifest';
 import { type Rgba, labelMap, logitsToMask, maskStats, maskToLowResLogits, paintLabels, paintLayers, paintOver, resampleNearest, tokenPlane } from './mask';
 import { decodeRle } from './rle';
 import { EMPTY, History, LABEL, type PromptBox, type PromptState, addPoint, isEmpty, isSingleClick, promptToFeeds, removePoint, setBox } from './prompts';
@@ -176,9 +176,8 @@ export class App {
         this.els.notice.hidden = false;
       }
       this.manifest = parseManifest(await getManifestJson(this.config.decoder_manifest));
-      if (this.manifest.model !== this.config.model) {
-        throw new Error(`The decoder is for model "${this.manifest.model}" but the server encodes with "${this.config.model}"; re-export the decoder for the served model.`);
-      }
+      const mismatch = serverMismatch(this.manifest, this.config);
+      if (mismatch) throw new Error(mismatch);
       const name = opts.variant ?? this.manifest.defaultVariant;
       const variant = this.manifest.variants.get(name);
       if (!variant) throw new Error(`The decoder has no variant "${name}"`);

@@ -124,3 +124,18 @@ export function embeddingMismatch(
   if (a !== b) return `The embedding has shape ${a} but the decoder expects ${b}.`;
   return null;
 }
+
+/**
+ * Why the decoder cannot serve the server's model (different preset or different weights), or null.
+ * The server's checkpoint hash is compared only when the server reports one.
+ */
+export function serverMismatch(m: DecoderManifest, server: { model: string; checkpoint_sha256?: string | null }): string | null {
+  if (m.model !== server.model) {
+    return `The decoder is for model "${m.model}" but the server encodes with "${server.model}"; re-export the decoder for the served model.`;
+  }
+  if (server.checkpoint_sha256 !== undefined && server.checkpoint_sha256 !== m.checkpointSha256) {
+    const short = (h: string | null) => (h ? h.slice(0, 12) : 'random weights');
+    return `The decoder was exported from ${short(m.checkpointSha256)} but the server runs ${short(server.checkpoint_sha256)}; re-export the decoder for the served checkpoint.`;
+  }
+  return null;
+}

@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { ManifestError, embeddingDtype, embeddingMismatch, parseManifest, serverMismatch } from './manifest';
+
+function manifest(over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    format: 'clicksam-decoder',
+    version: 1,
+    model: 'vit_b',
+    checkpoint_sha256: 'ab'.repeat(32),
+    image_size: 1024,
+    low_res_size: 256,
+    mask_threshold: 0,
+    opset: 17,
+    embedding: { shape: [1, 256, 64, 64] },
+    default_variant: 'browser',
+    variants: {
+      browser: {
+        file: 'decoder_browser.onnx',
+        inputs: [
+          { name: 'image_embeddings', dtype: 'float16', shape: [1, 256, 64, 64] },
+          { name: 'point_coords', dtype: 'float32', shape: [1, 'num_points', 2] },
+        ],
+        outputs: [{ name: 'low_res_masks', shape: [1, 4, 256, 256] }],
+        masks_frame: 'low_res',
+        mask_tokens: { single: 0, multi: [1, 2, 3] },
+      },
+    },
+    ...over,
+  };
+}
+
+describe('parseManifest', () => {
+  it('reads sizes, tokens and the embedding dtype', () => {
+    const m = parseManifest(manifest());
+    expect(m.imageSize).toBe(1024);
+    expect(m.lowResSize).toBe(256);
+    const v = m.variants.get('browser')!;
+    expect(v.multiTokens).toEqual([1, 2, 3]);
+    expect(v.singleToken).toBe(0);
+    expect(embeddingDtype(v)).toBe('float16');
+  });
+  it('rejects what it cannot use, saying why', () => {
+    expect(() => parseManifest(manifest({ format: 'other' }))).toThrow(ManifestError);
+    expect(() => parseManifest(manifest({ version: 2 }))).toThrow(/version 2/);
+    expect(() => parseManifest(manifest({ default_variant: 'gpu' }))).toThrow(/default_variant/);
+    expect(() => parseManifest(manifest({ embedding: { shape: [256, 64, 64] } }))).toThrow(/4 dimensions/);
+    expect(() => parseManifest(null)).toThrow(/object/);
+  });
+});
+
+describe('mismatches are reported', () => {
+  const m = parseManifest(manifest());
+  it('between the decoder and an embedding', () => {
+    expect(embeddingMismatch(m, { model: 'vit_b', shape: [1, 256, 64, 64] })).toBeNull();
+    expect(embeddingMismatch(m, { model: 'vit_h', shape: [1, 256, 64, 64] })).toMatch(/vit_h.*vit_b/);
+    expect(embeddingMismatch(m, { model: 'vit_b', shape: [1, 256, 32, 32] })).toMatch(/1x256x32x32/);
+  });
+  it('between the decoder and the served model or checkpoint', () => {
+    expect(serverMismatch(m, { model: 'vit_b', checkpoint_sha256: 'ab'.repeat(32) })).toBeNull();
+    expect(serverMismatch(m, { model: 'vit_b' })).toBeNull();
+    expect(serverMismatch(m, { model: 'vit_t', checkpoint_sha256: 'ab'.repeat(32) })).toMatch(/vit_t/);
+    expect(serverMismatch(m, { model: 'vit_b', checkpoint_sha256: null })).toMatch(/random weights/);
+  });
+});
