@@ -164,7 +164,11 @@ def run(clicksam_server: Server, tmp_path_factory: pytest.TempPathFactory) -> di
     make_images(images)
     out = ARTIFACTS
     out.mkdir(parents=True, exist_ok=True)
-    proc = run_node("scenarios.mjs", "--url", clicksam_server.url, "--images", str(images), "--out", str(out))
+    everything = "1" if has_everything(clicksam_server) else "0"
+    proc = run_node(
+        "scenarios.mjs", "--url", clicksam_server.url, "--images", str(images), "--out", str(out),
+        "--everything", everything,
+    )  # fmt: skip
     results = read_results(out)
     results["_images"] = str(images)
     results["_stderr"] = proc.stderr[-4000:]
@@ -175,6 +179,13 @@ def run(clicksam_server: Server, tmp_path_factory: pytest.TempPathFactory) -> di
             f"stderr: {proc.stderr[-2000:]}\nlogs: {results.get('logs', [])[-20:]}"
         )
     return results
+
+
+def has_everything(server: Server) -> bool:
+    """Whether this server has POST /api/everything (from its OpenAPI schema)."""
+    with urllib.request.urlopen(server.url + "openapi.json", timeout=10) as r:
+        paths = json.loads(r.read())["paths"]
+    return "/api/everything" in paths
 
 
 def png_mask(path: Path) -> np.ndarray:
@@ -345,3 +356,21 @@ def test_page_mask_matches_the_python_model(run: dict[str, Any], reference_predi
     assert page.shape == ref.shape
     assert 0 < ref.sum() < ref.size, "degenerate reference mask: the check would prove nothing"
     assert iou(page, ref) > 0.95
+
+
+def test_touch_tap_toggle_and_long_press(run: dict[str, Any]) -> None:
+    t = run["touch"]
+    assert t["labels"] == [1, 0, 0]
+    assert t["tap"]["maskArea"] > 0
+
+
+def test_everything_overlay_hover_pick_and_coco(run: dict[str, Any]) -> None:
+    if "everything" not in run:
+        pytest.skip("this server has no POST /api/everything yet")
+    e = run["everything"]
+    assert e["s"]["everything"]["masks"] > 0
+    _, masks = coco_masks(Path(e["coco"]["file"]))
+    assert len(masks) >= e["s"]["everything"]["masks"]
+    assert all(m.shape == (480, 640) for m in masks)
+    assert e["hovered"] is not None, "hovering the disc highlighted no mask"
+    assert e["picked"] is not None, "clicking a mask did not make it the current one"

@@ -11,11 +11,12 @@ export const CHROMIUM_ARGS = [
 ];
 
 /** Fresh-profile Chromium; returns {ctx, page, close}. */
-export async function launch({ executablePath = process.env.CHROMIUM || '/usr/bin/chromium', viewport = { width: 1280, height: 860 }, log = null } = {}) {
+export async function launch({ executablePath = process.env.CHROMIUM || '/usr/bin/chromium', viewport = { width: 1280, height: 860 }, log = null, touch = false } = {}) {
   const profile = mkdtempSync(path.join(tmpdir(), 'clicksam-e2e-'));
   // Playwright refuses --user-data-dir in args; launchPersistentContext(dir) passes it.
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath, headless: true, args: CHROMIUM_ARGS, viewport, acceptDownloads: true,
+    ...(touch ? { hasTouch: true, isMobile: true, deviceScaleFactor: 2 } : {}),
   });
   const page = ctx.pages()[0] ?? (await ctx.newPage());
   if (log) {

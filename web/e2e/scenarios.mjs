@@ -162,13 +162,68 @@ try {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
     return { stage, overflow, screenshot: await shot('phone') };
   });
+  if (o.everything === '1') {
+    await step('everything', async () => {
+      await upload(img('scene.png'));
+      await page.click('[data-testid="everything"]');
+      const s = await waitState(page, (x) => x.everything && x.everything.shown, 'everything masks', 600000);
+      // hover over the disc highlights a mask; clicking it makes it the current one
+      const p = await clientPoint(page, 210, 160);
+      await page.mouse.move(p.x - 3, p.y - 3);
+      await page.mouse.move(p.x, p.y, { steps: 2 });
+      const hovered = await waitState(page, (x) => x.everything.hover >= 0, 'everything hover', 10000).catch(() => null);
+      const screenshot = await shot('everything');
+      const coco = await download('export-coco');
+      await page.mouse.click(p.x, p.y);
+      const picked = await waitState(page, (x) => x.prompts.points.length === 1 && x.maskArea > 0, 'pick a mask', 10000).catch(() => null);
+      return { s, hovered, picked, coco, screenshot };
+    });
+  }
   results.ok = true;
 } catch (e) {
   results.ok = false;
   results.error = String(e && e.stack ? e.stack : e);
 } finally {
-  results.logs = logs;
-  writeFileSync(path.join(o.out, 'results.json'), JSON.stringify(results, null, 1));
   await close();
 }
+
+// Touch: a phone-sized touch screen; tap = foreground, the toggle makes taps background, a long
+// press is background too, a drag is a box.
+if (results.ok) {
+  const t = await launch({ touch: true, viewport: { width: 390, height: 800 }, log: (s) => logs.push(s) });
+  try {
+    const tp = t.page;
+    await tp.goto(o.url);
+    await waitState(tp, (s) => s.decoderReady, 'the decoder (touch)', 120000);
+    await tp.setInputFiles('[data-testid="image-input"]', img('scene.png'));
+    await waitState(tp, (s) => s.imagesLoaded > 0 && s.imageReady, 'image (touch)', 180000);
+    const cdp = await t.ctx.newCDPSession(tp);
+    const touch = async (type, p) =>
+      cdp.send('Input.dispatchTouchEvent', { type, touchPoints: type === 'touchEnd' ? [] : [{ x: p.x, y: p.y }] });
+    const a = await clientPoint(tp, 210, 160);
+    await tp.touchscreen.tap(a.x, a.y);
+    const tap = await waitState(tp, (s) => s.decodeCount >= 1, 'tap');
+    await tp.click('[data-testid="mode-toggle"]');
+    const b = await clientPoint(tp, 500, 100);
+    await tp.touchscreen.tap(b.x, b.y);
+    const toggled = await waitState(tp, (s) => s.prompts.points.length === 2, 'background tap');
+    await tp.click('[data-testid="mode-toggle"]');
+    const c = await clientPoint(tp, 100, 400);
+    await touch('touchStart', c);
+    await tp.waitForTimeout(800);
+    await touch('touchEnd', c);
+    const held = await waitState(tp, (s) => s.prompts.points.length === 3, 'long press');
+    const screenshot = path.join(o.out, 'touch.png');
+    await tp.screenshot({ path: screenshot });
+    results.touch = { labels: held.prompts.points.map((q) => q.label), tap, toggled, screenshot };
+    results.steps.push({ name: 'touch', ok: true });
+  } catch (e) {
+    results.ok = false;
+    results.steps.push({ name: 'touch', ok: false, error: String(e && e.stack ? e.stack : e) });
+  } finally {
+    await t.close();
+  }
+}
+results.logs = logs;
+writeFileSync(path.join(o.out, 'results.json'), JSON.stringify(results, null, 1));
 process.exit(results.ok ? 0 : 1);
