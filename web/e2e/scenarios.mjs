@@ -206,13 +206,13 @@ if (results.ok) {
     await tp.click('[data-testid="mode-toggle"]');
     const b = await clientPoint(tp, 500, 100);
     await tp.touchscreen.tap(b.x, b.y);
-    const toggled = await waitState(tp, (s) => s.prompts.points.length === 2, 'background tap');
+    const toggled = await waitState(tp, (s) => s.prompts.points.length === 2 && s.decodeCount >= 2, 'background tap');
     await tp.click('[data-testid="mode-toggle"]');
     const c = await clientPoint(tp, 100, 400);
     await touch('touchStart', c);
     await tp.waitForTimeout(800);
     await touch('touchEnd', c);
-    const held = await waitState(tp, (s) => s.prompts.points.length === 3, 'long press');
+    const held = await waitState(tp, (s) => s.prompts.points.length === 3 && s.decodeCount >= 3, 'long press');
     const screenshot = path.join(o.out, 'touch.png');
     await tp.screenshot({ path: screenshot });
     results.touch = { labels: held.prompts.points.map((q) => q.label), tap, toggled, screenshot };
