@@ -30,12 +30,13 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from .common import LayerNorm2d, attention
+
 __all__ = [
     "Attention",
     "BasicLayer",
     "Conv2d_BN",
     "ConvLayer",
-    "LayerNorm2d",
     "MBConv",
     "Mlp",
     "PatchEmbed",
@@ -86,22 +87,6 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel dimension of a ``(B, C, H, W)`` tensor (the neck's norm)."""
-
-    def __init__(self, num_channels: int, *, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(num_channels))
-        self.bias = nn.Parameter(torch.zeros(num_channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
 class Conv2d_BN(nn.Sequential):  # noqa: N801 -- the official class name, kept for recognisability
@@ -311,7 +296,6 @@ class Attention(nn.Module):
         num_heads: int = 8,
         attn_ratio: float = 4.0,
         resolution: tuple[int, int] = (14, 14),
-        use_sdpa: bool = True,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -320,7 +304,6 @@ class Attention(nn.Module):
         self.d = int(attn_ratio * key_dim)
         self.dh = self.d * num_heads
         self.resolution = resolution
-        self.use_sdpa = use_sdpa
         self.norm = nn.LayerNorm(dim)
         # per head, the output channels are laid out [q (key_dim), k (key_dim), v (d)]
         self.qkv = nn.Linear(dim, self.dh + 2 * key_dim * num_heads)
@@ -336,14 +319,10 @@ class Attention(nn.Module):
         q, k, v = qkv.split([self.key_dim, self.key_dim, self.d], dim=3)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, N, d)
         bias = self.attention_biases[:, self.attention_bias_idxs]  # (heads, N, N)
-        if self.use_sdpa:
-            # a 4-D mask (1, heads, N, N): the CPU flash kernel takes 2-D or 4-D masks only and would
-            # silently fall back to the slower math path for a 3-D one
-            mask = bias.to(q.dtype).unsqueeze(0)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-        else:
-            attn = (q @ k.transpose(-2, -1)) * self.scale + bias
-            out = attn.softmax(dim=-1) @ v
+        # a 4-D bias (1, heads, N, N): SDPA's CPU flash kernel takes 2-D or 4-D masks only and silently
+        # falls back to its slower math path for a 3-D one. The path (SDPA or plain) follows
+        # common.attention_path; q's last dim is key_dim, so its default scale is self.scale.
+        out = attention(q, k, v, bias.to(q.dtype).unsqueeze(0))
         out = out.transpose(1, 2).reshape(B, N, self.dh)
         return self.proj(out)
 

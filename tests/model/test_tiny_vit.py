@@ -19,6 +19,7 @@ import torch
 from conftest import install_torchvision_stub
 from torch import nn
 
+from clicksam.model.common import attention_path
 from clicksam.model.tiny_vit import Attention, TinyViT, TinyViTBlock
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -141,9 +142,10 @@ def test_sdpa_and_plain_attention_agree() -> None:
     attn = Attention(24, 8, num_heads=3, attn_ratio=1.0, resolution=(5, 5)).eval()
     perturb_(attn, seed=1)
     x = torch.randn(6, 25, 24)
-    fast = attn(x)
-    attn.use_sdpa = False
-    plain = attn(x)
+    with attention_path("sdpa"):
+        fast = attn(x)
+    with attention_path("plain"):
+        plain = attn(x)
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
 
 
@@ -200,10 +202,7 @@ def test_small_tinyvit_matches_official() -> None:
     err = (got - expected).abs().max().item()
     assert err <= 1e-4, err
     # the sdpa and plain attention paths give the same encoder output
-    for m in ours.modules():
-        if isinstance(m, Attention):
-            m.use_sdpa = False
-    with torch.no_grad():
+    with torch.no_grad(), attention_path("plain"):
         plain = ours(x)
     assert (plain - expected).abs().max().item() <= 1e-4
     # with autograd on, the fused oneDNN conv/linear + GELU kernels are not used: same result
