@@ -115,6 +115,9 @@ def main() -> int:
         d = [dec[i] for i in idx]
         cols = [pct(c, 50), pct(c, 95), pct(d, 50), pct(d, 95)]
         print(f"{kind:<10}{len(c):>4}" + "".join(f"{v:>10.1f}" for v in cols))
+    # The decoder's own session.run in the same page and session is the reference: the ratio is
+    # what the page adds (hover runs it waits for, messaging, upsampling, painting, frame wait).
+    print(f"click-to-mask / session.run (p50): x{pct(samples, 50) / pct(dec, 50):.2f}")
     print(f"click_to_mask_p50_ms={pct(samples, 50):.1f} click_to_mask_p95_ms={pct(samples, 95):.1f}")
     if a.json:
         a.json.write_text(json.dumps({"size": [w, h], **r}, indent=1))
