@@ -91,7 +91,13 @@ class Encoder:
     def __init__(self, *, queue_size: int, threads: int) -> None:
         self.queue_size = queue_size
         self.threads = threads
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clicksam-encoder")
+        # set the thread count on the worker itself too: OpenMP keeps it per thread
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="clicksam-encoder",
+            initializer=torch.set_num_threads,
+            initargs=(threads,),
+        )
         self._lock = threading.Lock()
         self._pending = 0  # running + waiting
         self.jobs_done = 0
