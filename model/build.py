@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .demo_encoder import DemoEncoder, DemoEncoderConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
@@ -99,7 +100,7 @@ class SamConfig:
     """
 
     name: str
-    encoder: ViTConfig | TinyViTConfig
+    encoder: ViTConfig | TinyViTConfig | DemoEncoderConfig
     image_size: int = 1024
     prompt_embed_dim: int = 256
     mask_in_chans: int = 16
@@ -112,7 +113,9 @@ class SamConfig:
     embedding_stride: int = field(default=16)
 
     @property
-    def encoder_kind(self) -> Literal["vit", "tiny_vit"]:
+    def encoder_kind(self) -> Literal["vit", "tiny_vit", "demo"]:
+        if isinstance(self.encoder, DemoEncoderConfig):
+            return "demo"
         return "vit" if isinstance(self.encoder, ViTConfig) else "tiny_vit"
 
     @property
@@ -133,11 +136,18 @@ MODEL_CONFIGS: dict[str, SamConfig] = {
     "vit_t": SamConfig("vit_t", TinyViTConfig()),
     # tiny ViT encoder (one windowed + one global block) with the standard prompt encoder / decoder
     "vit_test": SamConfig("vit_test", ViTConfig(32, 2, 2, (1,))),
+    # the embedded demo model: a light conv encoder trained by `clicksam train` (docs/training.md)
+    "demo": SamConfig("demo", DemoEncoderConfig()),
 }
+
+#: the demo model's shipped weights (fp16), loaded by ``build_sam("demo")`` when no checkpoint is given
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.pt"
 
 
 def _build_image_encoder(config: SamConfig) -> nn.Module:
     enc = config.encoder
+    if isinstance(enc, DemoEncoderConfig):
+        return DemoEncoder(enc, img_size=config.image_size)
     if isinstance(enc, ViTConfig):
         return ImageEncoderViT(
             img_size=config.image_size,
@@ -308,6 +318,14 @@ def build_sam(name: str, checkpoint: str | Path | None = None, seed: int | None 
     if config is None:
         raise UnknownModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_CONFIGS)}")
     model = build_sam_from_config(config, seed=seed)
+    if checkpoint is None and seed is None and name == "demo":
+        # the demo model is only useful trained: without a seed, load the weights shipped in the package
+        if not DEMO_WEIGHTS.is_file():
+            raise CheckpointError(
+                f"the demo model's weights {DEMO_WEIGHTS} are missing; reinstall clicksam, train them with "
+                "`clicksam train` (docs/training.md), or pass seed=... for random weights"
+            )
+        checkpoint = DEMO_WEIGHTS
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, model_name=name)
         logger.info("loaded %s checkpoint %s", name, checkpoint)

@@ -29,6 +29,7 @@ __all__ = [
     "PatchEmbed",
     "get_rel_pos",
     "rel_pos_bias",
+    "rel_pos_terms",
     "window_partition",
     "window_unpartition",
 ]
@@ -110,17 +111,17 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     return table[relative.long()]
 
 
-def rel_pos_bias(
+def rel_pos_terms(
     q: torch.Tensor,
     rel_pos_h: torch.Tensor,
     rel_pos_w: torch.Tensor,
     q_size: tuple[int, int],
     k_size: tuple[int, int],
-) -> torch.Tensor:
-    """Decomposed relative-position logits bias (MViTv2): a row term plus a column term.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decomposed relative-position logits terms (MViTv2): one along the rows, one along the columns.
 
-    ``bias[b, (qh, qw), (kh, kw)] = <q[b, qh, qw], Rh[qh, kh]> + <q[b, qh, qw], Rw[qw, kw]>``, where q is
-    the unscaled query.
+    ``logits[b, (qh, qw), (kh, kw)] += rel_h[b, qh, qw, kh] + rel_w[b, qh, qw, kw]`` with
+    ``rel_h = <q[b, qh, qw], Rh[qh, kh]>`` and ``rel_w = <q[b, qh, qw], Rw[qw, kw]>``, q unscaled.
 
     Args:
         q: (B, q_h * q_w, C) queries (B counts batch x heads).
@@ -130,7 +131,7 @@ def rel_pos_bias(
         k_size: key grid (k_h, k_w).
 
     Returns:
-        (B, q_h * q_w, k_h * k_w) bias to add to the attention logits.
+        rel_h (B, q_h, q_w, k_h) and rel_w (B, q_h, q_w, k_w).
     """
     q_h, q_w = q_size
     k_h, k_w = k_size
@@ -138,10 +139,22 @@ def rel_pos_bias(
     Rw = get_rel_pos(q_w, k_w, rel_pos_w)  # (q_w, k_w, C)
     B, _, C = q.shape
     r_q = q.reshape(B, q_h, q_w, C)
-    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)  # (B, q_h, q_w, k_h)
-    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)  # (B, q_h, q_w, k_w)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)
+    return rel_h, rel_w
+
+
+def rel_pos_bias(
+    q: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    q_size: tuple[int, int],
+    k_size: tuple[int, int],
+) -> torch.Tensor:
+    """The dense (B, q_h * q_w, k_h * k_w) bias of :func:`rel_pos_terms` (for reference and tests)."""
+    rel_h, rel_w = rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
     bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]  # (B, q_h, q_w, k_h, k_w)
-    return bias.reshape(B, q_h * q_w, k_h * k_w)
+    return bias.reshape(q.shape[0], q_size[0] * q_size[1], k_size[0] * k_size[1])
 
 
 class PatchEmbed(nn.Module):
@@ -200,17 +213,28 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
-        B, H, W, C = x.shape
-        nh = self.num_heads
-        qkv = self.qkv(x).reshape(B, H * W, 3, nh, C // nh).permute(2, 0, 3, 1, 4)  # (3, B, nh, N, hd)
-        q, k, v = qkv.unbind(0)  # each (B, nh, N, hd)
-        bias = None
+        return self.proj(self.attend(self.qkv(x)))
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Attention from projected tokens, before the output projection.
+
+        Args:
+            qkv: (B, H, W, 3C) output of ``self.qkv``.
+
+        Returns:
+            (B, H, W, C) attended values (``self.proj`` not applied).
+        """
+        B, H, W, C3 = qkv.shape
+        C, nh = C3 // 3, self.num_heads
+        q, k, v = qkv.reshape(B, H * W, 3, nh, C // nh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, nh, N, hd)
+        rel_pos = None
         if self.use_rel_pos:
-            bias = rel_pos_bias(q.reshape(B * nh, H * W, -1), self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
-            bias = bias.view(B, nh, H * W, H * W)
-        out = attention(q, k, v, bias)  # (B, nh, N, hd)
-        out = out.transpose(1, 2).reshape(B, H, W, C)
-        return self.proj(out)
+            rel_h, rel_w = rel_pos_terms(
+                q.reshape(B * nh, H * W, -1), self.rel_pos_h, self.rel_pos_w, (H, W), (H, W)
+            )
+            rel_pos = (rel_h.view(B, nh, H, W, H), rel_w.view(B, nh, H, W, W))
+        out = attention(q, k, v, rel_pos=rel_pos)  # (B, nh, N, hd)
+        return out.transpose(1, 2).reshape(B, H, W, C)
 
 
 class Block(nn.Module):
@@ -244,15 +268,30 @@ class Block(nn.Module):
         """(B, H, W, C) -> (B, H, W, C)."""
         shortcut = x
         x = self.norm1(x)
-        if self.window_size > 0:
-            H, W = x.shape[1], x.shape[2]
-            x, pad_hw = window_partition(x, self.window_size)
-            x = self.attn(x)
-            x = window_unpartition(x, self.window_size, pad_hw, (H, W))
-        else:
-            x = self.attn(x)
+        x = self._windowed_attention(x) if self.window_size > 0 else self.attn(x)
         x = shortcut + x
         return x + self.mlp(self.norm2(x))
+
+    def _windowed_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention within windows of the normalised tokens: (B, H, W, C) -> (B, H, W, C).
+
+        Equal to partitioning the zero-padded tokens and running ``self.attn`` per window, but the
+        per-token projections run on the H*W real tokens only (ViT-B: 4096 rather than 4900): the q/k/v
+        projection of a zero padding token is the projection's bias, so the padding is filled with it.
+        """
+        B, H, W, _ = x.shape
+        ws = self.window_size
+        qkv = self.attn.qkv(x)  # (B, H, W, 3C)
+        pad_h, pad_w = (ws - H % ws) % ws, (ws - W % ws) % ws
+        if pad_h or pad_w:
+            bias = self.attn.qkv.bias
+            fill = bias if bias is not None else qkv.new_zeros(qkv.shape[-1])
+            padded = fill.expand(B, H + pad_h, W + pad_w, -1).clone()
+            padded[:, :H, :W] = qkv
+            qkv = padded
+        windows, pad_hw = window_partition(qkv, ws)  # (B * nW, ws, ws, 3C)
+        out = window_unpartition(self.attn.attend(windows), ws, pad_hw, (H, W))
+        return self.attn.proj(out)
 
 
 class ImageEncoderViT(nn.Module):

@@ -20,12 +20,40 @@ def test_attention_function_paths_agree(with_bias: bool) -> None:
     g = _gen(0)
     q, k, v = (torch.randn(2, 3, 50, 16, generator=g) for _ in range(3))
     bias = torch.randn(2, 3, 50, 50, generator=g) if with_bias else None
-    fast = attention(q, k, v, bias, path="fast")
+    fast = attention(q, k, v, bias, path="sdpa")
     plain = attention(q, k, v, bias, path="plain")
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
     # and the plain path is softmax attention written out
     logits = q @ k.transpose(-1, -2) / 4.0 + (bias if bias is not None else 0)
     assert (plain - logits.softmax(-1) @ v).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("q_grid", "k_grid", "lead"),
+    [
+        ((3, 5), (3, 5), (2, 3)),
+        ((64, 64), (64, 64), (1, 2)),
+        ((14, 14), (14, 14), (40, 2)),
+        ((4, 6), (5, 2), (1, 1)),
+    ],
+)
+def test_rel_pos_paths_agree(q_grid: tuple[int, int], k_grid: tuple[int, int], lead: tuple[int, int]) -> None:
+    """Blocked plain path (several blocks for the 64x64 grid and for the 80 windows) vs SDPA vs dense."""
+    g = _gen(11)
+    nq, nk = q_grid[0] * q_grid[1], k_grid[0] * k_grid[1]
+    q, k, v = (
+        torch.randn(*lead, nq, 16, generator=g),
+        torch.randn(*lead, nk, 16, generator=g),
+        torch.randn(*lead, nk, 8, generator=g),
+    )
+    rel_h = torch.randn(*lead, *q_grid, k_grid[0], generator=g)
+    rel_w = torch.randn(*lead, *q_grid, k_grid[1], generator=g)
+    plain = attention(q, k, v, rel_pos=(rel_h, rel_w), path="plain")
+    sdpa = attention(q, k, v, rel_pos=(rel_h, rel_w), path="sdpa")
+    bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(*lead, nq, nk)
+    dense = ((q / 4.0) @ k.transpose(-1, -2) + bias).softmax(-1) @ v
+    torch.testing.assert_close(plain, dense, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sdpa, dense, rtol=1e-5, atol=1e-5)
 
 
 def _perturb(module: torch.nn.Module, seed: int) -> None:
@@ -42,11 +70,13 @@ def test_encoder_block_paths_agree(size: tuple[int, int], window: int) -> None:
     _perturb(block, 2)
     x = torch.randn(2, *size, 32, generator=_gen(3))
     with torch.no_grad():
-        with attention_path("fast"):
+        with attention_path("sdpa"):
             fast = block(x)
         with attention_path("plain"):
             plain = block(x)
-    assert get_attention_path() == "fast"
+        auto = block(x)
+    assert get_attention_path() == "auto"
+    torch.testing.assert_close(auto, plain, rtol=0, atol=0)
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
 
@@ -57,6 +87,8 @@ def test_decoder_attention_paths_agree() -> None:
     q, k = torch.randn(3, 7, 64, generator=g), torch.randn(3, 100, 64, generator=g)
     with torch.no_grad():
         fast = attn(q, k, k)
+        with attention_path("sdpa"):
+            assert torch.equal(attn(q, k, k), fast)
         with attention_path("plain"):
             plain = attn(q, k, k)
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
@@ -101,5 +133,5 @@ def test_window_partition_round_trip(h: int, w: int) -> None:
 
 
 def test_unknown_attention_path() -> None:
-    with pytest.raises(ValueError, match="'fast' or 'plain'"), attention_path("flash"):  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'auto', 'sdpa' or 'plain'"), attention_path("flash"):  # type: ignore[arg-type]
         pass

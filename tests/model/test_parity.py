@@ -173,7 +173,7 @@ def test_parity_holds_on_both_attention_paths(pair: tuple[Sam, torch.nn.Module])
     x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         ref = theirs.image_encoder(x)
-        for path in ("fast", "plain"):
+        for path in ("auto", "sdpa", "plain"):
             with attention_path(path):  # type: ignore[arg-type]
                 err = (ours.image_encoder(x) - ref).abs().max().item()
             assert err <= TOL, (path, err)
