@@ -158,26 +158,25 @@ class _GridDecoder:
         h = attn.num_heads
         kh = _heads(attn.k_proj(k), h)  # (B, h, Nt, d)
         vh = _heads(attn.v_proj(v), h)
-        d = kh.shape[-1]
-        b, _, nt, _ = kh.shape
+        b, _, nt, d = kh.shape
+        kh = kh / math.sqrt(d)  # the softmax scale, applied to the small side
+        # scores are laid out (B, HW, h, Nt): the softmax runs over a contiguous last axis
         if qh is not None:
             hw = qh.shape[2]
             kf = kh.permute(1, 3, 0, 2).reshape(h, d, b * nt)  # every prompt's keys side by side
-            scores = (qh[0] @ kf).reshape(h, hw, b, nt).permute(2, 0, 1, 3)  # (B, h, HW, Nt)
+            scores = (qh[0] @ kf).reshape(h, hw, b, nt).permute(2, 1, 0, 3).contiguous()
         else:
             assert q_in is not None
+            hw = q_in.shape[1]
             wq = _weight_heads(attn.q_proj, h)  # (h, d, C)
             wk = wq.transpose(1, 2) @ kh.transpose(-1, -2)  # (B, h, C, Nt)
-            hw = q_in.shape[1]
             scores = (q_in @ wk.permute(0, 2, 1, 3).reshape(b, -1, h * nt)).reshape(b, hw, h, nt)
-            scores = scores.permute(0, 2, 1, 3)  # (B, h, HW, Nt)
             bias = attn.q_proj.bias.reshape(1, h, 1, d) @ kh.transpose(-1, -2)  # (B, h, 1, Nt)
-            scores = scores + bias
-        a = (scores / math.sqrt(d)).softmax(dim=-1)
+            scores = scores + bias.transpose(1, 2)
+        a = scores.softmax(dim=-1)  # (B, HW, h, Nt)
         wo = attn.out_proj.weight.reshape(-1, h, d).permute(1, 2, 0)  # (h, d, C)
         vo = vh @ wo  # (B, h, Nt, C)
-        hw = a.shape[2]
-        out = a.permute(0, 2, 1, 3).reshape(b, hw, h * nt) @ vo.reshape(b, h * nt, -1)
+        out = a.reshape(b, hw, h * nt) @ vo.reshape(b, h * nt, -1)
         return out + attn.out_proj.bias
 
     # ----- the decoder

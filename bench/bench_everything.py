@@ -1,0 +1,212 @@
+"""Benchmark: "segment everything" on a 1024x768 image on CPU, ours vs the official generator.
+
+Both generators run in this process on the same model weights and the same precomputed image embedding:
+the image encoder is run once up front (timed and reported separately) and excluded from both timings
+(the official predictor's ``set_image`` is replaced by one that installs that embedding). What is timed
+is everything after the embedding: decoding the point grid, filtering, upsampling, NMS, RLE and records.
+
+Weights: the model with seeded random weights (no checkpoint can be downloaded here), with the prompt
+encoder and mask decoder perturbed and the hypernetwork outputs scaled (as in tests/model/
+test_automatic.py) so that a realistic share of the masks pass SAM's filters. The decoder has the same
+size for every SAM variant, so ``--model vit_test`` (tiny encoder) times the generator just the same and
+only makes the one-off embedding cheaper.
+
+Usage:
+    .venv/bin/python bench/bench_everything.py [--model vit_b] [--points-per-side 32] [--threads 1]
+
+Prints one line per setting: seconds for ours and official, their ratio, peak RSS increase during each
+run (sampled every 5 ms from /proc/self/statm), and the number of masks each returned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class PeakRSS:
+    """Peak resident set size above the level at start, sampled in a thread while the block runs."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self.base = self._rss()
+        self.peak = self.base
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def _timed(fn: Callable[[], list[dict[str, Any]]]) -> tuple[float, float, list[dict[str, Any]]]:
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+    return dt, mem.mib, out
+
+
+def _image(h: int, w: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    img = np.zeros((h, w, 3), dtype=np.uint8)
+    img[:] = (90, 120, 150)
+    for _ in range(12):
+        y0, x0 = rng.integers(0, h - 50), rng.integers(0, w - 50)
+        img[y0 : y0 + rng.integers(40, h // 2), x0 : x0 + rng.integers(40, w // 2)] = rng.integers(0, 255, 3)
+    noise = rng.integers(-15, 15, size=img.shape)
+    return np.clip(img.astype(np.int64) + noise, 0, 255).astype(np.uint8)
+
+
+def _sharpened_state(sam: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """As tests/model/test_automatic.py: perturbed prompt encoder/decoder, sharp hypernetwork outputs."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in sam.state_dict().items():
+        if value.is_floating_point() and not key.startswith("image_encoder"):
+            value = value + 0.05 * torch.randn(value.shape, generator=gen)
+            if key.startswith("mask_decoder.output_hypernetworks_mlps") and ".layers.2." in key:
+                value = value * 40.0
+        state[key] = value.clone()
+    return state
+
+
+def _stable_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """torchvision's batched_nms for the referee (single category here): a plain greedy loop."""
+    order = torch.sort(scores, descending=True, stable=True).indices.tolist()
+    b = boxes.float()
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    suppressed = torch.zeros(len(b), dtype=torch.bool)
+    keep = []
+    for i in order:
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        lt = torch.maximum(b[i, :2], b[:, :2])
+        rb = torch.minimum(b[i, 2:], b[:, 2:])
+        inter = (rb - lt).clamp(min=0).prod(dim=1)
+        suppressed |= (inter / (area[i] + area - inter) > iou_threshold) & (idxs == idxs[i])
+    return torch.tensor(keep, dtype=torch.int64)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="vit_b")
+    parser.add_argument("--points-per-side", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--height", type=int, default=768)
+    parser.add_argument("--width", type=int, default=1024)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import install_torchvision_stub  # the referee's torchvision stand-in
+
+    install_torchvision_stub()
+    from segment_anything import automatic_mask_generator as official_amg
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+    from segment_anything.modeling import Sam as OfficialSam
+
+    from clicksam.model import SamAutomaticMaskGenerator, SamPredictor, build_sam
+
+    official_amg.batched_nms = _stable_nms  # type: ignore[attr-defined]
+    sam = build_sam(args.model, seed=0).eval()
+    sam.load_state_dict(_sharpened_state(sam))
+    official = OfficialSam(
+        image_encoder=sam.image_encoder,
+        prompt_encoder=PromptEncoder(
+            embed_dim=256,
+            image_embedding_size=sam.prompt_encoder.image_embedding_size,
+            input_image_size=(1024, 1024),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer_dim=256,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+    ).eval()
+    official.load_state_dict(sam.state_dict(), strict=True)
+
+    image = _image(args.height, args.width)
+    predictor = SamPredictor(sam)
+    t0 = time.perf_counter()
+    predictor.set_image(image)
+    encode_s = time.perf_counter() - t0
+    embedding = predictor.features
+    assert embedding is not None
+    print(
+        f"model={args.model} image={args.width}x{args.height} points={args.points_per_side}^2 "
+        f"threads={args.threads} encoder (once, excluded) {encode_s:.1f}s"
+    )
+
+    def official_set_image(self: Any, img: np.ndarray, image_format: str = "RGB") -> None:
+        # the embedding computed above, installed as the official predictor's state
+        self.reset_image()
+        self.original_size = img.shape[:2]
+        self.input_size = tuple(self.transform.get_preprocess_shape(img.shape[0], img.shape[1], 1024))
+        self.features = embedding
+        self.is_image_set = True
+
+    official_amg.SamPredictor.set_image = official_set_image  # type: ignore[method-assign]
+
+    settings: list[tuple[str, dict[str, Any]]] = [
+        ("defaults", {}),
+        (
+            "lowered thresholds (iou 0.5, stability 0.8)",
+            {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.8},
+        ),
+    ]
+    for name, opts in settings:
+        opts = {"points_per_side": args.points_per_side, **opts}
+        ours_gen = SamAutomaticMaskGenerator(sam, **opts)
+        ref_gen = official_amg.SamAutomaticMaskGenerator(official, **opts)
+        with torch.no_grad():
+            t_ours, m_ours, ours = _timed(lambda g=ours_gen: g.generate(image, image_embedding=embedding))
+            t_ref, m_ref, ref = _timed(lambda g=ref_gen: g.generate(image))
+        print(
+            f"{name}: ours {t_ours:.1f}s (peak +{m_ours:.0f} MiB, {len(ours)} masks; {ours_gen.stats}) | "
+            f"official {t_ref:.1f}s (peak +{m_ref:.0f} MiB, {len(ref)} masks) | speedup x{t_ref / t_ours:.2f}"
+        )
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
