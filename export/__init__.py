@@ -1,1 +1,36 @@
-"""clicksam.export"""
+"""clicksam.export: SAM's prompt encoder + mask decoder as ONNX for the browser, plus its manifest.
+
+    from clicksam.export import export_decoder
+    manifest = export_decoder(sam, "out/", model_name="vit_b", checkpoint_sha256=sha)
+
+Names are resolved lazily so that importing the package (e.g. for ``clicksam --help``) does not
+import torch or onnx.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "export_decoder": "clicksam.export.decoder",
+    "export_variant": "clicksam.export.decoder",
+    "verify_onnx": "clicksam.export.decoder",
+    "prompt_feeds": "clicksam.export.decoder",
+    "ExportError": "clicksam.export.decoder",
+    "ExportVerificationError": "clicksam.export.decoder",
+    "VariantConfig": "clicksam.export.decoder",
+    "DEFAULT_CONFIGS": "clicksam.export.decoder",
+    "GraphOptions": "clicksam.export.graph",
+    "Manifest": "clicksam.export.manifest",
+    "ManifestError": "clicksam.export.manifest",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clicksam.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -559,7 +559,11 @@ def export_decoder(
             cfg = replace(cfg, graph=replace(cfg.graph, single_mask=True))
         file = VARIANT_FILES.get(name, f"decoder_{name}.onnx")
         tmp_path = out / (file + ".tmp")
-        report = export_variant(sam, tmp_path, cfg, opset=opset, verify=verify)
+        try:
+            report = export_variant(sam, tmp_path, cfg, opset=opset, verify=verify)
+        except Exception:
+            tmp_path.unlink(missing_ok=True)  # never leave a file that failed its check
+            raise
         shutil.move(tmp_path, out / file)
         entries[name] = _entry(out / file, cfg, report)
         logger.info("exported %s (%d bytes)", out / file, entries[name].bytes)

@@ -60,6 +60,8 @@ async function runJob(base, job, timeoutS) {
     });
     const page = ctx.pages()[0] || await ctx.newPage();
     page.on('pageerror', (e) => process.stderr.write(`[pageerror] ${e}\n`));
+    const consoleLines = [];
+    if (job.console) page.on('console', (m) => consoleLines.push(m.text()));
     await page.goto(`${base}index.html?${job.query}`);
     await page.waitForFunction(() => window.__bench && window.__bench.done, null, { timeout: timeoutS * 1000, polling: 200 });
     const b = await page.evaluate(() => window.__bench);
@@ -67,7 +69,7 @@ async function runJob(base, job, timeoutS) {
     const total = Math.max(1, m1.total - m0.total);
     // share of all cores used by processes outside this tree while the job ran
     const other = Math.max(0, (m1.busy - m0.busy) - (o1 - o0)) / total;
-    return { id: job.id, ok: b.ok, error: b.error, result: b.result, browserVersion: ctx.browser()?.version() ?? null, otherCpu: other };
+    return { id: job.id, ok: b.ok, error: b.error, result: b.result, console: consoleLines, browserVersion: ctx.browser()?.version() ?? null, otherCpu: other };
   } finally {
     if (ctx) await ctx.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true });

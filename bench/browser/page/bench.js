@@ -33,6 +33,7 @@ const P = {
   imageSize: parseInt(q.get('image_size') || '1024', 10),
   lowRes: parseInt(q.get('low_res') || '256', 10),
   threshold: parseFloat(q.get('threshold') || '0'),
+  profile: q.get('profile') === '1',
 };
 
 function mulberry32(a) {
@@ -88,7 +89,10 @@ async function loadSession(ort, url) {
   if (!resp.ok) throw new Error(`fetch ${url}: HTTP ${resp.status}`);
   const buf = new Uint8Array(await resp.arrayBuffer());
   const t1 = performance.now();
-  const session = await ort.InferenceSession.create(buf, { executionProviders: [P.ep], graphOptimizationLevel: 'all' });
+  const opts = { executionProviders: [P.ep], graphOptimizationLevel: 'all' };
+  // ORT's profiler: per-node timings, written by the wasm build to the console (collected by drive.mjs)
+  if (P.profile) Object.assign(opts, { enableProfiling: true, logSeverityLevel: 0 });
+  const session = await ort.InferenceSession.create(buf, opts);
   const t2 = performance.now();
   return { session, bytes: buf.byteLength, fetchMs: t1 - t0, createMs: t2 - t1 };
 }
@@ -201,6 +205,7 @@ async function main() {
   for (let i = 0; i < P.warmup; i++) warm.push(await click(i));
   const samples = [];
   for (let i = 0; i < P.runs; i++) samples.push(await click(P.warmup + i));
+  if (P.profile) session.endProfiling();
   await session.release();
   return {
     params: P, env, ortVersion: ort.env.versions || null, importMs,
