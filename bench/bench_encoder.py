@@ -1,0 +1,236 @@
+"""Image-encoder speed at 1024x1024 on CPU: ours against the official implementation, same process.
+
+For each model (``vit_b``: SAM ViT-B from ``segment_anything``; ``vit_t``: MobileSAM's TinyViT from
+``mobile_sam``) both encoders get the same randomly initialised, perturbed weights (every floating
+tensor gets seeded noise, so zero-initialised position tables are live), run the same input under
+``torch.inference_mode``, interleaved (official, ours, official, ours, ...), and the script prints the
+median wall time of each, the ratio official / ours, and the max abs difference of the embeddings.
+
+The official packages are referees only: they import torchvision / timm, which do not load next to the
+CPU torch here, so the few names they need are put into ``sys.modules`` first.
+
+Usage::
+
+    .venv/bin/python bench/bench_encoder.py --models vit_b vit_t --repeat 3
+    .venv/bin/python bench/bench_encoder.py --models vit_b --repeat 1 --profile   # + top ops of ours
+
+The machine is shared and timings are noisy: compare the ratio, which is measured in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import types
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+
+def _module(name: str) -> types.ModuleType:
+    mod = sys.modules.get(name)
+    if mod is None:
+        mod = types.ModuleType(name)
+        sys.modules[name] = mod
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(_module(parent), child, mod)
+    return mod
+
+
+class _DropPath(nn.Module):
+    """timm's DropPath stand-in; identity here (eval mode, drop rate 0)."""
+
+    def __init__(self, drop_prob: float | None = None) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def install_stubs() -> None:
+    """The torchvision / timm names the official packages import at module level."""
+    functional = _module("torchvision.transforms.functional")
+    if not hasattr(functional, "resize"):
+        functional.resize = lambda img, size: img.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # type: ignore[attr-defined]
+        functional.to_pil_image = lambda pic: Image.fromarray(np.asarray(pic))  # type: ignore[attr-defined]
+    boxes = _module("torchvision.ops.boxes")
+    if not hasattr(boxes, "batched_nms"):
+
+        def _unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError("not needed by the encoder benchmark")
+
+        boxes.batched_nms = _unavailable  # type: ignore[attr-defined]
+        boxes.box_area = _unavailable  # type: ignore[attr-defined]
+    layers = _module("timm.models.layers")
+    if not hasattr(layers, "DropPath"):
+        layers.DropPath = _DropPath  # type: ignore[attr-defined]
+        layers.to_2tuple = lambda x: tuple(x) if isinstance(x, list | tuple) else (x, x)  # type: ignore[attr-defined]
+        layers.trunc_normal_ = nn.init.trunc_normal_  # type: ignore[attr-defined]
+    registry = _module("timm.models.registry")
+    if not hasattr(registry, "register_model"):
+        registry.register_model = lambda fn: fn  # type: ignore[attr-defined]
+
+
+def perturbed_state(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """The model's state dict with seeded noise on every floating tensor (variances kept positive)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            noise = torch.randn(value.shape, generator=gen, dtype=value.dtype)
+            value = (
+                value.abs() + 0.5 + 0.1 * noise.abs() if key.endswith("running_var") else value + 0.02 * noise
+            )
+        state[key] = value.clone()
+    return state
+
+
+def build_pair(name: str) -> tuple[nn.Module, nn.Module]:
+    """(official, ours) image encoders of one model with identical perturbed weights, eval mode."""
+    from clicksam.model import build_sam
+
+    ours = build_sam(name, seed=0).image_encoder
+    if name == "vit_b":
+        from segment_anything.modeling import ImageEncoderViT
+
+        official: nn.Module = ImageEncoderViT(
+            depth=12,
+            embed_dim=768,
+            img_size=1024,
+            mlp_ratio=4,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            num_heads=12,
+            patch_size=16,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=[2, 5, 8, 11],
+            window_size=14,
+            out_chans=256,
+        )
+    elif name == "vit_t":
+        from mobile_sam.modeling import TinyViT
+
+        official = TinyViT(
+            img_size=1024,
+            in_chans=3,
+            num_classes=1000,
+            embed_dims=[64, 128, 160, 320],
+            depths=[2, 2, 6, 2],
+            num_heads=[2, 4, 5, 10],
+            window_sizes=[7, 7, 14, 7],
+            mlp_ratio=4.0,
+            drop_rate=0.0,
+            drop_path_rate=0.0,
+            use_checkpoint=False,
+            mbconv_expand_ratio=4.0,
+            local_conv_size=3,
+            layer_lr_decay=0.8,
+        )
+    else:
+        raise SystemExit(f"unknown model {name!r}: choose vit_b or vit_t")
+    state = perturbed_state(official, seed=1)
+    official.load_state_dict(state, strict=True)
+    ours.load_state_dict(state, strict=True)
+    # eval() after loading: the official TinyViT caches its attention biases when switched to eval
+    return official.eval(), ours.eval()
+
+
+def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+    start = time.perf_counter()
+    out = fn()
+    return (time.perf_counter() - start) * 1000.0, out
+
+
+def bench_model(name: str, repeat: int, profile: bool) -> dict[str, Any]:
+    official, ours = build_pair(name)
+    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(2))
+    times: dict[str, list[float]] = {"official": [], "ours": []}
+    err = 0.0
+    scale = 0.0
+    with torch.inference_mode():
+        for i in range(repeat):
+            # alternate which goes first so neither always runs on a warmer cache
+            order = [("official", official), ("ours", ours)]
+            for label, model in order if i % 2 == 0 else order[::-1]:
+                ms, out = timed(lambda m=model: m(x))  # type: ignore[misc]
+                times[label].append(ms)
+                if label == "official":
+                    ref = out
+                else:
+                    mine = out
+            err = max(err, float((ref - mine).abs().max()))
+            scale = float(ref.abs().max())
+            last = {label: f"{values[-1]:.0f} ms" for label, values in times.items()}
+            print(
+                f"  {name} run {i + 1}/{repeat}: official {last['official']}, ours {last['ours']}", flush=True
+            )
+        if profile:
+            from torch.profiler import profile as torch_profile
+
+            with torch_profile() as prof:
+                ours(x)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    med_official = statistics.median(times["official"])
+    med_ours = statistics.median(times["ours"])
+    return {
+        "model": name,
+        "official_ms": round(med_official, 1),
+        "ours_ms": round(med_ours, 1),
+        "ratio_official_over_ours": round(med_official / med_ours, 3),
+        "max_abs_err": err,
+        "max_abs_official": scale,
+        "runs": times,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["vit_b", "vit_t"], choices=["vit_b", "vit_t"])
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per model (median)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
+    parser.add_argument("--profile", action="store_true", help="print the top ops of one run of ours")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    install_stubs()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input (1, 3, 1024, 1024) fp32")
+    results = []
+    for name in args.models:
+        if name == "vit_t":
+            try:
+                import clicksam.model.tiny_vit  # noqa: F401
+            except ModuleNotFoundError:
+                print("  vit_t skipped: clicksam.model.tiny_vit is not there yet")
+                continue
+        results.append(bench_model(name, args.repeat, args.profile))
+    print()
+    print(f"{'model':<8}{'official ms':>14}{'ours ms':>12}{'official/ours':>15}{'max abs err':>14}")
+    for r in results:
+        print(
+            f"{r['model']:<8}{r['official_ms']:>14.0f}{r['ours_ms']:>12.0f}"
+            f"{r['ratio_official_over_ours']:>15.2f}{r['max_abs_err']:>14.2e}"
+        )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    bad = [r["model"] for r in results if r["max_abs_err"] > 1e-4]
+    if bad:
+        print(f"outputs disagree beyond 1e-4 for {', '.join(bad)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
