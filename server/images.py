@@ -65,7 +65,8 @@ def sniff_format(head: bytes) -> str | None:
     """Name the image format from the first bytes of a file, or None when it is none we accept.
 
     Args:
-        head: at least the first 16 bytes of the upload (fewer only when the file is that short).
+        head: the first bytes of the upload (64 are enough: the ISO-BMFF ``ftyp`` box of HEIF/AVIF lists
+            its compatible brands there).
     """
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
@@ -81,10 +82,13 @@ def sniff_format(head: bytes) -> str | None:
         return "TIFF"
     if head[4:8] == b"ftyp":
         brand = head[8:12]
+        box_size = int.from_bytes(head[:4], "big")
+        compatible = head[16 : min(box_size, len(head))]  # 4-byte brands after the minor version
+        # generic image brands (mif1/msf1) name the codec only among the compatible brands
+        if brand in _AVIF_BRANDS or (brand in (b"mif1", b"msf1") and b"avif" in compatible):
+            return "AVIF"
         if brand in _HEIF_BRANDS:
             return "HEIF"
-        if brand in _AVIF_BRANDS:
-            return "AVIF"
     return None
 
 
@@ -182,7 +186,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     """
     if not data:
         raise InvalidImageError("the uploaded file is empty; send an image file in the 'image' field")
-    fmt = sniff_format(data[:16])
+    fmt = sniff_format(data[:64])
     if fmt is None:
         raise UnsupportedImageTypeError(
             "unsupported file type: send a JPEG, PNG, GIF, WebP, BMP, TIFF, HEIC/HEIF or AVIF image"

@@ -208,6 +208,10 @@ def test_sniffing_ignores_names_and_content_types() -> None:
     png = encode(Image.new("RGB", (4, 4)), "PNG")
     assert sniff_format(png[:16]) == "PNG"
     assert sniff_format(b"%PDF-1.7\n") is None
+    ftyp = b"\x00\x00\x00\x1cftyp"
+    assert sniff_format(ftyp + b"mif1\x00\x00\x00\x00mif1heic") == "HEIF"
+    assert sniff_format(ftyp + b"mif1\x00\x00\x00\x00mif1avif") == "AVIF"
+    assert sniff_format(ftyp + b"isom\x00\x00\x02\x00isomiso2") is None  # an MP4 video
     assert sniff_format(b"") is None
 
 
