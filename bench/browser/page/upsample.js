@@ -25,41 +25,92 @@ export function axisTaps(out, crop, low, side) {
   return { idx, wt };
 }
 
+// Span of low-res indices [lo, hi] with a non-zero weight, per output index.
+function tapSpan(t, n) {
+  const lo = new Int32Array(n), hi = new Int32Array(n);
+  for (let x = 0; x < n; x++) {
+    let a = Infinity, b = -Infinity;
+    for (let k = 3 * x; k < 3 * x + 3; k++) if (t.wt[k] !== 0) { a = Math.min(a, t.idx[k]); b = Math.max(b, t.idx[k]); }
+    if (a === Infinity) { a = t.idx[3 * x]; b = a; }
+    lo[x] = a; hi[x] = b;
+  }
+  return { lo, hi };
+}
+
+// Upsample + threshold one low-res plane into a W x H pixel buffer.
+// Every output value is a convex combination (non-negative weights summing to 1) of the low-res
+// values in its tap window, so where the whole window is above (or not above) the threshold the
+// pixels are decided without arithmetic: output columns with the same window form segments that
+// are filled at once; only segments whose window straddles the threshold are computed per pixel.
 export function makeUpsampler(W, H, imageSize, lowRes) {
   const scale = imageSize / Math.max(W, H);
   const cropW = Math.max(1, Math.floor(W * scale + 0.5)), cropH = Math.max(1, Math.floor(H * scale + 0.5));
   const tx = axisTaps(W, cropW, lowRes, imageSize), ty = axisTaps(H, cropH, lowRes, imageSize);
+  const sx = tapSpan(tx, W), sy = tapSpan(ty, H);
+  // column segments [x0, x1) with one window [c0, c1]
+  const seg = [];
+  for (let x = 0; x < W; x++) {
+    if (x === 0 || sx.lo[x] !== sx.lo[x - 1] || sx.hi[x] !== sx.hi[x - 1]) seg.push([x, x + 1, sx.lo[x], sx.hi[x]]);
+    else seg[seg.length - 1][1] = x + 1;
+  }
+  const segX0 = Int32Array.from(seg, (s) => s[0]), segX1 = Int32Array.from(seg, (s) => s[1]);
+  const segC0 = Int32Array.from(seg, (s) => s[2]), segC1 = Int32Array.from(seg, (s) => s[3]);
   let maxRow = 0;
-  for (let i = 0; i < ty.idx.length; i++) if (ty.wt[i] !== 0 && ty.idx[i] > maxRow) maxRow = ty.idx[i];
-  const rows = new Float32Array((maxRow + 1) * W); // horizontally resampled low-res rows
-  // low: Float32Array view of one 256x256 plane; write(y, x0, v) via the callback-free loops below
+  for (let i = 0; i < ty.idx.length; i++) maxRow = Math.max(maxRow, ty.idx[i]); // zero-weight taps too
+  const rows = new Float32Array((maxRow + 1) * W); // horizontally resampled low-res rows (lazy)
+  const rowDone = new Uint8Array(maxRow + 1);
+  const colState = new Int8Array(lowRes); // per low-res column over the current row window: 1 all on, -1 all off, 0 mixed
+  const L = lowRes;
+
   return function upsample(low, px, color, thr) {
-    const L = lowRes;
-    for (let r = 0; r <= maxRow; r++) {
+    rowDone.fill(0);
+    const hrow = (r) => {
+      if (rowDone[r]) return;
+      rowDone[r] = 1;
       const src = r * L, dst = r * W;
       for (let x = 0; x < W; x++) {
         const k = 3 * x;
         rows[dst + x] = tx.wt[k] * low[src + tx.idx[k]] + tx.wt[k + 1] * low[src + tx.idx[k + 1]] + tx.wt[k + 2] * low[src + tx.idx[k + 2]];
       }
-    }
-    let on = 0;
+    };
+    let on = 0, prevLo = -1, prevHi = -1;
     for (let y = 0; y < H; y++) {
-      const k = 3 * y, o = y * W;
-      const r0 = ty.idx[k] * W, r1 = ty.idx[k + 1] * W, r2 = ty.idx[k + 2] * W;
-      const w0 = ty.wt[k], w1 = ty.wt[k + 1], w2 = ty.wt[k + 2];
-      if (w2 === 0) {
-        for (let x = 0; x < W; x++) {
-          const v = w0 * rows[r0 + x] + w1 * rows[r1 + x];
-          if (v > thr) { px[o + x] = color; on++; } else px[o + x] = 0;
+      const rlo = sy.lo[y], rhi = sy.hi[y], o = y * W;
+      if (rlo !== prevLo || rhi !== prevHi) {
+        for (let c = 0; c < L; c++) {
+          let allOn = true, allOff = true;
+          for (let r = rlo; r <= rhi; r++) { if (low[r * L + c] > thr) allOff = false; else allOn = false; }
+          colState[c] = allOn ? 1 : allOff ? -1 : 0;
         }
-      } else {
-        for (let x = 0; x < W; x++) {
+        prevLo = rlo; prevHi = rhi;
+      }
+      const k = 3 * y;
+      const w0 = ty.wt[k], w1 = ty.wt[k + 1], w2 = ty.wt[k + 2];
+      const i0 = ty.idx[k], i1 = ty.idx[k + 1], i2 = ty.idx[k + 2];
+      // runs of decided segments are filled with one call (fill() per segment costs more than it saves)
+      let runStart = 0, runState = 0;
+      const flush = (end) => {
+        if (runState === 1) { px.fill(color, o + runStart, o + end); on += end - runStart; }
+        else if (runState === -1) px.fill(0, o + runStart, o + end);
+      };
+      for (let s = 0; s < segX0.length; s++) {
+        let st = colState[segC0[s]];
+        for (let c = segC0[s] + 1; c <= segC1[s] && st !== 0; c++) if (colState[c] !== st) st = 0;
+        const x0 = segX0[s], x1 = segX1[s];
+        if (st !== 0) {
+          if (st !== runState) { flush(x0); runStart = x0; runState = st; }
+          continue;
+        }
+        flush(x0); runState = 0;
+        hrow(i0); hrow(i1); hrow(i2);
+        const r0 = i0 * W, r1 = i1 * W, r2 = i2 * W;
+        for (let x = x0; x < x1; x++) {
           const v = w0 * rows[r0 + x] + w1 * rows[r1 + x] + w2 * rows[r2 + x];
           if (v > thr) { px[o + x] = color; on++; } else px[o + x] = 0;
         }
       }
+      flush(W);
     }
     return on;
   };
 }
-
