@@ -210,7 +210,7 @@ def serve(models_dir: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
 
 
 # ---- running + reporting ---------------------------------------------------------------------------
-def run_jobs(base: str, jobs: list[dict[str, str]], wait_idle: float) -> list[dict[str, Any]]:
+def run_jobs(base: str, jobs: list[dict[str, Any]], wait_idle: float) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         spec, out = Path(tmp) / "jobs.json", Path(tmp) / "out.json"
         spec.write_text(json.dumps({"base": base, "jobs": jobs, "waitIdle": wait_idle}))
@@ -252,6 +252,11 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
         default=60.0,
         help="max seconds to wait for a quiet machine before each browser",
     )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="extra jobs with onnxruntime-web's profiler (per-op times) for ours_browser and meta_fp32",
+    )
     ap.add_argument("--skip-export", action="store_true", help="reuse the files in --out-dir")
     ap.add_argument("--json", type=Path, default=None, help="write raw samples here")
     args = ap.parse_args(argv)
@@ -290,7 +295,7 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
     server, port = serve(out_dir)
     base = f"http://127.0.0.1:{port}/"
     try:
-        jobs: list[dict[str, str]] = []
+        jobs: list[dict[str, Any]] = []
         for k in range(args.repeat):  # repeats outermost, models interleaved: drifts hit all alike
             for w, h in sizes:
                 for m in models:
@@ -329,6 +334,18 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
                         }
                     )
                     jobs.append({"id": f"check@{w}x{h}@{ref.name}", "query": query})
+        if args.profile:
+            for m in all_models:
+                if m.name not in ("ours_browser", BASELINE):
+                    continue
+                for w, h in sizes:
+                    query = urllib.parse.urlencode(
+                        {
+                            "mode": "bench", "model": f"/models/{m.file}", "iface": m.iface, "emb": m.emb,
+                            "w": w, "h": h, "threads": args.threads, "warmup": 1, "runs": 5, "profile": 1,
+                        }
+                    )  # fmt: skip
+                    jobs.append({"id": f"profile@{w}x{h}@{m.name}", "query": query, "console": True})
         results = run_jobs(base, jobs, args.wait_idle)
     finally:
         server.shutdown()
@@ -444,11 +461,46 @@ def report(
         if r["other_cpu"] > 0.10:
             share = f"{100 * r['other_cpu']:.0f}%"
             print(f"WARNING: {name}@{key}: other processes used {share} of the CPUs; timings skewed")
+    for r in results:
+        if r["id"].startswith("profile@"):
+            print_profile(r)
     if args.json:
         args.json.write_text(
             json.dumps({"results": results, "files": {m.name: m.file for m in models}}, indent=1)
         )
     print(f"models in {out_dir}")
+
+
+def print_profile(result: dict[str, Any], top: int = 8) -> None:
+    """Per-op totals from onnxruntime-web's profiler events (printed to the console by the wasm build)."""
+    by_op: dict[str, float] = {}
+    runs = 0
+    run_us = 0.0
+    for line in result["console"]:
+        if not line.startswith("{"):
+            continue
+        try:
+            ev = json.loads(line.rstrip(","))
+        except json.JSONDecodeError:
+            continue
+        if ev.get("cat") == "Session" and ev.get("name") == "model_run":
+            runs += 1
+            run_us += float(ev["dur"])
+        elif ev.get("cat") == "Node" and str(ev.get("name", "")).endswith("_kernel_time"):
+            op = ev["args"]["op_name"]
+            by_op[op] = by_op.get(op, 0.0) + float(ev["dur"])
+    total = sum(by_op.values())
+    _, size, name = result["id"].split("@")
+    if not runs or not total:
+        print(f"profile {name}@{size}: no profiler events captured")
+        return
+    parts = ", ".join(
+        f"{op} {100 * us / total:.0f}%" for op, us in sorted(by_op.items(), key=lambda kv: -kv[1])[:top]
+    )
+    print(
+        f"profile {name}@{size} (onnxruntime-web profiler, {runs} runs incl. warm-up, mean model_run "
+        f"{run_us / runs / 1000:.1f} ms, kernels {total / runs / 1000:.1f} ms): {parts}"
+    )
 
 
 if __name__ == "__main__":
