@@ -410,6 +410,7 @@ export class App {
         const reuse = h && !maskInput && isSingleClick(prompts) && prompts.points[0]!.label === LABEL.foreground && samePoint(h.p, prompts.points[0]!) ? await h.reply.catch(() => null) : null;
         const r = reuse ?? (await this.decoder.decode({ coords: feeds.coords, labels: feeds.labels, maskInput }));
         this.lastDecodeMs = r.runMs;
+        this.backend = r.backend === 'webgpu' ? 'WebGPU' : `WASM ×${r.threads}`;
         this.decodeCount++;
         const variant = this.need(this.variant, 'No decoder variant');
         const ranked = [...variant.multiTokens].filter((k) => k < r.tokens).sort((a, b) => r.iou[b]! - r.iou[a]!);

@@ -14,6 +14,10 @@ declare const self: DedicatedWorkerGlobalScope;
 interface State {
   ort: Ort;
   session: OrtWasm.InferenceSession;
+  backend: 'webgpu' | 'wasm';
+  /** The model bytes, kept to rebuild the session on WASM if WebGPU fails at run time. */
+  model: Uint8Array;
+  ortBase: string;
   lowResSize: number;
   embedding: Tensor | null;
   origSize: Tensor | null;
@@ -25,35 +29,56 @@ function reply(msg: FromWorker, transfer: Transferable[] = []): void {
   self.postMessage(msg, transfer);
 }
 
-async function webgpuAvailable(): Promise<boolean> {
-  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+interface GpuAdapterLike {
+  readonly features: { has(name: string): boolean };
+}
+
+/**
+ * Whether WebGPU can run this decoder: an adapter exists (navigator.gpu exists in headless Chromium
+ * with the GPU disabled, but has no adapter) and, for a float16 model, it supports shader-f16.
+ */
+async function webgpuAvailable(needsF16: boolean): Promise<boolean> {
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<GpuAdapterLike | null> } }).gpu;
   if (!gpu) return false;
   try {
-    // navigator.gpu exists in headless Chromium with the GPU disabled, but has no adapter.
-    return (await gpu.requestAdapter()) !== null;
+    const adapter = await gpu.requestAdapter();
+    return adapter !== null && (!needsF16 || adapter.features.has('shader-f16'));
   } catch {
     return false;
   }
 }
 
-async function init(req: InitRequest): Promise<void> {
-  const t0 = performance.now();
-  const useGpu = !req.forceWasm && (await webgpuAvailable());
+async function createSession(ort: Ort, model: Uint8Array, gpu: boolean): Promise<OrtWasm.InferenceSession> {
+  return ort.InferenceSession.create(model, {
+    executionProviders: gpu ? ['webgpu', 'wasm'] : ['wasm'],
+    graphOptimizationLevel: 'all',
+  });
+}
+
+async function loadOrt(gpu: boolean, ortBase: string): Promise<Ort> {
   // The WebGPU build also carries the WASM EP; the plain WASM build is smaller and faster to start.
-  const ort: Ort = useGpu ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm');
-  ort.env.wasm.wasmPaths = req.ortBase;
+  const ort: Ort = gpu ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm');
+  ort.env.wasm.wasmPaths = ortBase;
   // Threads need SharedArrayBuffer, which needs cross-origin isolation (COOP/COEP from the server).
-  const threads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
-  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.numThreads = wasmThreads();
   ort.env.wasm.simd = true;
   ort.env.logLevel = 'warning';
+  return ort;
+}
+
+function wasmThreads(): number {
+  return self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
+}
+
+async function init(req: InitRequest): Promise<void> {
+  const t0 = performance.now();
+  const useGpu = !req.forceWasm && (await webgpuAvailable(req.embeddingDtype === 'float16'));
+  const ort = await loadOrt(useGpu, req.ortBase);
+  const threads = wasmThreads();
   const res = await fetch(req.modelUrl);
   if (!res.ok) throw new Error(`Could not load the decoder ${req.modelUrl}: HTTP ${res.status}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
-  const session = await ort.InferenceSession.create(bytes, {
-    executionProviders: useGpu ? ['webgpu', 'wasm'] : ['wasm'],
-    graphOptimizationLevel: 'all',
-  });
+  const session = await createSession(ort, bytes, useGpu);
   for (const name of ['image_embeddings', 'point_coords', 'point_labels']) {
     if (!session.inputNames.includes(name)) throw new Error(`The decoder has no input "${name}" (inputs: ${session.inputNames.join(', ')})`);
   }
@@ -61,7 +86,7 @@ async function init(req: InitRequest): Promise<void> {
     if (!session.outputNames.includes(name)) throw new Error(`The decoder has no output "${name}" (outputs: ${session.outputNames.join(', ')})`);
   }
   if (state) await state.session.release();
-  state = { ort, session, lowResSize: req.lowResSize, embedding: null, origSize: null };
+  state = { ort, session, backend: useGpu ? 'webgpu' : 'wasm', model: bytes, ortBase: req.ortBase, lowResSize: req.lowResSize, embedding: null, origSize: null };
   reply({
     type: 'ready',
     id: req.id,
@@ -113,8 +138,24 @@ async function decode(req: DecodeRequest): Promise<void> {
     if (!t) throw new Error(`The decoder wants an input "${name}" this page does not know`);
     wanted[name] = t;
   }
-  const t0 = performance.now();
-  const out = await s.session.run(wanted, ['low_res_masks', 'iou_predictions']);
+  let t0 = performance.now();
+  let out;
+  try {
+    out = await s.session.run(wanted, ['low_res_masks', 'iou_predictions']);
+  } catch (e) {
+    if (s.backend !== 'webgpu') throw e;
+    // Some adapters accept the graph but fail at run time (e.g. a missing shader feature):
+    // fall back to WASM for good rather than leave the page without masks.
+    console.warn(`WebGPU decode failed, switching to WASM: ${e instanceof Error ? e.message : String(e)}`);
+    const wasmOrt = await loadOrt(false, s.ortBase);
+    const session = await createSession(wasmOrt, s.model, false);
+    await s.session.release();
+    s.session = session;
+    s.backend = 'wasm';
+    // Tensors are plain data: the WASM build takes them as they are.
+    t0 = performance.now();
+    out = await s.session.run(wanted, ['low_res_masks', 'iou_predictions']);
+  }
   const runMs = performance.now() - t0;
   const low = out.low_res_masks;
   const iou = out.iou_predictions;
@@ -127,7 +168,7 @@ async function decode(req: DecodeRequest): Promise<void> {
   const iouCopy = new Float32Array(iouData);
   low.dispose();
   iou.dispose();
-  reply({ type: 'decoded', id: req.id, lowRes: lowCopy, iou: iouCopy, tokens, runMs }, [lowCopy.buffer, iouCopy.buffer]);
+  reply({ type: 'decoded', id: req.id, lowRes: lowCopy, iou: iouCopy, tokens, runMs, backend: s.backend, threads: wasmThreads() }, [lowCopy.buffer, iouCopy.buffer]);
 }
 
 function need(): State {

@@ -69,6 +69,9 @@ export interface DecodeReply {
   readonly tokens: number;
   /** Time of session.run alone. */
   readonly runMs: number;
+  /** Backend that ran it (WebGPU falls back to WASM for good if a run fails). */
+  readonly backend: 'webgpu' | 'wasm';
+  readonly threads: number;
 }
 
 export interface ErrorReply {
