@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         "auto",
         description="image encoder backend: onnxruntime runs a verified ONNX export of the encoder "
         "(made once in <cache_dir>/encoders/, max abs err <= 1e-3 vs PyTorch); auto does so for checkpoints "
-        "of encoders under 100M parameters (vit_t, vit_b) and uses PyTorch otherwise",
+        "of encoders under 50M parameters (vit_t) and uses PyTorch otherwise",
     )
     torch_threads: int = Field(
         0, ge=0, description="intra-op threads of the encoder (0: one per CPU core the process may use)"
