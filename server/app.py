@@ -34,7 +34,7 @@ from clicksam.server.middleware import (
     UploadLimitMiddleware,
 )
 from clicksam.server.onnx_encoder import encoder_dir, load_onnx_encoder
-from clicksam.server.routes import embeddings, system
+from clicksam.server.routes import embeddings, everything, system
 from clicksam.server.routes.embeddings import upload_too_large_message
 from clicksam.server.service import EmbeddingService
 from clicksam.server.settings import Settings
@@ -170,6 +170,7 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(embeddings.router)
+    app.include_router(everything.router)
 
     if decoder_dir is not None:
         app.mount(
