@@ -41,16 +41,11 @@ install-dev: $(VENV)/.stamp-dev
 web/node_modules/.package-lock.json: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 
-ifneq ($(wildcard web/package.json),)
 web: web/node_modules/.package-lock.json
 	cd web && npm run build
 
 web-check: web/node_modules/.package-lock.json
 	cd web && npm run check
-else
-web web-check:
-	@echo "web/ has no package.json yet: nothing to build"
-endif
 
 browser-deps:
 	@if [ ! -x "$(CHROMIUM)" ]; then \
