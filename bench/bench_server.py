@@ -183,6 +183,7 @@ def upload_phase(base: str, args: argparse.Namespace) -> dict[str, Any]:
     image_latencies: list[float] = []
     statuses: Counter[int] = Counter()
     cached = Counter[bool]()
+    gave_up = [0]
     lock = threading.Lock()
     deadline = time.perf_counter() + args.phase_timeout
 
@@ -208,6 +209,9 @@ def upload_phase(base: str, args: argparse.Namespace) -> dict[str, Any]:
                         image_latencies.append(time.perf_counter() - image_start)
                         cached[bool(response.json().get("cached"))] += 1
                     break
+                else:
+                    with lock:
+                        gave_up[0] += 1  # five 503s in a row: the client stops asking for this image
 
     start = time.perf_counter()
     with ThreadPoolExecutor(args.clients) as pool:
@@ -222,6 +226,7 @@ def upload_phase(base: str, args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "throughput_rps": round(ok / wall, 2),
         "statuses": dict(statuses),
+        "gave_up_after_5_503s": gave_up[0],
         "cached_answers": cached.get(True, 0),
         "encoded_answers": cached.get(False, 0),
         "p50_ms": round(percentile(latencies, 50) * 1000, 1),
