@@ -35,6 +35,7 @@ __all__ = [
     "attention",
     "attention_path",
     "get_attention_path",
+    "linear",
 ]
 
 AttentionPath = Literal["auto", "sdpa", "plain"]
@@ -156,6 +157,42 @@ def _plain_rel_pos_blocked(
     return out.reshape(*lead, Nq, dv)
 
 
+def _onednn_linear_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether oneDNN's fused linear kernel may replace ``F.linear`` (+ activation) for this call.
+
+    Only for fp32 CPU inference in eager mode: the kernel has no autograd formula, and a traced or
+    exported graph must keep standard ops.
+    """
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not torch.compiler.is_compiling()
+        and not torch.onnx.is_in_onnx_export()
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def linear(x: torch.Tensor, layer: nn.Linear, activation: Literal["none", "gelu"] = "none") -> torch.Tensor:
+    """``layer(x)``, optionally followed by exact (erf) GELU: (..., in) -> (..., out).
+
+    In fp32 CPU inference this runs oneDNN's linear kernel with the GELU fused into it: measured here
+    about 15% faster than MKL's GEMM + a separate GELU for ViT-B's MLP (oneDNN uses the AVX-512 kernels
+    on any x86 vendor). Results differ from ``F.linear`` only by float summation order (~1e-6 relative).
+    """
+    if _onednn_linear_usable(x, layer.weight):
+        algorithm = "none" if activation == "gelu" else ""
+        return torch.ops.mkldnn._linear_pointwise(
+            x.contiguous(), layer.weight, layer.bias, activation, [], algorithm
+        )
+    out = F.linear(x, layer.weight, layer.bias)
+    return F.gelu(out) if activation == "gelu" else out
+
+
 class LayerNorm2d(nn.Module):
     """Layer norm over the channel axis of a (B, C, H, W) tensor (eps 1e-6, per-channel affine)."""
 
@@ -184,4 +221,6 @@ class MLPBlock(nn.Module):
         self.act = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.act, nn.GELU) and self.act.approximate == "none":
+            return linear(linear(x, self.lin1, "gelu"), self.lin2)  # the encoder's MLP: fused kernels
         return self.lin2(self.act(self.lin1(x)))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d, MLPBlock, attention
+from .common import LayerNorm2d, MLPBlock, attention, linear
 
 __all__ = [
     "Attention",
@@ -213,7 +213,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
-        return self.proj(self.attend(self.qkv(x)))
+        return linear(self.attend(linear(x, self.qkv)), self.proj)
 
     def attend(self, qkv: torch.Tensor) -> torch.Tensor:
         """Attention from projected tokens, before the output projection.
@@ -281,7 +281,7 @@ class Block(nn.Module):
         """
         B, H, W, _ = x.shape
         ws = self.window_size
-        qkv = self.attn.qkv(x)  # (B, H, W, 3C)
+        qkv = linear(x, self.attn.qkv)  # (B, H, W, 3C)
         pad_h, pad_w = (ws - H % ws) % ws, (ws - W % ws) % ws
         if pad_h or pad_w:
             bias = self.attn.qkv.bias
@@ -291,7 +291,7 @@ class Block(nn.Module):
             qkv = padded
         windows, pad_hw = window_partition(qkv, ws)  # (B * nW, ws, ws, 3C)
         out = window_unpartition(self.attn.attend(windows), ws, pad_hw, (H, W))
-        return self.attn.proj(out)
+        return linear(out, self.attn.proj)
 
 
 class ImageEncoderViT(nn.Module):
