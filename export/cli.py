@@ -48,6 +48,12 @@ def register(subparsers: Any) -> None:
         help="int8 dynamic weight quantisation of the browser variant (default: off, see bench/README.md)",
     )
     p.add_argument(
+        "--browser-weights",
+        choices=["float32", "float16", "int8"],
+        default=None,
+        help="how the browser variant stores its weights (default float16; int8: per-channel, ~half again)",
+    )
+    p.add_argument(
         "--single-mask",
         action="store_true",
         help="official variant returns one mask chosen by the official single-mask rule",
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             variants=variants,
             opset=args.opset,
             quantize=args.quantize,
+            browser_weights=args.browser_weights,
             single_mask=args.single_mask,
         )
     except ExportError as exc:

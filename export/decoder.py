@@ -64,12 +64,15 @@ class VariantConfig:
         weights_float16: store the large float32 weights as float16, each followed by a Cast to
             float32 that ONNX Runtime folds once at session creation (half the download, float32
             arithmetic).
+        weights_int8: store the large weights as int8 with per-channel scales, restored to float32
+            in the graph (folded at session creation); see :func:`compress_weights`.
     """
 
     graph: GraphOptions
     quantize: bool = False
     optimize_before_quantize: bool = False
     weights_float16: bool = False
+    weights_int8: bool = False
 
 
 # The choices of the browser variant were measured with bench/browser (see bench/README.md).
@@ -424,38 +427,57 @@ def quantize_int8(src: str | Path, dst: str | Path, *, optimize: bool = False) -
         )
 
 
-def store_weights_float16(src: str | Path, dst: str | Path, *, min_elements: int = 4096) -> int:
-    """Rewrite float32 initializers of at least ``min_elements`` values as float16 + an in-graph Cast.
+def compress_weights(src: str | Path, dst: str | Path, *, dtype: str, min_elements: int = 4096) -> int:
+    """Store the large float32 initializers compactly; the graph restores float32 weights in-graph.
 
-    Returns the number of initializers converted.
+    ``dtype="float16"``: each weight becomes float16 + ``Cast(to=float)``. ``dtype="int8"``: symmetric
+    int8 with one float32 scale per output channel (the last axis, or axis 0 when the last axis is
+    shorter than 8) + ``Cast`` and ``Mul``. Both subgraphs have only constant inputs, so ONNX Runtime
+    folds them into float32 weights once at session creation: a smaller download and float32
+    arithmetic at run time (unlike ``quantize_dynamic``, which also quantises activations).
+
+    Returns:
+        The number of initializers converted.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    if dtype not in ("float16", "int8"):
+        raise ExportError(f"weights can be stored as float16 or int8, not {dtype!r}")
     model = onnx.load(str(src))
     graph = model.graph
-    kept, casts, converted = [], [], 0
+    kept, restore, converted = [], [], 0
     for init in graph.initializer:
         if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
             kept.append(init)
             continue
         arr = numpy_helper.to_array(init)
-        if np.abs(arr).max() > 6.0e4:  # outside float16 range: keep exact
-            kept.append(init)
-            continue
-        half_name = init.name + "__fp16"
-        kept.append(numpy_helper.from_array(arr.astype(np.float16), half_name))
-        casts.append(
-            helper.make_node(
-                "Cast", [half_name], [init.name], to=TensorProto.FLOAT, name=init.name + "__cast"
+        if dtype == "float16":
+            if np.abs(arr).max() > 6.0e4:  # outside float16 range: keep exact
+                kept.append(init)
+                continue
+            kept.append(numpy_helper.from_array(arr.astype(np.float16), init.name + "__fp16"))
+            restore.append(
+                helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=TensorProto.FLOAT)
             )
-        )
+        else:
+            axis = arr.ndim - 1 if arr.shape[-1] >= 8 else 0
+            reduce_axes = tuple(a for a in range(arr.ndim) if a != axis)
+            scale = np.abs(arr).max(axis=reduce_axes, keepdims=True) / 127.0
+            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+            q = np.clip(np.rint(arr / scale), -127, 127).astype(np.int8)
+            kept.append(numpy_helper.from_array(q, init.name + "__int8"))
+            kept.append(numpy_helper.from_array(scale, init.name + "__scale"))
+            restore.append(
+                helper.make_node("Cast", [init.name + "__int8"], [init.name + "__f"], to=TensorProto.FLOAT)
+            )
+            restore.append(helper.make_node("Mul", [init.name + "__f", init.name + "__scale"], [init.name]))
         converted += 1
     del graph.initializer[:]
     graph.initializer.extend(kept)
     nodes = list(graph.node)
     del graph.node[:]
-    graph.node.extend(casts + nodes)  # casts first: the graph stays topologically sorted
+    graph.node.extend(restore + nodes)  # restoring nodes first: the graph stays topologically sorted
     onnx.save(model, str(dst))
     return converted
 
@@ -491,11 +513,11 @@ def export_variant(
             quantize_int8(fp32, path, optimize=config.optimize_before_quantize)
     else:
         export_graph(sam, config.graph, path, opset=opset)
-    if config.weights_float16:
-        store_weights_float16(path, path)
+    if config.weights_float16 or config.weights_int8:
+        compress_weights(path, path, dtype="int8" if config.weights_int8 else "float16")
     if not verify:
         return None
-    lossy = config.quantize or config.graph.embedding_float16 or config.weights_float16
+    lossy = config.quantize or config.graph.embedding_float16 or config.weights_float16 or config.weights_int8
     report = verify_onnx(sam, path, config.graph, lossy=lossy)
     logger.info(
         "verified %s: max |logit err| %.3g, min mask IoU %.5f over %d probes",
@@ -517,6 +539,7 @@ def export_decoder(
     variants: Sequence[str] = ("official", "browser"),
     opset: int = DEFAULT_OPSET,
     quantize: bool | None = None,
+    browser_weights: str | None = None,
     single_mask: bool = False,
     configs: dict[str, VariantConfig] | None = None,
     verify: bool = True,
@@ -531,7 +554,10 @@ def export_decoder(
         seed: the seed of random weights (recorded so a server can check that it matches).
         variants: subset of ``("official", "browser")``.
         opset: ONNX opset.
-        quantize: override int8 weight quantisation of the browser variant (None: its default).
+        quantize: override int8 dynamic quantisation (``quantize_dynamic``) of the browser variant
+            (None: its default, off).
+        browser_weights: override how the browser variant stores its weights: ``"float32"``,
+            ``"float16"`` (default) or ``"int8"`` (see :func:`compress_weights`).
         single_mask: official variant returns the one mask of the official single-mask rule.
         configs: override the per-variant configs (benchmarks use this to try options).
         verify: run the post-export check (always on in the CLI).
@@ -555,6 +581,14 @@ def export_decoder(
         cfg = cfgs[name]
         if name == "browser" and quantize is not None:
             cfg = replace(cfg, quantize=quantize)
+        if name == "browser" and browser_weights is not None:
+            if browser_weights not in ("float32", "float16", "int8"):
+                raise ExportError(
+                    f"browser weights must be float32, float16 or int8, not {browser_weights!r}"
+                )
+            cfg = replace(
+                cfg, weights_float16=browser_weights == "float16", weights_int8=browser_weights == "int8"
+            )
         if name == "official" and single_mask:
             cfg = replace(cfg, graph=replace(cfg.graph, single_mask=True))
         file = VARIANT_FILES.get(name, f"decoder_{name}.onnx")
@@ -595,6 +629,7 @@ def _entry(path: Path, cfg: VariantConfig, report: VerifyReport | None) -> Varia
         quantize=cfg.quantize,
         optimize_before_quantize=cfg.optimize_before_quantize,
         weights_float16=cfg.weights_float16,
+        weights_int8=cfg.weights_int8,
     )
     options["embedding_dtype"] = "float16" if cfg.graph.embedding_float16 else "float32"
     options["quantization"] = "int8-dynamic-weights(MatMul,Gemm)" if cfg.quantize else None

@@ -135,6 +135,7 @@ def export_ours(sam: torch.nn.Module, out_dir: Path, extra: Sequence[str]) -> li
         "browser_pe_const": replace(browser, graph=replace(g, pe_in_graph=False)),
         "browser_plain": replace(browser, graph=replace(g, fold_attention=False, matmul_upscaling=False)),
         "browser_int8": replace(browser, quantize=True, weights_float16=False),
+        "browser_int8w": replace(browser, weights_float16=False, weights_int8=True),
     }
     unknown = [e for e in extra if e not in ablations]
     if unknown:
