@@ -1,0 +1,156 @@
+"""End-to-end parity of a MobileSAM-structured model (TinyViT encoder) with the official ``mobile_sam``.
+
+A small TinyViT (every block kind, the official 64x64 output grid) with the standard prompt encoder and
+mask decoder; every parameter and buffer perturbed, the same state dict loaded into both, and the two
+``SamPredictor`` compared on images of two aspect ratios and every prompt kind.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from test_parity import TOL, _image, _max_err, _prompts
+from torch import nn
+
+from clicksam.model import Sam, SamPredictor
+from clicksam.model.build import SamConfig, TinyViTConfig, build_sam_from_config
+
+SMALL_T = SamConfig(
+    "parity_small_t",
+    TinyViTConfig(
+        embed_dims=(16, 24, 32, 320),
+        depths=(1, 2, 1, 1),
+        num_heads=(1, 2, 2, 5),
+        window_sizes=(7, 7, 14, 7),
+        mlp_ratio=2.0,
+        mbconv_expand_ratio=2.0,
+    ),
+)
+
+
+class _DropPath(nn.Module):
+    def __init__(self, drop_prob: float | None = None) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # eval mode only
+
+
+def _stub(name: str, **attrs: object) -> None:
+    mod = sys.modules.get(name)
+    if mod is None:
+        mod = types.ModuleType(name)
+        sys.modules[name] = mod
+    for key, value in attrs.items():
+        if not hasattr(mod, key):
+            setattr(mod, key, value)
+
+
+@pytest.fixture(scope="module")
+def mobile_sam_ref(segment_anything_ref: types.ModuleType) -> types.ModuleType:
+    """The official ``mobile_sam`` package; its timm imports get stand-ins (eval-mode behaviour only)."""
+    _stub("timm")
+    _stub("timm.models")
+    _stub(
+        "timm.models.layers",
+        DropPath=_DropPath,
+        to_2tuple=lambda x: tuple(x) if isinstance(x, tuple | list) else (x, x),
+        trunc_normal_=nn.init.trunc_normal_,
+    )
+    _stub("timm.models.registry", register_model=lambda fn: fn)
+    import mobile_sam
+
+    return mobile_sam
+
+
+def _perturbed(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            noise = torch.randn(value.shape, generator=gen)
+            if key.endswith("running_var"):
+                value = 0.5 + torch.rand(value.shape, generator=gen)
+            elif value.ndim <= 1 or "attention_biases" in key:
+                value = value + 0.2 * noise
+            else:
+                value = value + noise / value[0].numel() ** 0.5
+        state[key] = value.clone()
+    return state
+
+
+@pytest.fixture(scope="module")
+def pair_t(mobile_sam_ref: types.ModuleType) -> tuple[Sam, nn.Module]:
+    from mobile_sam.modeling import MaskDecoder, PromptEncoder, TinyViT, TwoWayTransformer
+    from mobile_sam.modeling import Sam as RefSam
+
+    enc = SMALL_T.encoder
+    assert isinstance(enc, TinyViTConfig)
+    theirs = RefSam(
+        image_encoder=TinyViT(
+            img_size=1024,
+            in_chans=3,
+            num_classes=1000,
+            embed_dims=list(enc.embed_dims),
+            depths=list(enc.depths),
+            num_heads=list(enc.num_heads),
+            window_sizes=list(enc.window_sizes),
+            mlp_ratio=enc.mlp_ratio,
+            drop_rate=0.0,
+            drop_path_rate=0.0,
+            use_checkpoint=False,
+            mbconv_expand_ratio=enc.mbconv_expand_ratio,
+            local_conv_size=3,
+            layer_lr_decay=0.8,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer_dim=256,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    ours = build_sam_from_config(SMALL_T, seed=0)
+    state = _perturbed(theirs, seed=77)
+    theirs.load_state_dict(state, strict=True)
+    ours.load_state_dict(state, strict=True)
+    # eval() after loading: the official TinyViT caches its attention biases when switched to eval
+    return ours.eval(), theirs.eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("h", "w"), [(300, 400), (720, 1280)], ids=["4x3", "16x9"])
+def test_mobile_sam_predictor_parity(
+    pair_t: tuple[Sam, nn.Module], mobile_sam_ref: types.ModuleType, h: int, w: int
+) -> None:
+    ours, theirs = pair_t
+    image = _image(h, w, seed=h + w)
+    mine, ref = SamPredictor(ours), mobile_sam_ref.SamPredictor(theirs)
+    mine.set_image(image)
+    ref.set_image(image)
+    emb_err = _max_err(mine.get_image_embedding(), ref.get_image_embedding())
+    assert emb_err <= TOL, emb_err
+    assert float(ref.get_image_embedding().std()) > 0.1
+    for name, prompt in _prompts(h, w).items():
+        for multimask in (True, False):
+            m_masks, m_scores, m_low = mine.predict(**prompt, multimask_output=multimask, return_logits=True)
+            r_masks, r_scores, r_low = ref.predict(**prompt, multimask_output=multimask, return_logits=True)
+            assert _max_err(m_low, r_low) <= TOL, (name, multimask)
+            assert _max_err(m_scores, r_scores) <= TOL, (name, multimask)
+            assert _max_err(m_masks, r_masks) <= TOL, (name, multimask)
+        _, r_scores, r_low = ref.predict(**prompt, multimask_output=True)
+        previous = r_low[int(np.argmax(r_scores))][None]
+        _, m_scores, m_low = mine.predict(**prompt, mask_input=previous, multimask_output=False)
+        _, r_scores, r_low = ref.predict(**prompt, mask_input=previous, multimask_output=False)
+        assert _max_err(m_low, r_low) <= TOL and _max_err(m_scores, r_scores) <= TOL, (name, "mask_input")
