@@ -362,7 +362,7 @@ def main() -> int:
     parser.add_argument("--uploads", type=int, default=4, help="uploads per client")
     parser.add_argument("--distinct", type=int, default=6, help="different pictures among the uploads")
     parser.add_argument("--queue-size", type=int, default=2, help="server encoder queue (small: shows 503s)")
-    parser.add_argument("--fetch-clients", type=int, default=4)
+    parser.add_argument("--fetch-clients", type=int, default=2, help="one per core: more only contend")
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each fetch phase")
     parser.add_argument("--max-requests", type=int, default=20000, help="cap per client per fetch phase")
     parser.add_argument("--big-images", type=int, default=2, help="12 MP JPEGs to time end to end")
