@@ -30,6 +30,7 @@ from torch import Tensor
 
 from clicksam.export.graph import DecoderGraph, GraphOptions
 from clicksam.export.manifest import Manifest, TensorSpec, VariantEntry, sha256_file
+from clicksam.model.frames import get_preprocess_shape
 from clicksam.model.sam import Sam
 
 logger = logging.getLogger(__name__)
@@ -167,13 +168,6 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union)
 
 
-def resized_size(orig_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
-    """(H, W) of the image resized so its long side is ``long_side``, rounded as the predictor does."""
-    h, w = orig_hw
-    scale = long_side / max(h, w)
-    return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
-
-
 @dataclass(frozen=True)
 class Probe:
     """One prompt used by the post-export check. Coordinates are in the 1024 frame."""
@@ -271,7 +265,9 @@ def verify_onnx(
             got, ref = outs["low_res_masks"], ref_low.numpy()
             got_iou, ref_iou_np = outs["iou_predictions"], ref_iou.numpy()
         else:
-            ref_full = sam.postprocess_masks(ref_low, resized_size(probe.orig_hw, image_size), probe.orig_hw)
+            ref_full = sam.postprocess_masks(
+                ref_low, get_preprocess_shape(*probe.orig_hw, image_size), probe.orig_hw
+            )
             if options.single_mask:
                 n_points = feeds["point_coords"].shape[1]
                 idx = 0 if n_points > 2 else 1 + int(ref_iou[0, 1:].argmax())

@@ -332,8 +332,9 @@ class DecoderGraph(nn.Module):
         side = self.image_size
         up = F.interpolate(masks, size=(side, side), mode="bilinear", align_corners=False)
         size = orig_im_size.to(torch.float32)
-        # resized size as the predictor computes it: int(x * side / max + 0.5), from the input tensor
-        resized = torch.floor(size * (side / torch.max(size)) + 0.5).to(torch.int64)
+        # resized size as the predictor computes it (clicksam.model.frames.get_preprocess_shape):
+        # int(x * side / max + 0.5), at least 1, from the input tensor (never the tracing size)
+        resized = torch.clamp(torch.floor(size * (side / torch.max(size)) + 0.5), min=1.0).to(torch.int64)
         up = up[:, :, : resized[0], : resized[1]]
         hw = orig_im_size.to(torch.int64)
         # tensor sizes on purpose: the tracer records them as graph values, so (H, W) stays dynamic
