@@ -199,7 +199,7 @@ def test_animation_gives_its_first_frame(fmt: str) -> None:
     frames = [Image.new("RGB", (16, 16), RED), Image.new("RGB", (16, 16), BLUE)]
     extra = {"lossless": True} if fmt == "WEBP" else {}
     data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **extra)
-    assert Image.open(io.BytesIO(data)).n_frames == 2
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 2
     out = decode_image(data, max_pixels=MAX).pixels
     assert close(out[8, 8], RED, 3)
 
