@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,7 +110,7 @@ class SamConfig:
     num_multimask_outputs: int = 3
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
-    embedding_stride: int = field(default=16)
+    embedding_stride: int = 16
 
     @property
     def encoder_kind(self) -> Literal["vit", "tiny_vit", "demo"]:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 __all__ = [
+    "ResizeLongestSide",
     "apply_boxes",
     "apply_boxes_torch",
     "apply_coords",
@@ -101,3 +102,38 @@ def apply_coords_torch(coords: torch.Tensor, original_size: tuple[int, int], lon
 def apply_boxes_torch(boxes: torch.Tensor, original_size: tuple[int, int], long_side: int) -> torch.Tensor:
     """Torch variant of :func:`apply_boxes`: (..., 4) xyxy -> (N, 4) float."""
     return apply_coords_torch(boxes.reshape(-1, 2, 2), original_size, long_side).reshape(-1, 4)
+
+
+class ResizeLongestSide:
+    """The official ``ResizeLongestSide`` interface over this module's functions.
+
+    ``SamPredictor.transform`` is one, so code written against Meta's predictor (for example
+    ``predictor.transform.apply_boxes_torch(boxes, image.shape[:2])`` for batched box prompts) works.
+    """
+
+    def __init__(self, target_length: int) -> None:
+        self.target_length = target_length
+
+    def apply_image(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """(H, W, 3) uint8 -> (h, w, 3) uint8 resized-input image."""
+        return resize_to_long_side(image, self.target_length)
+
+    def apply_coords(self, coords: npt.ArrayLike, original_size: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        """(..., 2) xy original frame -> resized-input frame."""
+        return apply_coords(coords, (int(original_size[0]), int(original_size[1])), self.target_length)
+
+    def apply_boxes(self, boxes: npt.ArrayLike, original_size: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        """(..., 4) xyxy original frame -> (N, 4) resized-input frame."""
+        return apply_boxes(boxes, (int(original_size[0]), int(original_size[1])), self.target_length)
+
+    def apply_coords_torch(self, coords: torch.Tensor, original_size: tuple[int, ...]) -> torch.Tensor:
+        """Torch variant of :meth:`apply_coords`."""
+        return apply_coords_torch(coords, (int(original_size[0]), int(original_size[1])), self.target_length)
+
+    def apply_boxes_torch(self, boxes: torch.Tensor, original_size: tuple[int, ...]) -> torch.Tensor:
+        """Torch variant of :meth:`apply_boxes`."""
+        return apply_boxes_torch(boxes, (int(original_size[0]), int(original_size[1])), self.target_length)
+
+    @staticmethod
+    def get_preprocess_shape(oldh: int, oldw: int, long_side_length: int) -> tuple[int, int]:
+        return get_preprocess_shape(oldh, oldw, long_side_length)

@@ -1,9 +1,9 @@
 """``SamPredictor``: the official interactive API (set an image once, prompt it many times).
 
 Frames: prompts given to :meth:`SamPredictor.predict` are in the original image's pixels (xy); those
-given to :meth:`SamPredictor.predict_torch` are already in the resized-input frame (use
-``predictor.transform``-free helpers in :mod:`clicksam.model.frames`). Mask inputs and the returned
-low-res logits are in the 256x256 low-res frame; returned masks are in the original frame.
+given to :meth:`SamPredictor.predict_torch` are already in the resized-input frame (map them with
+``predictor.transform`` or :mod:`clicksam.model.frames`). Mask inputs and the returned low-res logits
+are in the 256x256 low-res frame; returned masks are in the original frame.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class SamPredictor:
 
     def __init__(self, sam_model: Sam) -> None:
         self.model = sam_model
+        self.transform = frames.ResizeLongestSide(sam_model.image_size)
         self.reset_image()
 
     @property
@@ -62,7 +63,7 @@ class SamPredictor:
             raise ValueError(f"expected an HxWx3 uint8 image, got shape {image.shape} dtype {image.dtype}")
         if image_format != self.model.image_format:
             image = image[..., ::-1]
-        resized = frames.resize_to_long_side(image, self.image_size)  # (h, w, 3) uint8
+        resized = self.transform.apply_image(image)  # (h, w, 3) uint8
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         self.set_torch_image(tensor, (image.shape[0], image.shape[1]))
 
@@ -129,14 +130,14 @@ class SamPredictor:
                 raise ValueError(
                     f"point_coords must be (N, 2) and point_labels (N,), got {coords.shape}, {labels.shape}"
                 )
-            coords = frames.apply_coords(coords, self.original_size, self.image_size)
+            coords = self.transform.apply_coords(coords, self.original_size)
             coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
             labels_t = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]
         if box is not None:
             box_arr = np.asarray(box, dtype=np.float64)
             if box_arr.size != 4:
                 raise ValueError(f"box must be (4,) xyxy, got shape {box_arr.shape}")
-            box_arr = frames.apply_boxes(box_arr, self.original_size, self.image_size)
+            box_arr = self.transform.apply_boxes(box_arr, self.original_size)
             box_t = torch.as_tensor(box_arr, dtype=torch.float, device=self.device)  # (1, 4)
         if mask_input is not None:
             mask_arr = np.asarray(mask_input, dtype=np.float32)

@@ -72,3 +72,14 @@ def test_boxes_and_torch_variants_agree() -> None:
     coords_t = frames.apply_coords_torch(torch.tensor([[[10, 20]]]), size, 1024)
     assert coords_t.dtype == torch.float32
     assert np.allclose(coords_t.numpy(), frames.apply_coords(np.array([[[10, 20]]]), size, 1024))
+
+
+def test_resize_longest_side_interface() -> None:
+    """The official transform's interface (used as ``predictor.transform`` by code written for Meta's)."""
+    t = frames.ResizeLongestSide(1024)
+    size = (300, 400)
+    boxes = torch.tensor([[10.0, 20.0, 390.0, 290.0]])
+    assert torch.allclose(t.apply_boxes_torch(boxes, size), torch.tensor([[25.6, 51.2, 998.4, 742.4]]))
+    assert np.allclose(t.apply_coords(np.array([[400.0, 300.0]]), size), [[1024.0, 768.0]])
+    assert t.apply_image(np.zeros((300, 400, 3), dtype=np.uint8)).shape == (768, 1024, 3)
+    assert t.get_preprocess_shape(300, 400, 1024) == (768, 1024)
