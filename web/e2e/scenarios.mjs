@@ -47,9 +47,10 @@ const upload = async (file) => {
   await page.setInputFiles('[data-testid="image-input"]', file);
   return waitState(page, (s) => s.imagesLoaded > n && s.imageReady, `encoding ${file}`, 180000);
 };
-const download = async (testid) => {
+const download = async (testid, prefix) => {
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click(`[data-testid="${testid}"]`)]);
-  const file = path.join(o.out, dl.suggestedFilename());
+  // prefixed by the step: two steps may download files of the same suggested name
+  const file = path.join(o.out, `${prefix}-${dl.suggestedFilename()}`);
   await dl.saveAs(file);
   return { file, suggested: dl.suggestedFilename() };
 };
@@ -88,9 +89,9 @@ try {
   });
 
   await step('export', async () => {
-    const png = await download('export-png');
-    const coco = await download('export-coco');
-    const cutout = await download('export-cutout');
+    const png = await download('export-png', 'export');
+    const coco = await download('export-coco', 'export');
+    const cutout = await download('export-cutout', 'export');
     return { png, coco, cutout, s: await state(page) };
   });
 
@@ -142,8 +143,8 @@ try {
     const s0 = await upload(img('exif6.jpg'));
     const p = await clientPoint(page, 100, 120);
     const s = await decoded(() => page.mouse.click(p.x, p.y), 'the click on the rotated photo');
-    const png = await download('export-png');
-    const coco = await download('export-coco');
+    const png = await download('export-png', 'exif');
+    const coco = await download('export-coco', 'exif');
     return { s0, s, png, coco, screenshot: await shot('exif') };
   });
 
@@ -164,16 +165,22 @@ try {
   });
   if (o.everything === '1') {
     await step('everything', async () => {
+      await page.setViewportSize({ width: 1280, height: 860 });
+      // random test weights: a small grid and no confidence filters, so it is quick and finds masks
+      await page.goto(`${o.url}?points_per_side=6&pred_iou_thresh=0&stability_score_thresh=0`);
+      await waitState(page, (s) => s.decoderReady, 'the decoder', 120000);
       await upload(img('scene.png'));
       await page.click('[data-testid="everything"]');
       const s = await waitState(page, (x) => x.everything && x.everything.shown, 'everything masks', 600000);
-      // hover over the disc highlights a mask; clicking it makes it the current one
-      const p = await clientPoint(page, 210, 160);
+      // hovering a mask highlights it; clicking it makes it the current one
+      const inside = s.everything.inside;
+      if (!inside) throw new Error('no pixel is covered by an automatic mask');
+      const p = await clientPoint(page, inside.x, inside.y);
       await page.mouse.move(p.x - 3, p.y - 3);
       await page.mouse.move(p.x, p.y, { steps: 2 });
       const hovered = await waitState(page, (x) => x.everything.hover >= 0, 'everything hover', 10000).catch(() => null);
       const screenshot = await shot('everything');
-      const coco = await download('export-coco');
+      const coco = await download('export-coco', 'everything');
       await page.mouse.click(p.x, p.y);
       const picked = await waitState(page, (x) => x.prompts.points.length === 1 && x.maskArea > 0, 'pick a mask', 10000).catch(() => null);
       return { s, hovered, picked, coco, screenshot };

@@ -109,9 +109,13 @@ export async function getEmbeddingMeta(id: string): Promise<EmbeddingMeta> {
   return (await (await request(`api/embeddings/${encodeURIComponent(id)}/meta`)).json()) as EmbeddingMeta;
 }
 
-export async function postEverything(image: Blob, filename: string): Promise<EverythingResult> {
+/** Options of POST /api/everything the page forwards (from its own URL query, for experts and tests). */
+export const EVERYTHING_OPTIONS = ['points_per_side', 'pred_iou_thresh', 'stability_score_thresh', 'box_nms_thresh', 'crop_n_layers', 'min_mask_region_area'] as const;
+
+export async function postEverything(image: Blob, filename: string, options: ReadonlyMap<string, string> = new Map()): Promise<EverythingResult> {
   const form = new FormData();
   form.append('image', image, filename);
+  for (const [k, v] of options) form.append(k, v);
   return (await (await request('api/everything', { method: 'POST', body: form })).json()) as EverythingResult;
 }
 

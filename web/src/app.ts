@@ -1,7 +1,7 @@
 // The page controller: image loading, prompts and their history, decoding, candidates, objects and
 // exports. UI modules draw and report input; this module decides.
 
-import { ApiError, type EmbeddingMeta, type ServerConfig, embeddingUrl, getConfig, getManifestJson, postEmbedding, postEverything } from './api';
+import { ApiError, EVERYTHING_OPTIONS, type EmbeddingMeta, type ServerConfig, embeddingUrl, getConfig, getManifestJson, postEmbedding, postEverything } from './api';
 import { DecoderClient } from './decoder';
 import type { DecodeReply } from './protocol';
 import { type Geometry, type Point, type Size, makeGeometry, preprocessShape } from './frames';
@@ -570,7 +570,7 @@ export class App {
     b.exportCoco.disabled = !(hasMask || this.objects.length > 0);
     b.everything.disabled = !ready || this.everythingBusy;
     b.everything.setAttribute('aria-pressed', String(this.everythingShown));
-    b.exportCoco.disabled = b.exportCoco.disabled && !(this.everythingShown && this.everything);
+    b.exportCoco.disabled = b.exportCoco.disabled && !(this.everythingShown && this.everything && this.everything.masks.length > 0);
   }
 
   // ---------------------------------------------------------------- everything
@@ -591,10 +591,14 @@ export class App {
       const t0 = performance.now();
       const timer = window.setInterval(() => this.bar.status(`Segmenting everything on the server… ${((performance.now() - t0) / 1000).toFixed(1)} s`), 100);
       try {
-        const res = await postEverything(img.upload.blob, img.upload.name);
+        const query = new URLSearchParams(location.search);
+        const options = new Map(EVERYTHING_OPTIONS.flatMap((k) => (query.has(k) ? [[k, query.get(k) ?? '']] : [])));
+        const res = await postEverything(img.upload.blob, img.upload.name, options);
         if (img !== this.image) return;
         this.everything = this.buildEverything(res.masks.map((m) => ({ rle: m.segmentation, iou: m.predicted_iou, point: m.point_coords[0] ?? [0, 0] })), res.original_size, img);
-        this.updateStatus(`${this.everything.masks.length} masks in ${((performance.now() - t0) / 1000).toFixed(1)} s: hover to see one, click to select it.`);
+        const n = this.everything.masks.length;
+        const secs = ((performance.now() - t0) / 1000).toFixed(1);
+        this.updateStatus(n ? `${n} masks in ${secs} s: hover to see one, click to select it.` : `No confident masks found (${secs} s).`);
       } catch (e) {
         this.showError(e);
         return;
@@ -634,6 +638,21 @@ export class App {
       };
     });
     return { masks, labels: labelMap(masks.map((m) => m.mask), orig.w * orig.h), display: null, hover: -1 };
+  }
+
+  /** A pixel centre (original px) covered by some automatic mask's label, for tests; null if none. */
+  private pointInsideEverything(): Point | null {
+    const ev = this.everything;
+    const img = this.image;
+    if (!ev || !img) return null;
+    const covered: number[] = [];
+    ev.labels.forEach((l, k) => {
+      if (l >= 0) covered.push(k);
+    });
+    const k = covered[Math.floor(covered.length / 2)];
+    if (k === undefined) return null;
+    const w = img.geom.original.w;
+    return { x: (k % w) + 0.5, y: Math.floor(k / w) + 0.5 };
   }
 
   private everythingAt(p: Point): number {
@@ -844,7 +863,9 @@ export class App {
       imagesLoaded: this.imagesLoaded,
       lastDecodeMs: this.lastDecodeMs,
       lastExport: this.lastExport,
-      everything: this.everything ? { shown: this.everythingShown, masks: this.everything.masks.length, hover: this.everything.hover } : null,
+      everything: this.everything
+        ? { shown: this.everythingShown, masks: this.everything.masks.length, hover: this.everything.hover, inside: this.pointInsideEverything() }
+        : null,
       canUndo: this.history.canUndo,
       canRedo: this.history.canRedo,
     };
