@@ -598,7 +598,7 @@ export class App {
         this.everything = this.buildEverything(res.masks.map((m) => ({ rle: m.segmentation, iou: m.predicted_iou, point: m.point_coords[0] ?? [0, 0] })), res.original_size, img);
         const n = this.everything.masks.length;
         const secs = ((performance.now() - t0) / 1000).toFixed(1);
-        this.updateStatus(n ? `${n} masks in ${secs} s: hover to see one, click to select it.` : `No confident masks found (${secs} s).`);
+        this.updateStatus(n ? `${n} mask${n === 1 ? '' : 's'} in ${secs} s: hover to see one, click to select it.` : `No confident masks found (${secs} s).`);
       } catch (e) {
         this.showError(e);
         return;
