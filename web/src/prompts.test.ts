@@ -64,3 +64,15 @@ describe('History', () => {
     expect(h.current).toBe(EMPTY);
   });
 });
+
+describe('History limit', () => {
+  it('forgets the oldest undo steps past the limit', () => {
+    const h = new History(0, 3);
+    for (let i = 1; i <= 5; i++) h.push(i);
+    expect(h.undo()).toBe(4);
+    expect(h.undo()).toBe(3);
+    expect(h.undo()).toBe(2);
+    expect(h.undo()).toBeNull();
+    expect(h.current).toBe(2);
+  });
+});

@@ -91,11 +91,15 @@ export function isSingleClick(s: PromptState): boolean {
   return s.points.length === 1 && s.box === null;
 }
 
-/** Linear undo/redo history of immutable states. */
+/** Linear undo/redo history of immutable states, keeping at most `limit` undo steps. */
 export class History<T> {
   private past: T[] = [];
   private future: T[] = [];
-  constructor(private present: T) {}
+  constructor(
+    private present: T,
+    // each page entry holds its decoded low-res logits (~1 MB): bound the memory
+    private readonly limit = 100,
+  ) {}
 
   get current(): T {
     return this.present;
@@ -109,6 +113,7 @@ export class History<T> {
   /** Record a new state; clears the redo branch. */
   push(next: T): void {
     this.past.push(this.present);
+    if (this.past.length > this.limit) this.past.shift();
     this.present = next;
     this.future = [];
   }
