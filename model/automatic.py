@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
+#: points decoded at once, at most (``points_per_batch`` caps it further)
+DECODER_CHUNK = 8
+
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(points_done, points_total)`` after every decoder batch."""
 
@@ -206,6 +209,8 @@ class _GridDecoder:
             queries = layer.norm1(queries)
 
             q = queries + query_pe
+            # both cross-attentions of a block use it (unused while the image tokens are shared)
+            keys_pe = self.pos if keys is None else keys + self.pos
             if keys is None:
                 if i != 0:
                     raise RuntimeError("shared image tokens only exist before the first block")
@@ -213,7 +218,7 @@ class _GridDecoder:
                     layer.cross_attn_token_to_image, q, self.first_t2i_k, self.first_t2i_v
                 )
             else:
-                t2i = self._token_to_image(layer.cross_attn_token_to_image, q, keys + self.pos, keys)
+                t2i = self._token_to_image(layer.cross_attn_token_to_image, q, keys_pe, keys)
             queries = layer.norm2(queries + t2i)
             queries = layer.norm3(queries + layer.mlp(queries))
 
@@ -224,7 +229,7 @@ class _GridDecoder:
                 )
                 keys = layer.norm4(self.src + upd)
             else:
-                upd = self._image_to_token(layer.cross_attn_image_to_token, keys + self.pos, None, q, queries)
+                upd = self._image_to_token(layer.cross_attn_image_to_token, keys_pe, None, q, queries)
                 keys = layer.norm4(keys + upd)
         assert keys is not None
         q = queries + query_pe
@@ -502,8 +507,11 @@ class SamAutomaticMaskGenerator:
 
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]  # xy in crop pixels
         acc = _Masks()
-        for start in range(0, len(points), self.points_per_batch):
-            batch = points[start : start + self.points_per_batch]
+        # the factored decoder streams (B, 4096, 256) tensors per step: small batches stay in memory
+        # that is already mapped, large ones spend their time in fresh allocations
+        step_size = min(self.points_per_batch, DECODER_CHUNK)
+        for start in range(0, len(points), step_size):
+            batch = points[start : start + step_size]
             self._process_batch(decoder, batch, crop_size, input_size, crop_box, orig_size, acc)
             step(len(batch))
         data = acc.cat()

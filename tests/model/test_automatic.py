@@ -102,43 +102,64 @@ def _image(seed: int, h: int, w: int) -> np.ndarray:
 
 
 def _compare(ours: list[dict[str, Any]], ref: list[dict[str, Any]]) -> None:
+    """Same number of records, matched one to one by prompt point and mask IoU (scores that tie to
+    float rounding may come out in either order)."""
     assert len(ours) == len(ref)
-    for a, b in zip(ours, ref, strict=True):
-        ma, mb = a["segmentation"], b["segmentation"]
-        iou = (ma & mb).sum() / max(1, (ma | mb).sum())
-        assert iou >= 0.99
+    unmatched = list(range(len(ref)))
+    for a in ours:
+        same_point = [
+            j for j in unmatched if np.allclose(ref[j]["point_coords"], a["point_coords"], atol=1e-6)
+        ]
+        assert same_point, f"no official record for point {a['point_coords']}"
+
+        def mask_iou(j: int, a: dict[str, Any] = a) -> float:
+            ma, mb = a["segmentation"], ref[j]["segmentation"]
+            return float((ma & mb).sum() / max(1, (ma | mb).sum()))
+
+        j = max(same_point, key=mask_iou)
+        b = ref[j]
+        unmatched.remove(j)
+        assert mask_iou(j) >= 0.99
         assert a["predicted_iou"] == pytest.approx(b["predicted_iou"], abs=1e-3)
         assert a["stability_score"] == pytest.approx(b["stability_score"], abs=1e-3)
         assert a["area"] == pytest.approx(b["area"], rel=0.01)
         np.testing.assert_allclose(a["bbox"], b["bbox"], atol=2)
-        np.testing.assert_allclose(a["point_coords"], b["point_coords"], atol=1e-6)
         assert list(a["crop_box"]) == list(b["crop_box"])
 
 
+# (image seed, H, W, options, at least this many masks). Random weights make every point find nearly the
+# same mask, so with NMS on only a mask or two survive: the cases with box_nms_thresh=1 (nothing is a
+# duplicate) compare every mask that passed the filters, one by one; NMS itself is tested in test_rle.
 CASES = [
-    # (image seed, H, W, options): SAM's defaults except a sparser grid; lowered thresholds; crop layers
-    (0, 96, 128, {"points_per_side": 8}),
-    (1, 120, 90, {"points_per_side": 8}),
-    (0, 96, 128, {"points_per_side": 8, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.8}),
-    (2, 70, 100, {"points_per_side": 8, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.8}),
+    (0, 96, 128, {"points_per_side": 8}, 1),  # SAM's defaults, sparser grid
+    (1, 120, 90, {"points_per_side": 6, "box_nms_thresh": 1.0}, 10),
+    (
+        2,
+        70,
+        100,
+        {"points_per_side": 6, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.8, "box_nms_thresh": 1.0},
+        10,
+    ),
     (
         3,
         90,
         120,
         {
-            "points_per_side": 6,
+            "points_per_side": 4,
             "pred_iou_thresh": 0.5,
             "stability_score_thresh": 0.8,
+            "box_nms_thresh": 1.0,
             "crop_n_layers": 1,
             "crop_n_points_downscale_factor": 2,
             "min_mask_region_area": 20,
         },
+        1,  # every crop mask touches its crop's edge and goes: only whole-image masks stay
     ),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("seed", "h", "w", "options"), CASES)
+@pytest.mark.parametrize(("seed", "h", "w", "options", "min_masks"), CASES)
 def test_matches_official_generator(
     models: tuple[Any, Any, types.ModuleType],
     monkeypatch: pytest.MonkeyPatch,
@@ -146,6 +167,7 @@ def test_matches_official_generator(
     h: int,
     w: int,
     options: dict[str, Any],
+    min_masks: int,
 ) -> None:
     sam, official, official_amg = models
     monkeypatch.setattr(official_amg, "batched_nms", _reference_batched_nms)
@@ -158,7 +180,7 @@ def test_matches_official_generator(
     with torch.no_grad():
         ours = SamAutomaticMaskGenerator(sam, **options).generate(image)
         ref = official_amg.SamAutomaticMaskGenerator(official, **options).generate(image)
-    assert len(ref) > 0, "the referee found no masks: the comparison would prove nothing"
+    assert len(ref) >= min_masks, "the referee found (almost) no masks: the comparison would prove little"
     _compare(ours, ref)
 
 
