@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def main() -> int:
 
     from clicksam.model import SamAutomaticMaskGenerator, SamPredictor, build_sam
 
-    official_amg.batched_nms = _stable_nms  # type: ignore[attr-defined]
+    official_amg.batched_nms = _stable_nms
     sam = build_sam(args.model, seed=0).eval()
     sam.load_state_dict(_sharpened_state(sam))
     official = OfficialSam(
@@ -184,7 +185,7 @@ def main() -> int:
         self.features = embedding
         self.is_image_set = True
 
-    official_amg.SamPredictor.set_image = official_set_image  # type: ignore[method-assign]
+    official_amg.SamPredictor.set_image = official_set_image
 
     settings: list[tuple[str, dict[str, Any]]] = [
         ("defaults", {}),
@@ -198,8 +199,8 @@ def main() -> int:
         ours_gen = SamAutomaticMaskGenerator(sam, **opts)
         ref_gen = official_amg.SamAutomaticMaskGenerator(official, **opts)
         with torch.no_grad():
-            t_ours, m_ours, ours = _timed(lambda g=ours_gen: g.generate(image, image_embedding=embedding))
-            t_ref, m_ref, ref = _timed(lambda g=ref_gen: g.generate(image))
+            t_ours, m_ours, ours = _timed(partial(ours_gen.generate, image, image_embedding=embedding))
+            t_ref, m_ref, ref = _timed(partial(ref_gen.generate, image))
         print(
             f"{name}: ours {t_ours:.1f}s (peak +{m_ours:.0f} MiB, {len(ours)} masks; {ours_gen.stats}) | "
             f"official {t_ref:.1f}s (peak +{m_ref:.0f} MiB, {len(ref)} masks) | speedup x{t_ref / t_ours:.2f}"
