@@ -118,6 +118,9 @@ def main() -> int:
     # The decoder's own session.run in the same page and session is the reference: the ratio is
     # what the page adds (hover runs it waits for, messaging, upsampling, painting, frame wait).
     print(f"click-to-mask / session.run (p50): x{pct(samples, 50) / pct(dec, 50):.2f}")
+    paint = r.get("paintMs", [])
+    if paint:
+        print(f"overlay paint on the main thread: p50 {pct(paint, 50):.1f} ms, p95 {pct(paint, 95):.1f} ms")
     print(f"click_to_mask_p50_ms={pct(samples, 50):.1f} click_to_mask_p95_ms={pct(samples, 95):.1f}")
     if a.json:
         a.json.write_text(json.dumps({"size": [w, h], **r}, indent=1))

@@ -19,10 +19,13 @@ const isolation = {
 
 function ortAssets(): Plugin {
   let outDir = path.join(here, 'dist');
+  let building = false;
   return {
     name: 'clicksam-ort-assets',
     configResolved(config) {
       outDir = path.resolve(config.root, config.build.outDir);
+      // vitest also runs plugin hooks (with a dummy outDir): copy only for `vite build`
+      building = config.command === 'build' && !process.env.VITEST;
     },
     configureServer(server) {
       server.middlewares.use('/ort/', (req, res, next) => {
@@ -34,6 +37,7 @@ function ortAssets(): Plugin {
       });
     },
     closeBundle() {
+      if (!building) return;
       const dest = path.join(outDir, 'ort');
       mkdirSync(dest, { recursive: true });
       for (const name of readdirSync(ortDist)) {

@@ -62,7 +62,8 @@ try {
       }
     }
   }
-  const result = { backend: ready.backend, original: s0.original, samples, kinds, decodeMs, hovers, userAgent: await page.evaluate(() => navigator.userAgent) };
+  const paintMs = await page.evaluate(() => performance.getEntriesByName('clicksam:paint').map((e) => e.duration));
+  const result = { paintMs, backend: ready.backend, original: s0.original, samples, kinds, decodeMs, hovers, userAgent: await page.evaluate(() => navigator.userAgent) };
   if (o.out) writeFileSync(o.out, JSON.stringify(result, null, 1));
   console.log(JSON.stringify(result));
 } finally {
