@@ -258,6 +258,11 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
         action="store_true",
         help="extra jobs with onnxruntime-web's profiler (per-op times) for ours_browser and meta_fp32",
     )
+    ap.add_argument(
+        "--pair",
+        action="store_true",
+        help="also time ours vs meta_fp32 in one page, clicks alternating (fair ratios on a busy machine)",
+    )
     ap.add_argument("--skip-export", action="store_true", help="reuse the files in --out-dir")
     ap.add_argument("--json", type=Path, default=None, help="write raw samples here")
     args = ap.parse_args(argv)
@@ -347,6 +352,20 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
                         }
                     )  # fmt: skip
                     jobs.append({"id": f"profile@{w}x{h}@{m.name}", "query": query, "console": True})
+        if args.pair:
+            meta = next(m for m in all_models if m.name == BASELINE)
+            for m in all_models:
+                if m.name not in ("ours_browser", "ours_official"):
+                    continue
+                for w, h in sizes:
+                    query = urllib.parse.urlencode(
+                        {
+                            "mode": "pair", "model": f"/models/{m.file}", "iface": m.iface, "emb": m.emb,
+                            "ref": f"/models/{meta.file}", "ref_iface": meta.iface, "ref_emb": meta.emb,
+                            "w": w, "h": h, "threads": args.threads, "warmup": args.warmup, "runs": args.runs,
+                        }
+                    )  # fmt: skip
+                    jobs.append({"id": f"pair@{w}x{h}@{m.name}", "query": query})
         results = run_jobs(base, jobs, args.wait_idle)
     finally:
         server.shutdown()
@@ -462,6 +481,15 @@ def report(
         if r["other_cpu"] > 0.10:
             share = f"{100 * r['other_cpu']:.0f}%"
             print(f"WARNING: {name}@{key}: other processes used {share} of the CPUs; timings skewed")
+    for r in results:
+        if r["id"].startswith("pair@"):
+            _, size, name = r["id"].split("@")
+            a, b = (r["result"]["pair"][k]["samples"] for k in (0, 1))
+            cols = []
+            for key in ("run", "click", "post"):
+                pa, pb = pct([s[key] for s in a], 50), pct([s[key] for s in b], 50)
+                cols.append(f"{key} p50 {pa:.1f} vs {pb:.1f} ms (x{pa / pb:.2f})")
+            print(f"pair {size}: {name} vs {BASELINE}, same page, alternating clicks: " + "; ".join(cols))
     for r in results:
         if r["id"].startswith("profile@"):
             print_profile(r)

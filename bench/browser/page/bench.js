@@ -164,6 +164,8 @@ async function main() {
     return { params: P, env, ious, choiceMismatch, maxLowResErr, oursBytes: ours.bytes, refBytes: ref.bytes };
   }
 
+  if (P.mode === 'pair') return pairMode(ort, env, W, H, rnd, embData, clickFeeds, only, bestMulti);
+
   const { session, bytes, fetchMs, createMs } = await loadSession(ort, P.model);
   const embs = embData.map((d) => embeddingTensor(ort, d, P.emb));
   const canvas = document.getElementById('mask');
@@ -212,6 +214,59 @@ async function main() {
     bytes, cold: { fetchMs, createMs, coldMs: fetchMs + createMs, firstRunMs: warm.length ? warm[0].run : null },
     inputNames: session.inputNames, outputNames: session.outputNames, last, samples,
   };
+}
+
+// pair mode: `model` (iface/emb) and `ref` (ref_iface/ref_emb) in the same page, clicks alternating
+// between them (same click positions, order swapped every click), so background load on a shared
+// machine hits both alike and their ratio stays meaningful.
+async function pairMode(ort, env, W, H, rnd, embData, clickFeeds, only, bestMulti) {
+  const specs = [
+    { url: P.model, iface: P.iface, emb: P.emb },
+    { url: P.ref, iface: q.get('ref_iface') || 'official', emb: q.get('ref_emb') || 'float32' },
+  ];
+  const canvas = document.getElementById('mask');
+  canvas.width = W; canvas.height = H;
+  const ctx = canvas.getContext('2d');
+  const rgba = new Uint8ClampedArray(4 * W * H);
+  const px = new Uint32Array(rgba.buffer);
+  const color = new Uint32Array(new Uint8ClampedArray([0, 114, 189, 255]).buffer)[0];
+  const imgData = new ImageData(rgba, W, H);
+  const models = [];
+  for (const sp of specs) {
+    const s = await loadSession(ort, sp.url);
+    models.push({ ...sp, ...s, embs: embData.map((d) => embeddingTensor(ort, d, sp.emb)),
+      up: sp.iface === 'low_res' ? makeUpsampler(W, H, P.imageSize, P.lowRes) : null, samples: [] });
+  }
+  async function click(m, i, cx, cy) {
+    const t0 = performance.now();
+    const feeds = only(m.session, clickFeeds(m.embs[i % 2], cx, cy));
+    const t1 = performance.now();
+    const out = await m.session.run(feeds);
+    const t2 = performance.now();
+    const best = bestMulti(out.iou_predictions.data);
+    if (m.up) {
+      const plane = P.lowRes * P.lowRes;
+      m.up(out.low_res_masks.data.subarray(best * plane, (best + 1) * plane), px, color, P.threshold);
+    } else {
+      const data = out.masks.data, off = best * W * H;
+      for (let j = 0; j < W * H; j++) px[j] = data[off + j] > P.threshold ? color : 0;
+    }
+    const t3 = performance.now();
+    ctx.putImageData(imgData, 0, 0);
+    const t4 = performance.now();
+    return { run: t2 - t1, click: t4 - t0, post: t3 - t2, put: t4 - t3 };
+  }
+  for (let i = 0; i < P.warmup + P.runs; i++) {
+    const cx = rnd() * W, cy = rnd() * H;
+    const order = i % 2 ? [1, 0] : [0, 1];
+    for (const k of order) {
+      const r = await click(models[k], i, cx, cy);
+      if (i >= P.warmup) models[k].samples.push(r);
+    }
+  }
+  for (const m of models) await m.session.release();
+  return { params: P, env, ortVersion: ort.env.versions || null,
+    pair: models.map((m) => ({ url: m.url, bytes: m.bytes, samples: m.samples })) };
 }
 
 main().then((r) => { window.__bench.result = r; window.__bench.ok = true; window.__bench.done = true; log('done'); })
