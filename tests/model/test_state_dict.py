@@ -29,8 +29,9 @@ def _listing(name: str) -> list[tuple[str, str, str]]:
 
 def _ours(name: str, *, meta: bool = True) -> list[tuple[str, str, str]]:
     if meta:
+        # seeded: a preset that ships weights (demo) would otherwise load them into meta tensors
         with torch.device("meta"):
-            model = build_sam(name)
+            model = build_sam(name, seed=0)
     else:
         model = build_sam(name, seed=0)
     return [
