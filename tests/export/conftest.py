@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 import torch
+from export_testlib import Exported
 
 from clicksam.export.decoder import DEFAULT_CONFIGS, VariantConfig, export_decoder
-from clicksam.export.manifest import Manifest
 from clicksam.model import Sam, build_sam
 
 # fp32 low-res variant: the browser interface without the lossy choices, held to the fp32 tolerances
@@ -19,13 +18,6 @@ BROWSER_FP32 = replace(
     graph=replace(DEFAULT_CONFIGS["browser"].graph, embedding_float16=False),
     weights_float16=False,
 )
-
-
-@dataclass(frozen=True)
-class Exported:
-    sam: Sam
-    out_dir: Path
-    manifest: Manifest
 
 
 @pytest.fixture(scope="session")

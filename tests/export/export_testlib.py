@@ -3,10 +3,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from clicksam.export.manifest import Manifest
 from clicksam.model import Sam
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A session-wide export of the perturbed test model (see the ``exported`` fixture)."""
+
+    sam: Sam
+    out_dir: Path
+    manifest: Manifest
 
 
 @torch.no_grad()

@@ -15,8 +15,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import Exported
-from export_testlib import iou, torch_reference
+from export_testlib import Exported, iou, torch_reference
 from onnx import numpy_helper
 
 from clicksam.export.decoder import (

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Exported
+from export_testlib import Exported
 
 from clicksam.export.manifest import Manifest, ManifestError
 

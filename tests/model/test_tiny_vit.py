@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import install_torchvision_stub
+from referee_stubs import install_torchvision_stub
 from torch import nn
 
 from clicksam.model.common import attention_path
