@@ -9,12 +9,14 @@ weights), flagged so the page can tell the user how to get real weights.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clicksam.model.build import DEMO_WEIGHTS
+from clicksam.model.weights import sha256_file
 
 if TYPE_CHECKING:
     from clicksam.model import Sam
@@ -59,27 +61,6 @@ class ModelSpec:
         return hashlib.sha256(f"seed:{self.seed}".encode()).hexdigest()[:12]
 
 
-def sha256_file(path: Path, chunk_bytes: int = 8 * 1024 * 1024) -> str:
-    """Hex sha256 of a file, read in chunks (checkpoints are up to 2.5 GB)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _optional_attr(module_name: str, attr: str) -> Any:
-    """``module.attr`` if that module of this package exists and has it, else None."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        # a part of clicksam that is not installed/written; any other missing module is a real error
-        if exc.name is not None and exc.name.startswith("clicksam"):
-            return None
-        raise
-    return getattr(module, attr, None)
-
-
 def resolve_model(
     name: str, checkpoint: Path | None = None, seed: int = 0, *, random_weights: bool = False
 ) -> ModelSpec:
@@ -95,34 +76,28 @@ def resolve_model(
         if not checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
         return ModelSpec(name, checkpoint, sha256_file(checkpoint), seed, demo=False, notice=None)
-    find_checkpoint = _optional_attr("clicksam.model.weights", "find_checkpoint")
-    get_info = _optional_attr("clicksam.model.weights", "get_info")
-    if find_checkpoint is not None and get_info is not None:
-        try:
-            found = find_checkpoint(name)
-        except ValueError:  # UnknownWeightsError: no official checkpoint for this preset (vit_test)
-            found = None
-        if found is not None:
-            path = Path(found)
-            # find_checkpoint only returns files whose sha256 matched the official table: no re-hash
-            sha = str(get_info(name).sha256)
-            logger.info("using the verified official %s checkpoint %s", name, path)
-            return ModelSpec(name, path, sha, seed, demo=False, notice=None)
+    from clicksam.model.weights import UnknownWeightsError, find_checkpoint, get_info
+
+    try:
+        found = find_checkpoint(name)
+    except UnknownWeightsError:  # no official checkpoint for this preset (vit_test, demo)
+        found = None
+    if found is not None:
+        # find_checkpoint only returns files whose sha256 matched the official table: no re-hash
+        logger.info("using the verified official %s checkpoint %s", name, found)
+        return ModelSpec(name, Path(found), get_info(name).sha256, seed, demo=False, notice=None)
     if random_weights:
         notice = f"{name} with random weights (seed {seed}): for benchmarks and tests, the masks mean nothing"
         return ModelSpec(name, None, None, seed, demo=True, notice=notice)
+    suggest = name if name in ("vit_b", "vit_l", "vit_h", "vit_t") else "vit_t"
     notice = (
-        f"No {name} checkpoint found: serving a small demo model, whose masks are rough. "
-        f"Run `clicksam weights download {'vit_t' if name == DEMO_FALLBACK_MODEL else name}` "
+        f"No {name} checkpoint found: serving the small built-in demo model, trained on synthetic "
+        f"shapes only, whose masks on real photos are rough. Run `clicksam weights download {suggest}` "
         "(or start with --checkpoint PATH) for real results."
     )
-    demo_checkpoint = _optional_attr("clicksam.model.weights", "demo_checkpoint")
-    if demo_checkpoint is not None:
-        demo = demo_checkpoint()
-        if demo is not None:
-            demo_name, demo_path = demo
-            path = Path(demo_path)
-            return ModelSpec(demo_name, path, sha256_file(path), seed, demo=True, notice=notice)
+    if DEMO_WEIGHTS.is_file():
+        return ModelSpec("demo", DEMO_WEIGHTS, sha256_file(DEMO_WEIGHTS), seed, demo=True, notice=notice)
+    logger.warning("the demo model's weights %s are missing: falling back to random weights", DEMO_WEIGHTS)
     return ModelSpec(DEMO_FALLBACK_MODEL, None, None, seed, demo=True, notice=notice)
 
 
