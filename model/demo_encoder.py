@@ -7,10 +7,18 @@ scratch on two CPU cores in about an hour: a patchify stem to the 256x256 grid, 
 (depthwise 7x7 conv, LayerNorm, pointwise MLP) at 128x128 and 64x64, a few of them dilated so the
 receptive field covers large objects, and a cheap neck to 256 channels (1x1, LayerNorm, depthwise 3x3,
 1x1, LayerNorm) in place of SAM's dense 3x3 neck.
+
+Unlike a ViT, a convolutional stack is translation-equivariant and so tells the decoder nothing about
+where a feature is. SAM's decoder only adds positional encodings to attention queries and keys, so it
+would have to learn to align them before a click could select anything. Like a ViT's absolute position
+embedding, the stride-16 features here get Fourier features of their normalised position in the padded
+input square (CoordConv-style, parameter-free and independent of the input size) through a learned 1x1
+projection, which makes click-to-mask localisation learnable in a CPU-sized training budget.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +39,8 @@ class DemoEncoderConfig:
         depths: ConvNeXt blocks per stage.
         dilations: dilation of each stride-16 block's depthwise conv (len == depths[1]).
         mlp_ratio: hidden width of each block's pointwise MLP, relative to its channels.
+        coord_freqs: number of octaves of the positional Fourier features (sin and cos of x and y at
+            frequencies 1, 2, 4, ... cycles per input side).
         out_chans: embedding channels (256, what the prompt encoder and mask decoder expect).
     """
 
@@ -39,6 +49,7 @@ class DemoEncoderConfig:
     depths: tuple[int, int] = (2, 4)
     dilations: tuple[int, ...] = (1, 2, 1, 3)
     mlp_ratio: float = 2.0
+    coord_freqs: int = 6
     out_chans: int = 256
 
 
@@ -81,6 +92,8 @@ class DemoEncoder(nn.Module):
         self.down1 = nn.Sequential(nn.Conv2d(cfg.stem_dim, d1, 2, stride=2), LayerNorm2d(d1))
         self.stage1 = nn.Sequential(*(ConvBlock(d1, cfg.mlp_ratio) for _ in range(cfg.depths[0])))
         self.down2 = nn.Sequential(nn.Conv2d(d1, d2, 2, stride=2), LayerNorm2d(d2))
+        self.coord_freqs = cfg.coord_freqs
+        self.coord_proj = nn.Conv2d(4 * cfg.coord_freqs, d2, 1)
         self.stage2 = nn.Sequential(*(ConvBlock(d2, cfg.mlp_ratio, dilation=d) for d in cfg.dilations))
         self.neck = nn.Sequential(
             nn.Conv2d(d2, cfg.out_chans, 1, bias=False),
@@ -90,8 +103,30 @@ class DemoEncoder(nn.Module):
             LayerNorm2d(cfg.out_chans),
         )
 
+    def coord_features(self, h: int, w: int, side: int, like: torch.Tensor) -> torch.Tensor:
+        """(1, 4 * coord_freqs, h, w) sin/cos Fourier features of each cell centre's position.
+
+        Positions are normalised by ``side``, the padded input square's side in cells, so a cell
+        means the same place of the input at every input size.
+        """
+        ys = (torch.arange(h, device=like.device, dtype=torch.float32) + 0.5) / side
+        xs = (torch.arange(w, device=like.device, dtype=torch.float32) + 0.5) / side
+        freqs = (2.0 ** torch.arange(self.coord_freqs, device=like.device, dtype=torch.float32)) * math.pi
+        fy = ys[:, None] * freqs[None]  # (h, F)
+        fx = xs[:, None] * freqs[None]  # (w, F)
+        feats = [
+            torch.sin(fy).T[:, :, None].expand(-1, h, w),
+            torch.cos(fy).T[:, :, None].expand(-1, h, w),
+            torch.sin(fx).T[:, None, :].expand(-1, h, w),
+            torch.cos(fx).T[:, None, :].expand(-1, h, w),
+        ]
+        return torch.cat(feats, dim=0)[None].to(like.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = x.shape[-1] // 16  # input side in stride-16 cells (64 for a 1024 input)
         x = self.stem(x)  # (B, stem_dim, 256, 256)
         x = self.stage1(self.down1(x))  # (B, d1, 128, 128)
-        x = self.stage2(self.down2(x))  # (B, d2, 64, 64)
+        x = self.down2(x)  # (B, d2, 64, 64)
+        x = x + self.coord_proj(self.coord_features(x.shape[-2], x.shape[-1], side, x))
+        x = self.stage2(x)  # (B, d2, 64, 64)
         return self.neck(x)  # (B, out_chans, 64, 64)

@@ -51,6 +51,27 @@ def register(subparsers: Any) -> None:
     tp.add_argument("--checkpoint-every-s", type=float, default=d.checkpoint_every_s)
     tp.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default 1)")
     tp.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes")
+    tp.add_argument(
+        "--train-image-size",
+        type=int,
+        default=None,
+        help="train at this input size (e.g. 512; default native)",
+    )
+    tp.add_argument("--focal-weight", type=float, default=d.focal_weight, help="focal:dice weight (SAM: 20)")
+    tp.add_argument(
+        "--focal-ramp-steps", type=int, default=d.focal_ramp_steps, help="ramp the focal weight up from 0"
+    )
+    tp.add_argument(
+        "--aligned-init",
+        action="store_true",
+        help="from scratch: tied q/k init of the decoder cross attentions",
+    )
+    tp.add_argument(
+        "--native-from-step", type=int, default=None, help="switch back to the native input size at this step"
+    )
+    tp.add_argument(
+        "--scene-long-side", type=int, default=d.scene_long_side, help="procedural scene size (px)"
+    )
     tp.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     tp.add_argument("--export", default=None, help="also write the final weights in fp16 to this .pt file")
     tp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -105,6 +126,12 @@ def _train(args: argparse.Namespace) -> int:
         out_dir=args.out,
         threads=args.threads,
         bf16=args.bf16,
+        train_image_size=args.train_image_size,
+        native_from_step=args.native_from_step,
+        focal_weight=args.focal_weight,
+        focal_ramp_steps=args.focal_ramp_steps,
+        aligned_init=args.aligned_init,
+        scene_long_side=args.scene_long_side,
         extra={"command": " ".join(["clicksam", *sys.argv[1:]])},
     )
     try:

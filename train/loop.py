@@ -45,6 +45,7 @@ __all__ = [
     "build_model",
     "export_weights",
     "lr_at",
+    "set_resolution",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,19 @@ class TrainConfig:
         threads: torch CPU threads.
         bf16: run forward passes under bfloat16 autocast (about 25% faster on CPUs with AVX512-BF16;
             weights, optimiser and losses stay float32).
+        train_image_size: train at this input size instead of the model's own (e.g. 512 for a 1024
+            model: a 32x32 embedding grid and 128x128 low-res masks, about 4x cheaper per step); the
+            weights do not depend on it (progressive resizing: finish at the native size).
+        native_from_step: from this step on, train at the model's native size again (and procedural
+            scenes at ``native / train_image_size`` times their long side), so a run that starts small
+            finishes where the model is used.
+        focal_weight: weight of the focal term against dice (SAM: 20).
+        focal_ramp_steps: ramp the focal weight linearly from 0 to ``focal_weight`` over this many
+            steps (0: SAM's fixed 20:1 from the start). Training from scratch, the 20x focal term
+            first drives every pixel to "background", a state the weak dice gradient escapes slowly;
+            a dice-led start avoids it.
+        aligned_init: for a model trained from scratch, start the decoder's image<->token cross
+            attentions with tied query/key projections (see :func:`align_cross_attention`).
     """
 
     model: str = "demo"
@@ -106,6 +120,11 @@ class TrainConfig:
     scene_long_side: int = 256
     threads: int = 1
     bf16: bool = False
+    train_image_size: int | None = None
+    native_from_step: int | None = None
+    focal_weight: float = 20.0
+    focal_ramp_steps: int = 0
+    aligned_init: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,6 +149,62 @@ def build_model(name: str, checkpoint: str | Path | None = None, seed: int = 0) 
             load_checkpoint(model, checkpoint, model_name=name)
         return model
     raise TrainingError(f"unknown model {name!r}; choose one of {', '.join([*MODEL_CONFIGS, 'demo'])}")
+
+
+def set_resolution(model: Sam, image_size: int) -> None:
+    """Make ``model`` run at another input size (in place); only sizes change, never weights.
+
+    The image encoder is convolutional / windowed and the decoder's positional encoding takes
+    coordinates normalised by the input size, so the same weights serve every multiple of the
+    embedding stride. Sets ``image_size``, the prompt encoder's ``input_image_size``,
+    ``image_embedding_size`` (image_size / 16) and ``mask_input_size`` (4x the grid).
+    """
+    if getattr(model.image_encoder, "pos_embed", None) is not None and image_size != model.image_size:
+        # a ViT's absolute position embedding has one fixed grid: only convolutional encoders resize
+        raise TrainingError(
+            "this model's image encoder has a fixed-size position embedding; train it at its size"
+        )
+    grid0 = model.prompt_encoder.image_embedding_size[0]
+    stride = model.image_size // grid0
+    if image_size % stride:
+        raise TrainingError(f"image size {image_size} must be a multiple of the embedding stride {stride}")
+    grid = image_size // stride
+    model.image_size = image_size
+    model.prompt_encoder.input_image_size = (image_size, image_size)
+    model.prompt_encoder.image_embedding_size = (grid, grid)
+    model.prompt_encoder.mask_input_size = (4 * grid, 4 * grid)
+
+
+def align_cross_attention(model: Sam, gain: float = 2.0, content_scale: float = 0.25) -> None:
+    """A from-scratch initialisation in which a prompt attends to its own position from step 0.
+
+    Queries and keys of SAM's decoder cross attentions are (content + positional encoding). With tied
+    query/key projections (a scaled orthogonal matrix) the attention logits contain PE(point) . PE(pixel),
+    which peaks where the pixel is the clicked position, so a click reads the image content under it
+    before anything is learned; with random projections that alignment has to be learned first, which
+    takes far more steps than a CPU budget allows. ``content_scale`` shrinks the initial prompt label
+    embeddings and the image embedding's output scale so the positional term dominates at first.
+    Only initial values change; shapes and modules are the standard ones.
+    """
+    transformer = model.mask_decoder.transformer
+    attns = [transformer.final_attn_token_to_image]
+    for layer in transformer.layers:
+        attns += [layer.cross_attn_token_to_image, layer.cross_attn_image_to_token]
+    with torch.no_grad():
+        for attn in attns:
+            weight = torch.empty_like(attn.q_proj.weight)
+            torch.nn.init.orthogonal_(weight, gain=gain)
+            attn.q_proj.weight.copy_(weight)
+            attn.k_proj.weight.copy_(weight)
+            attn.q_proj.bias.zero_()
+            attn.k_proj.bias.zero_()
+        for emb in model.prompt_encoder.point_embeddings:
+            emb.weight.mul_(content_scale)
+        neck = getattr(model.image_encoder, "neck", None)
+        last = neck[-1] if isinstance(neck, torch.nn.Sequential) else None
+        last_weight = getattr(last, "weight", None)
+        if isinstance(last_weight, torch.Tensor):
+            last_weight.mul_(content_scale)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -191,7 +266,13 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.source = source if source is not None else make_source(cfg)
         self.model = build_model(cfg.model, cfg.init_checkpoint, seed=cfg.seed)
+        if cfg.aligned_init and cfg.init_checkpoint is None and not resume:
+            align_cross_attention(self.model)
         self.model.train()
+        self.native_size = self.model.image_size
+        self.source_is_default = source is None
+        if cfg.train_image_size is not None:
+            set_resolution(self.model, cfg.train_image_size)
         if cfg.freeze_image_encoder:
             self.model.image_encoder.requires_grad_(False)
             self.model.image_encoder.eval()
@@ -208,10 +289,29 @@ class Trainer:
         self.step = 0
         if resume:
             self._load(self.out_dir / "last.pt")
+        self._update_frames()
+        if cfg.native_from_step is not None and self.step >= cfg.native_from_step:
+            self._go_native()
+
+    def _update_frames(self) -> None:
         self.low_res = self.model.prompt_encoder.mask_input_size[0]
         self.image_size = self.model.image_size
         # low-res pixel -> resized-input frame, the same scaling apply_coords gives a scene's pixel
         self.frame_scale = self.image_size / self.low_res
+
+    def _go_native(self) -> None:
+        """Switch a reduced-resolution run to the model's native input size (and scenes to match)."""
+        if self.model.image_size == self.native_size:
+            return
+        factor = self.native_size / self.model.image_size
+        set_resolution(self.model, self.native_size)
+        if self.source_is_default and self.cfg.data == "scenes":
+            from .scenes import ProceduralScenes, SceneConfig
+
+            long_side = round(self.cfg.scene_long_side * factor)
+            self.source = ProceduralScenes(self.cfg.seed, SceneConfig(long_side=long_side))
+        self._update_frames()
+        logger.info("step %d: training at the native input size %d from now on", self.step, self.native_size)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -256,7 +356,10 @@ class Trainer:
         if masks.shape[0] == 0:
             return None
         k = min(self.cfg.prompts_per_image, masks.shape[0])
-        chosen = np.sort(rng.choice(masks.shape[0], size=k, replace=False))
+        # larger objects more often (p ~ sqrt(area)): small parts stay in the mix, but most targets
+        # are big enough that "all background" is never a good answer
+        weights = np.sqrt(masks.reshape(masks.shape[0], -1).sum(1).astype(np.float64)) + 1.0
+        chosen = np.sort(rng.choice(masks.shape[0], size=k, replace=False, p=weights / weights.sum()))
         framed = frame_sample(item.image, masks[chosen], self.image_size, self.low_res)
         # an instance can vanish when a large image is brought down to the low-res frame
         keep = framed.masks.flatten(1).sum(1) > 0
@@ -289,6 +392,8 @@ class Trainer:
     def train_step(self) -> StepResult | None:
         """One optimiser step; None when the drawn image had no usable instance (the step still counts)."""
         cfg = self.cfg
+        if cfg.native_from_step is not None and self.step == cfg.native_from_step:
+            self._go_native()
         start = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, 0x7EA1, self.step])
         lr = lr_at(self.step, cfg)
@@ -353,7 +458,9 @@ class Trainer:
             labels = lab if labels is None else torch.cat([labels, lab], dim=1)
         assert result is not None
         # best-of-candidates mask loss for the ambiguous round, the IoU head on every candidate
-        mask_term, best_idx = result.mask.min(dim=1)
+        ramp = 1.0 if cfg.focal_ramp_steps <= 0 else min(1.0, self.step / cfg.focal_ramp_steps)
+        weighted = cfg.focal_weight * ramp * result.focal + result.dice
+        mask_term, best_idx = weighted.min(dim=1)
         loss = mask_term.mean() + result.iou_mse.mean()
         for group in self.optimizer.param_groups:
             group["lr"] = lr

@@ -14,7 +14,7 @@ from clicksam.cli import main
 from clicksam.model import Sam
 from clicksam.train.data import frame_sample
 from clicksam.train.evaluate import EvalConfig, _noc, evaluate, format_table
-from clicksam.train.loop import TrainConfig, Trainer, build_model, export_weights, lr_at
+from clicksam.train.loop import TrainConfig, Trainer, build_model, export_weights, lr_at, set_resolution
 from clicksam.train.losses import mask_losses
 from clicksam.train.prompts import distance_to_boundary
 from clicksam.train.scenes import ProceduralScenes, Scene, SceneConfig
@@ -207,3 +207,30 @@ def test_cli_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "miou@1" in capsys.readouterr().out
     assert set(json.loads((tmp_path / "m.json").read_text())) >= {"miou@1", "box_miou", "noc@90"}
     assert main(["train", "--model", "nope", "--out", str(out), "--steps", "1"]) == 2
+
+
+def test_training_at_a_reduced_resolution_keeps_the_weights_interchangeable(tmp_path: Path) -> None:
+    """Progressive resizing: a step at 512 input, then the same weights run at the native 1024."""
+    cfg = TrainConfig(
+        model="demo",
+        steps=2,
+        prompts_per_image=2,
+        max_rounds=1,
+        train_image_size=512,
+        native_from_step=1,
+        scene_long_side=128,
+        out_dir=str(tmp_path),
+    )
+    trainer = Trainer(cfg)
+    assert trainer.low_res == 128 and trainer.model.prompt_encoder.image_embedding_size == (32, 32)
+    res = trainer.train_step()
+    assert res is None or np.isfinite(res.loss)
+    trainer.train_step()  # step 1 switches to the native size, scenes included
+    assert trainer.low_res == 256 and trainer.image_size == 1024
+    path = export_weights(trainer.model, tmp_path / "w.pt")
+    native = build_model("demo", checkpoint=path)
+    assert native.image_size == 1024
+    emb = native.image_encoder(native.preprocess(torch.zeros(1, 3, 1024, 1024)))
+    assert tuple(emb.shape) == (1, 256, 64, 64)
+    with pytest.raises(RuntimeError, match="fixed-size position embedding"):
+        set_resolution(build_model("vit_test", seed=0), 512)
