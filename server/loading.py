@@ -2,8 +2,9 @@
 
 ``resolve_model`` decides from the settings, without building anything: an explicit ``--checkpoint``;
 else a verified official checkpoint from the weights cache; else the built-in demo model (a small
-model shipped with the package, or until it exists the tiny ``vit_test`` preset with seeded random
-weights), flagged so the page can tell the user how to get real weights.
+model shipped with the package, ``model/weights/demo.pt``), flagged so the page can tell the user how
+to get real weights. ``demo`` asks for the demo model itself; presets without official weights
+(``vit_test``) get seeded random weights.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ class ModelSpec:
         return hashlib.sha256(f"seed:{self.seed}".encode()).hexdigest()[:12]
 
 
+def _random_notice(name: str, seed: int, real: str) -> str:
+    return (
+        f"{name} with random weights (seed {seed}), for tests and benchmarks: the masks mean nothing. "
+        f"Run `clicksam weights download {real}` for a real model."
+    )
+
+
 def resolve_model(
     name: str, checkpoint: Path | None = None, seed: int = 0, *, random_weights: bool = False
 ) -> ModelSpec:
@@ -76,28 +84,32 @@ def resolve_model(
         if not checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
         return ModelSpec(name, checkpoint, sha256_file(checkpoint), seed, demo=False, notice=None)
-    from clicksam.model.weights import UnknownWeightsError, find_checkpoint, get_info
+    from clicksam.model.weights import WEIGHTS, find_checkpoint, get_info
 
-    try:
-        found = find_checkpoint(name)
-    except UnknownWeightsError:  # no official checkpoint for this preset (vit_test, demo)
-        found = None
+    if name == "demo" and DEMO_WEIGHTS.is_file():
+        notice = (
+            "This is the small built-in demo model, trained on synthetic shapes only: its masks on real "
+            "photos are rough. Run `clicksam weights download vit_t` (MobileSAM) for real results."
+        )
+        return ModelSpec("demo", DEMO_WEIGHTS, sha256_file(DEMO_WEIGHTS), seed, demo=True, notice=notice)
+    if name not in WEIGHTS:
+        # a preset without official weights (vit_test): seeded random weights are all it can have
+        return ModelSpec(name, None, None, seed, demo=True, notice=_random_notice(name, seed, "vit_t"))
+    found = find_checkpoint(name)
     if found is not None:
         # find_checkpoint only returns files whose sha256 matched the official table: no re-hash
         logger.info("using the verified official %s checkpoint %s", name, found)
         return ModelSpec(name, Path(found), get_info(name).sha256, seed, demo=False, notice=None)
     if random_weights:
-        notice = f"{name} with random weights (seed {seed}): for benchmarks and tests, the masks mean nothing"
-        return ModelSpec(name, None, None, seed, demo=True, notice=notice)
-    suggest = name if name in ("vit_b", "vit_l", "vit_h", "vit_t") else "vit_t"
+        return ModelSpec(name, None, None, seed, demo=True, notice=_random_notice(name, seed, name))
     notice = (
         f"No {name} checkpoint found: serving the small built-in demo model, trained on synthetic "
-        f"shapes only, whose masks on real photos are rough. Run `clicksam weights download {suggest}` "
+        f"shapes only, whose masks on real photos are rough. Run `clicksam weights download {name}` "
         "(or start with --checkpoint PATH) for real results."
     )
     if DEMO_WEIGHTS.is_file():
         return ModelSpec("demo", DEMO_WEIGHTS, sha256_file(DEMO_WEIGHTS), seed, demo=True, notice=notice)
-    logger.warning("the demo model's weights %s are missing: falling back to random weights", DEMO_WEIGHTS)
+    logger.warning("the demo model's weights %s are missing: serving random weights", DEMO_WEIGHTS)
     return ModelSpec(DEMO_FALLBACK_MODEL, None, None, seed, demo=True, notice=notice)
 
 

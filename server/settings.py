@@ -24,7 +24,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CLICKSAM_", extra="ignore")
 
-    model: str = Field("vit_t", description="model preset to serve (vit_b, vit_l, vit_h, vit_t, vit_test)")
+    model: str = Field(
+        "vit_t", description="model preset to serve (vit_b, vit_l, vit_h, vit_t, demo, vit_test)"
+    )
     checkpoint: Path | None = Field(
         None,
         description="checkpoint file; without one a verified official checkpoint from the weights cache "
