@@ -116,8 +116,9 @@ def _dense_rel_pos(rel_h: torch.Tensor, rel_w: torch.Tensor) -> torch.Tensor:
     """(..., q_h, q_w, k_h) + (..., q_h, q_w, k_w) -> (..., q_h * q_w, k_h * k_w) bias."""
     *lead, q_h, q_w, k_h = rel_h.shape
     k_w = rel_w.shape[-1]
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        # exporters cannot translate ``out=``; the graph's own broadcast add is what they want anyway
+    needs_grad = torch.is_grad_enabled() and (rel_h.requires_grad or rel_w.requires_grad)
+    if needs_grad or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        # autograd and the exporters cannot take ``out=``; a plain broadcast add is what they want
         return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(*lead, q_h * q_w, k_h * k_w)
     # into an explicitly contiguous buffer: a plain broadcast add may pick the inputs' odd strides for
     # its output, and the reshape below would then copy all (heads, N, N) elements once more
