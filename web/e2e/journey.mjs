@@ -2,6 +2,7 @@
 // product command (tests/e2e/test_journey.py): open the page, drop a photo, click, get a mask,
 // export it. Usage: node journey.mjs --url URL --image FILE --out DIR
 // Writes DIR/journey.json: the steps passed, and for the first broken one what went wrong.
+// With --clicks N it then clicks N more times (steady state) and reports timings for bench/bench_e2e.py.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { clientPoint, errorText, launch, state, waitState } from './browser.mjs';
@@ -31,13 +32,14 @@ async function step(name, fn) {
 }
 
 try {
+  const tOpen = Date.now();
   await step('open the page', async () => {
     const resp = await page.goto(opt.url);
     if (!resp || resp.status() !== 200) throw new Error(`GET / answered ${resp?.status()}`);
     const isolated = await page.evaluate(() => window.crossOriginIsolated);
     if (!isolated) throw new Error('the page is not cross-origin isolated (COOP/COEP headers missing): no WASM threads');
     await waitState(page, (s) => s.decoderReady, 'the decoder to load', 180000);
-    return { isolated };
+    return { isolated, readyMs: Date.now() - tOpen };
   });
 
   await step('drop a photo', async () => {
@@ -50,9 +52,10 @@ try {
       return transfer;
     }, [bytes, name]);
     await page.dispatchEvent('[data-testid="stage"]', 'dragover', { dataTransfer: dt });
+    report.tDrop = Date.now();
     await page.dispatchEvent('[data-testid="stage"]', 'drop', { dataTransfer: dt });
-    const s = await waitState(page, (x) => x.imageReady, 'the embedding of the dropped photo', 300000);
-    return { original: s.original, input: s.input };
+    const s = await waitState(page, (x) => x.imageReady, 'the embedding of the dropped photo', 600000);
+    return { original: s.original, input: s.input, embeddingMs: Date.now() - report.tDrop };
   });
 
   await step('click the object', async () => {
@@ -62,8 +65,12 @@ try {
     const s = await waitState(page, (x) => x.decodeCount > n, 'a mask after the click', 60000);
     const c2m = await page.evaluate(() => performance.getEntriesByName('clicksam:click-to-mask').map((e) => e.duration));
     if (c2m.length === 0) throw new Error('no clicksam:click-to-mask measure recorded');
+    const firstMaskAt = Date.now();
     await page.screenshot({ path: path.join(opt.out, 'journey-mask.png') });
-    return { decodeCount: s.decodeCount, clickToMaskMs: c2m };
+    return {
+      decodeCount: s.decodeCount, clickToMaskMs: c2m,
+      dropToFirstMaskMs: firstMaskAt - report.tDrop,
+    };
   });
 
   await step('export the mask', async () => {
@@ -72,6 +79,27 @@ try {
     await dl.saveAs(file);
     return { file, suggested: dl.suggestedFilename() };
   });
+  const extra = Number(opt.clicks ?? 0);
+  if (extra > 0) {
+    await step('steady-state clicks', async () => {
+      await page.keyboard.press('Escape');
+      const s0 = await state(page);
+      const { w, h } = s0.original;
+      let seed = 7;
+      const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+      for (let i = 0; i < extra; i += 1) {
+        if (i % 3 === 0) await page.keyboard.press('Escape'); // a fresh object now and then, else refine
+        const measured = () => page.evaluate(() => performance.getEntriesByName('clicksam:click-to-mask').length);
+        const n = await measured();
+        const p = await clientPoint(page, Math.floor(w * (0.1 + 0.8 * rand())), Math.floor(h * (0.1 + 0.8 * rand())));
+        await page.mouse.move(p.x - 3, p.y - 3); // a hover event first, as a real pointer makes
+        await page.mouse.click(p.x, p.y, { button: i % 3 === 2 ? 'right' : 'left' });
+        await page.waitForFunction((k) => performance.getEntriesByName('clicksam:click-to-mask').length > k, n, { timeout: 60000 });
+      }
+      const all = await page.evaluate(() => performance.getEntriesByName('clicksam:click-to-mask').map((e) => e.duration));
+      return { clickToMaskMs: all.slice(-extra) };
+    });
+  }
   report.ok = true;
 } catch {
   process.exitCode = 1;
