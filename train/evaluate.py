@@ -162,14 +162,25 @@ def evaluate(
     model.eval()
     predictor = SamPredictor(model)
     rng = np.random.default_rng(cfg.click_seed)
-    all_clicks, all_boxes = [], []
-    for index in tqdm(range(n), disable=not progress, desc="eval", mininterval=5):
-        item = source[index]
-        if item.masks.shape[0] == 0:
-            continue
-        clicks, boxes = evaluate_image(predictor, item.image, item.masks.astype(bool), cfg.max_clicks, rng)
-        all_clicks.append(clicks)
-        all_boxes.append(boxes)
+    all_clicks: list[np.ndarray] = []
+    all_boxes: list[np.ndarray] = []
+    # images without a usable instance are skipped; look further (bounded) so that n images count
+    index, limit = 0, min(len(source), 10 * n)
+    with tqdm(total=n, disable=not progress, desc="eval", mininterval=5) as bar:
+        while len(all_clicks) < n and index < limit:
+            item = source[index]
+            index += 1
+            if item.masks.shape[0] == 0:
+                continue
+            clicks, boxes = evaluate_image(
+                predictor, item.image, item.masks.astype(bool), cfg.max_clicks, rng
+            )
+            all_clicks.append(clicks)
+            all_boxes.append(boxes)
+            bar.update(1)
+    if not all_clicks:
+        raise ValueError(f"none of the first {limit} images has an instance to evaluate")
+    n = len(all_clicks)
     ious = np.concatenate(all_clicks)
     box = np.concatenate(all_boxes)
     return {
