@@ -24,61 +24,13 @@ import json
 import statistics
 import sys
 import time
-import types
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
-
-
-def _module(name: str) -> types.ModuleType:
-    mod = sys.modules.get(name)
-    if mod is None:
-        mod = types.ModuleType(name)
-        sys.modules[name] = mod
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(_module(parent), child, mod)
-    return mod
-
-
-class _DropPath(nn.Module):
-    """timm's DropPath stand-in; identity here (eval mode, drop rate 0)."""
-
-    def __init__(self, drop_prob: float | None = None) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-def install_stubs() -> None:
-    """The torchvision / timm names the official packages import at module level."""
-    functional = _module("torchvision.transforms.functional")
-    if not hasattr(functional, "resize"):
-        functional.resize = lambda img, size: img.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # type: ignore[attr-defined]
-        functional.to_pil_image = lambda pic: Image.fromarray(np.asarray(pic))  # type: ignore[attr-defined]
-    boxes = _module("torchvision.ops.boxes")
-    if not hasattr(boxes, "batched_nms"):
-
-        def _unavailable(*args: Any, **kwargs: Any) -> Any:
-            raise NotImplementedError("not needed by the encoder benchmark")
-
-        boxes.batched_nms = _unavailable  # type: ignore[attr-defined]
-        boxes.box_area = _unavailable  # type: ignore[attr-defined]
-    layers = _module("timm.models.layers")
-    if not hasattr(layers, "DropPath"):
-        layers.DropPath = _DropPath  # type: ignore[attr-defined]
-        layers.to_2tuple = lambda x: tuple(x) if isinstance(x, list | tuple) else (x, x)  # type: ignore[attr-defined]
-        layers.trunc_normal_ = nn.init.trunc_normal_  # type: ignore[attr-defined]
-    registry = _module("timm.models.registry")
-    if not hasattr(registry, "register_model"):
-        registry.register_model = lambda fn: fn  # type: ignore[attr-defined]
 
 
 def perturbed_state(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -214,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    install_stubs()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from referee_stubs import install_timm_stub  # the test suite's torchvision / timm stand-ins
+
+    install_timm_stub()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input (1, 3, 1024, 1024) fp32")
     results = []
     for name in args.models:

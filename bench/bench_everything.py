@@ -135,7 +135,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import install_torchvision_stub  # the referee's torchvision stand-in
+    from referee_stubs import install_torchvision_stub  # the referee's torchvision stand-in
 
     install_torchvision_stub()
     from segment_anything import automatic_mask_generator as official_amg

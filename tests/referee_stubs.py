@@ -1,9 +1,11 @@
-"""Stand-ins for the torchvision names the official SAM packages import.
+"""Stand-ins for the torchvision / timm names the official SAM packages import.
 
 The official packages (test-time referees only) import torchvision, which does not load next to the CPU
 torch here. :func:`install_torchvision_stub` puts a small ``torchvision`` into ``sys.modules`` with
 exactly the names they use: ``transforms.functional.resize`` / ``to_pil_image`` (Pillow bilinear, as
 torchvision does for PIL images) and ``ops.boxes.batched_nms`` / ``box_area`` (plain torch).
+:func:`install_timm_stub` does the same for the ``timm`` names ``mobile_sam`` imports (eval-mode only).
+Tests import this module by name; the benchmarks put ``tests/`` on ``sys.path`` first.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 
 def _module(name: str) -> types.ModuleType:
@@ -74,3 +77,34 @@ def install_torchvision_stub() -> None:
     if not hasattr(boxes, "batched_nms"):
         boxes.batched_nms = _batched_nms  # type: ignore[attr-defined]
         boxes.box_area = _box_area  # type: ignore[attr-defined]
+
+
+class _RefDropPath(nn.Module):
+    """Stand-in for ``timm``'s DropPath; the referee runs in eval mode where it is the identity."""
+
+    def __init__(self, drop_prob: float | None = None) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.drop_prob:
+            raise RuntimeError("the referee stub does not implement stochastic depth")
+        return x
+
+
+def install_timm_stub() -> None:
+    """Provide the ``timm`` names ``mobile_sam`` imports (plus torchvision's), never replacing real ones."""
+    install_torchvision_stub()
+    stubs: dict[str, dict[str, Any]] = {
+        "timm.models.layers": {
+            "DropPath": _RefDropPath,
+            "to_2tuple": lambda x: tuple(x) if isinstance(x, tuple | list) else (x, x),
+            "trunc_normal_": nn.init.trunc_normal_,
+        },
+        "timm.models.registry": {"register_model": lambda fn: fn},
+    }
+    for name, attrs in stubs.items():
+        mod = _module(name)
+        for attr, value in attrs.items():
+            if not hasattr(mod, attr):
+                setattr(mod, attr, value)

@@ -7,12 +7,12 @@ mask decoder; every parameter and buffer perturbed, the same state dict loaded i
 
 from __future__ import annotations
 
-import sys
 import types
 
 import numpy as np
 import pytest
 import torch
+from referee_stubs import install_timm_stub
 from test_parity import TOL, _image, _max_err, _prompts
 from torch import nn
 
@@ -32,37 +32,10 @@ SMALL_T = SamConfig(
 )
 
 
-class _DropPath(nn.Module):
-    def __init__(self, drop_prob: float | None = None) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x  # eval mode only
-
-
-def _stub(name: str, **attrs: object) -> None:
-    mod = sys.modules.get(name)
-    if mod is None:
-        mod = types.ModuleType(name)
-        sys.modules[name] = mod
-    for key, value in attrs.items():
-        if not hasattr(mod, key):
-            setattr(mod, key, value)
-
-
 @pytest.fixture(scope="module")
 def mobile_sam_ref(segment_anything_ref: types.ModuleType) -> types.ModuleType:
     """The official ``mobile_sam`` package; its timm imports get stand-ins (eval-mode behaviour only)."""
-    _stub("timm")
-    _stub("timm.models")
-    _stub(
-        "timm.models.layers",
-        DropPath=_DropPath,
-        to_2tuple=lambda x: tuple(x) if isinstance(x, tuple | list) else (x, x),
-        trunc_normal_=nn.init.trunc_normal_,
-    )
-    _stub("timm.models.registry", register_model=lambda fn: fn)
+    install_timm_stub()
     import mobile_sam
 
     return mobile_sam

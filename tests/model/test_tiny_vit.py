@@ -2,21 +2,19 @@
 
 The official ``mobile_sam`` package is a test-time referee only. It imports ``timm`` and ``torchvision``,
 which do not load next to the CPU torch here, so the few names it needs are provided by small modules put
-into ``sys.modules`` before the import (see :func:`install_import_stubs`).
+into ``sys.modules`` before the import (see ``referee_stubs.install_timm_stub``).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from referee_stubs import install_torchvision_stub
+from referee_stubs import install_timm_stub
 from torch import nn
 
 from clicksam.model.common import attention_path
@@ -39,54 +37,8 @@ SMALL: dict[str, Any] = dict(
 )
 
 
-def _ensure_module(name: str) -> types.ModuleType:
-    mod = sys.modules.get(name)
-    if mod is None:
-        mod = types.ModuleType(name)
-        sys.modules[name] = mod
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(_ensure_module(parent), child, mod)
-    return mod
-
-
-class _RefDropPath(nn.Module):
-    """Stand-in for ``timm``'s DropPath; the referee runs in eval mode where it is the identity."""
-
-    def __init__(self, drop_prob: float | None = None) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.drop_prob:
-            raise RuntimeError("the referee stub does not implement stochastic depth")
-        return x
-
-
-def install_import_stubs() -> None:
-    """Provide the ``timm``/``torchvision`` names ``mobile_sam`` imports, without replacing real ones.
-
-    torchvision comes from the suite's shared stand-in (tests/conftest.py: Pillow bilinear resize, NMS in
-    torch), the same one the ``segment_anything`` referee uses.
-    """
-    install_torchvision_stub()
-    stubs: dict[str, dict[str, Callable[..., Any] | type]] = {
-        "timm.models.layers": {
-            "DropPath": _RefDropPath,
-            "to_2tuple": lambda x: tuple(x) if isinstance(x, tuple | list) else (x, x),
-            "trunc_normal_": nn.init.trunc_normal_,
-        },
-        "timm.models.registry": {"register_model": lambda fn: fn},
-    }
-    for name, attrs in stubs.items():
-        mod = _ensure_module(name)
-        for attr, value in attrs.items():
-            if not hasattr(mod, attr):
-                setattr(mod, attr, value)
-
-
 def import_official_tiny_vit() -> types.ModuleType:
-    install_import_stubs()
+    install_timm_stub()
     from mobile_sam.modeling import tiny_vit_sam
 
     return tiny_vit_sam
