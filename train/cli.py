@@ -67,6 +67,12 @@ def register(subparsers: Any) -> None:
         help="from scratch: tied q/k init of the decoder cross attentions",
     )
     tp.add_argument(
+        "--group-loss-weight",
+        type=float,
+        default=d.group_loss_weight,
+        help="weight of the auxiliary embedding grouping loss (helps encoders trained from scratch)",
+    )
+    tp.add_argument(
         "--native-from-step", type=int, default=None, help="switch back to the native input size at this step"
     )
     tp.add_argument(
@@ -131,6 +137,7 @@ def _train(args: argparse.Namespace) -> int:
         focal_weight=args.focal_weight,
         focal_ramp_steps=args.focal_ramp_steps,
         aligned_init=args.aligned_init,
+        group_loss_weight=args.group_loss_weight,
         scene_long_side=args.scene_long_side,
         extra={"command": " ".join(["clicksam", *sys.argv[1:]])},
     )

@@ -34,8 +34,8 @@ import torch
 from clicksam.model import MODEL_CONFIGS, Sam, build_sam
 from clicksam.model.build import SamConfig, build_sam_from_config
 
-from .data import FramedSample, InstanceSource, frame_sample
-from .losses import MaskLosses, mask_losses
+from .data import FramedSample, InstanceSource, frame_sample, masks_to_low_res
+from .losses import MaskLosses, grouping_loss, leaf_labels, mask_losses
 from .prompts import next_click, noisy_box, sample_point
 
 __all__ = [
@@ -96,6 +96,9 @@ class TrainConfig:
             a dice-led start avoids it.
         aligned_init: for a model trained from scratch, start the decoder's image<->token cross
             attentions with tied query/key projections (see :func:`align_cross_attention`).
+        group_loss_weight: weight of the auxiliary grouping loss on the image embedding
+            (:func:`~clicksam.train.losses.grouping_loss`; 0 = SAM's losses only). It helps an
+            encoder trained from scratch; pointless with a frozen or pre-trained encoder.
     """
 
     model: str = "demo"
@@ -125,6 +128,7 @@ class TrainConfig:
     focal_weight: float = 20.0
     focal_ramp_steps: int = 0
     aligned_init: bool = False
+    group_loss_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -239,6 +243,7 @@ class StepResult:
     dice: float
     iou_mse: float
     iou: float
+    group: float
     round: int
     lr: float
     seconds: float
@@ -287,6 +292,7 @@ class Trainer:
             betas=(0.9, 0.999),
         )
         self.step = 0
+        self._cells: tuple[torch.Tensor, torch.Tensor] | None = None
         if resume:
             self._load(self.out_dir / "last.pt")
         self._update_frames()
@@ -367,7 +373,20 @@ class Trainer:
             return None
         framed.masks = framed.masks[keep]
         framed.original_masks = framed.original_masks[keep.numpy()]
+        if self.cfg.group_loss_weight > 0:
+            self._cells = self._cell_labels(masks, framed.original_size)
         return framed
+
+    def _cell_labels(
+        self, masks: np.ndarray, original_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Leaf-part label of each embedding cell and which cells are usable (on the image, one part)."""
+        leaf = leaf_labels(masks)
+        onehot = leaf[None] == np.arange(masks.shape[0] + 1)[:, None, None]
+        grid = self.model.prompt_encoder.image_embedding_size[0]
+        cells, on_image = masks_to_low_res(onehot, original_size, self.image_size, grid)
+        cells = cells[:, 0]  # (K + 1, G, G) majority vote per cell
+        return cells.argmax(0), on_image & (cells.sum(0) > 0)
 
     def _decode(
         self,
@@ -414,6 +433,10 @@ class Trainer:
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
         with torch.set_grad_enabled(not cfg.freeze_image_encoder), autocast:
             embedding = self.model.image_encoder(self.model.preprocess(sample.image))  # (1, 256, 64, 64)
+        group_loss = embedding.new_zeros(()).float()
+        if cfg.group_loss_weight > 0 and not cfg.freeze_image_encoder:
+            assert self._cells is not None
+            group_loss = grouping_loss(embedding[0], *self._cells)
 
         # first prompt: the same kind for all P objects, so their prompts batch into one decoder call
         use_box = rng.random() < cfg.box_prob
@@ -461,7 +484,7 @@ class Trainer:
         ramp = 1.0 if cfg.focal_ramp_steps <= 0 else min(1.0, self.step / cfg.focal_ramp_steps)
         weighted = cfg.focal_weight * ramp * result.focal + result.dice
         mask_term, best_idx = weighted.min(dim=1)
-        loss = mask_term.mean() + result.iou_mse.mean()
+        loss = mask_term.mean() + result.iou_mse.mean() + cfg.group_loss_weight * group_loss
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -477,6 +500,7 @@ class Trainer:
             dice=float(result.dice.detach()[pick, best_idx].mean()),
             iou_mse=float(result.iou_mse.mean().detach()),
             iou=float(result.iou[pick, best_idx].mean()),
+            group=float(group_loss.detach()),
             round=graded,
             lr=lr,
             seconds=time.perf_counter() - start,

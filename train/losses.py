@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +20,8 @@ __all__ = [
     "FOCAL_WEIGHT",
     "MaskLosses",
     "dice_loss",
+    "grouping_loss",
+    "leaf_labels",
     "mask_iou",
     "mask_losses",
     "sigmoid_focal_loss",
@@ -132,3 +135,55 @@ def mask_losses(logits: torch.Tensor, targets: torch.Tensor, iou_pred: torch.Ten
         iou_mse=(iou_pred - iou) ** 2,
         iou=iou,
     )
+
+
+def leaf_labels(masks: np.ndarray) -> np.ndarray:
+    """The finest instance under each pixel: (K, H, W) bool masks -> (H, W) int64, 0 for background.
+
+    Where instances nest (a part inside its whole) the smallest one wins, so the label map is the
+    scene's partition into leaf parts; label ``k + 1`` is instance ``k``.
+    """
+    k, h, w = masks.shape
+    labels = np.zeros((h, w), dtype=np.int64)
+    if k == 0:
+        return labels
+    areas = masks.reshape(k, -1).sum(1)
+    # paint the largest first so smaller (nested) instances overwrite their parents
+    for i in np.argsort(-areas, kind="stable"):
+        labels[masks[i]] = i + 1
+    return labels
+
+
+def grouping_loss(
+    embedding: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, margin: float = 0.2
+) -> torch.Tensor:
+    """A pull/push loss on the image embedding: cells of one leaf part alike, of different parts apart.
+
+    An auxiliary term for training an image encoder from scratch (not part of SAM's recipe): SAM's
+    decoder selects pixels by a dot product between a prompt-derived vector and per-pixel features,
+    which is easy to learn once the features of one object already point the same way. Cosine
+    similarity of each pair of cells is pulled to 1 for pairs of the same part and pushed below
+    ``margin`` for pairs of different parts; both sides are averaged separately so that a few large
+    regions do not drown the rest.
+
+    Args:
+        embedding: (C, G, G) image embedding of one image.
+        labels: (G, G) int64 leaf label of each cell.
+        valid: (G, G) bool, cells that lie on the image and inside a single part.
+
+    Returns:
+        scalar loss (0 when there are fewer than two parts among the valid cells).
+    """
+    feats = embedding.flatten(1).T[valid.flatten()]  # (N, C)
+    lab = labels.flatten()[valid.flatten()]
+    if feats.shape[0] < 2 or int(lab.unique().numel()) < 2:
+        return embedding.sum() * 0.0
+    z = F.normalize(feats.float(), dim=1)
+    sim = z @ z.T
+    same = lab[:, None] == lab[None, :]
+    eye = torch.eye(len(lab), dtype=torch.bool)
+    pos = same & ~eye
+    neg = ~same
+    pull = (1 - sim)[pos].mean() if bool(pos.any()) else sim.new_zeros(())
+    push = F.relu(sim - margin)[neg].mean()
+    return pull + push
