@@ -59,6 +59,9 @@ class VariantConfig:
     Attributes:
         graph: what the traced graph computes (see :class:`GraphOptions`).
         quantize: int8 dynamic quantisation of the MatMul/Gemm weights (ONNX Runtime).
+        quantize_scopes: with ``quantize``, only the nodes whose names start with one of these
+            module scopes (e.g. ``"/upscaler/"``); empty quantises every MatMul/Gemm with a
+            constant weight.
         optimize_before_quantize: run ONNX Runtime's basic graph optimisation and save the
             result before quantising (folds constants; it also folds an in-graph PE back into a
             constant, so it is off for the browser variant).
@@ -71,6 +74,7 @@ class VariantConfig:
 
     graph: GraphOptions
     quantize: bool = False
+    quantize_scopes: tuple[str, ...] = ()
     optimize_before_quantize: bool = False
     weights_float16: bool = False
     weights_int8: bool = False
@@ -399,12 +403,16 @@ def optimize_basic(src: str | Path, dst: str | Path) -> None:
     ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
 
 
-def quantize_int8(src: str | Path, dst: str | Path, *, optimize: bool = False) -> None:
+def quantize_int8(
+    src: str | Path, dst: str | Path, *, optimize: bool = False, scopes: Sequence[str] = ()
+) -> None:
     """int8 dynamic quantisation of the weights of MatMul/Gemm nodes with a constant weight.
 
     Current ONNX Runtime has no ``quantize_dynamic(optimize_model=...)``: when ``optimize`` is set
-    the graph is optimised first (:func:`optimize_basic`) and the result is quantised.
+    the graph is optimised first (:func:`optimize_basic`) and the result is quantised. ``scopes``
+    limits it to the nodes whose names start with one of the given module scopes.
     """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -412,12 +420,22 @@ def quantize_int8(src: str | Path, dst: str | Path, *, optimize: bool = False) -
         if optimize:
             model_in = Path(tmp) / "optimized.onnx"
             optimize_basic(src, model_in)
+        nodes = None
+        if scopes:
+            nodes = [
+                n.name
+                for n in onnx.load(str(model_in)).graph.node
+                if n.op_type in ("MatMul", "Gemm") and n.name.startswith(tuple(scopes))
+            ]
+            if not nodes:
+                raise ExportError(f"no MatMul/Gemm node in the scopes {list(scopes)} of {src}")
         quantize_dynamic(
             model_in,
             Path(dst),
             weight_type=QuantType.QUInt8,
             op_types_to_quantize=["MatMul", "Gemm"],
             per_channel=False,
+            nodes_to_quantize=nodes,
             # only weights: quantising attention scores x values (both activations) costs accuracy
             extra_options={"MatMulConstBOnly": True},
         )
@@ -506,7 +524,7 @@ def export_variant(
             export_graph(sam, config.graph, fp32, opset=opset)
             if verify:
                 verify_onnx(sam, fp32, config.graph, lossy=config.graph.embedding_float16)
-            quantize_int8(fp32, path, optimize=config.optimize_before_quantize)
+            quantize_int8(fp32, path, optimize=config.optimize_before_quantize, scopes=config.quantize_scopes)
     else:
         export_graph(sam, config.graph, path, opset=opset)
     if config.weights_float16 or config.weights_int8:

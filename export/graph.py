@@ -159,6 +159,39 @@ def attention_image_to_tokens(attn: Attention, q: Tensor, k: Tensor, v: Tensor) 
     return weights @ v_out + attn.out_proj.bias
 
 
+class MatmulUpscaler(nn.Module):
+    """SAM's mask upscaler + hypernetwork product as matrix products on the token-major image.
+
+    A 2x2 stride-2 transposed convolution writes each input pixel to its own 2x2 output block, so
+    it is a (pixels x Cin) @ (Cin x 4*Cout) product whose columns are (dy, dx, cout). Both stages
+    and the mask product stay in that sub-pixel order; only the (M, 4h*4w) masks are rearranged
+    into the image layout at the end. Exact; reads the weights of ``decoder.output_upscaling``.
+    """
+
+    def __init__(self, decoder: MaskDecoder) -> None:
+        super().__init__()
+        self.up = decoder.output_upscaling
+
+    def forward(self, image: Tensor, hyper: Tensor, h: int, w: int) -> Tensor:
+        """image (1, h*w, C) tokens, hyper (1, M, C/8) -> masks (1, M, 4h, 4w)."""
+        up = self.up
+        conv1, conv2 = cast(nn.ConvTranspose2d, up[0]), cast(nn.ConvTranspose2d, up[3])
+        norm, act1, act2 = cast(LayerNorm2d, up[1]), up[2], up[4]
+        c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]  # ConvTranspose weight: (Cin, Cout, 2, 2)
+        w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.weight.shape[0], 4 * c1)  # columns (dy1, dx1, c1)
+        w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.weight.shape[0], 4 * c2)  # columns (dy2, dx2, c2)
+        x = (image @ w1).reshape(1, h * w * 4, c1) + cast(Tensor, conv1.bias)  # rows (i, j, dy1, dx1)
+        x = act1(F.layer_norm(x, (c1,), norm.weight, norm.bias, float(norm.eps)))
+        x = act2(
+            (x @ w2).reshape(1, h * w * 16, c2) + cast(Tensor, conv2.bias)
+        )  # rows (i, j, dy1, dx1, dy2, dx2)
+        masks = x @ hyper.transpose(1, 2)  # (1, h*w*16, M): transposes the tiny operand, not x
+        n = hyper.shape[1]
+        masks = masks.reshape(h, w, 2, 2, 2, 2, n)  # (i, j, dy1, dx1, dy2, dx2, m)
+        # output row 4i + 2dy1 + dy2, column 4j + 2dx1 + dx2
+        return masks.permute(6, 0, 2, 4, 1, 3, 5).reshape(1, n, 4 * h, 4 * w)
+
+
 class DecoderGraph(nn.Module):
     """Prompt encoder + mask decoder (+ optional upsampling to the original size) for ONNX export.
 
@@ -187,6 +220,8 @@ class DecoderGraph(nn.Module):
         self.image_size = int(sam.image_size)
         emb_h, emb_w = self.prompt_encoder.image_embedding_size
         self.embedding_hw = (int(emb_h), int(emb_w))
+        # a submodule so that its nodes are named /upscaler/... (selectable for quantisation)
+        self.upscaler = MatmulUpscaler(self.mask_decoder)
         # the constant PE (used when not computing it in the graph): (1, C, h, w)
         self.register_buffer(
             "dense_pe", self.prompt_encoder.get_dense_pe().detach().clone(), persistent=False
@@ -285,37 +320,12 @@ class DecoderGraph(nn.Module):
             [mlp(mask_out[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
         )
         if self.options.matmul_upscaling:
-            masks = self._upscale_matmul(image, hyper, h, w)
+            masks = self.upscaler(image, hyper, h, w)
         else:
             upscaled = md.output_upscaling(image.transpose(1, 2).reshape(1, c, h, w))  # (1, C/8, 4h, 4w)
             _, c8, uh, uw = upscaled.shape
             masks = (hyper @ upscaled.reshape(1, c8, uh * uw)).reshape(1, n_masks, uh, uw)
         return masks, md.iou_prediction_head(iou_out)
-
-    def _upscale_matmul(self, image: Tensor, hyper: Tensor, h: int, w: int) -> Tensor:
-        """Mask upscaler as matrix products: image (1, h*w, C) tokens, hyper (1, M, C/8) -> (1, M, 4h, 4w).
-
-        A 2x2 stride-2 transposed convolution writes each input pixel to its own 2x2 output block, so
-        it is a (pixels x Cin) @ (Cin x 4*Cout) product whose columns are (dy, dx, cout). Both stages
-        and the mask product stay in that sub-pixel order; only the (M, 4h*4w) masks are
-        rearranged into the image layout at the end.
-        """
-        up = self.mask_decoder.output_upscaling
-        conv1, conv2 = cast(nn.ConvTranspose2d, up[0]), cast(nn.ConvTranspose2d, up[3])
-        norm, act1, act2 = cast(LayerNorm2d, up[1]), up[2], up[4]
-        c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]  # ConvTranspose weight: (Cin, Cout, 2, 2)
-        w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.weight.shape[0], 4 * c1)  # columns (dy1, dx1, c1)
-        w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.weight.shape[0], 4 * c2)  # columns (dy2, dx2, c2)
-        x = (image @ w1).reshape(1, h * w * 4, c1) + cast(Tensor, conv1.bias)  # rows (i, j, dy1, dx1)
-        x = act1(F.layer_norm(x, (c1,), norm.weight, norm.bias, float(norm.eps)))
-        x = act2(
-            (x @ w2).reshape(1, h * w * 16, c2) + cast(Tensor, conv2.bias)
-        )  # rows (i, j, dy1, dx1, dy2, dx2)
-        masks = x @ hyper.transpose(1, 2)  # (1, h*w*16, M): transposes the tiny operand, not x
-        n = hyper.shape[1]
-        masks = masks.reshape(h, w, 2, 2, 2, 2, n)  # (i, j, dy1, dx1, dy2, dx2, m)
-        # output row 4i + 2dy1 + dy2, column 4j + 2dx1 + dx2
-        return masks.permute(6, 0, 2, 4, 1, 3, 5).reshape(1, n, 4 * h, 4 * w)
 
     # ---- official full-size output ----------------------------------------------------------------
     def _select_single(self, masks: Tensor, iou: Tensor, num_points: Tensor) -> tuple[Tensor, Tensor]:

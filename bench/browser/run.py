@@ -136,6 +136,7 @@ def export_ours(sam: torch.nn.Module, out_dir: Path, extra: Sequence[str]) -> li
         "browser_plain": replace(browser, graph=replace(g, fold_attention=False, matmul_upscaling=False)),
         "browser_int8": replace(browser, quantize=True, weights_float16=False),
         "browser_int8w": replace(browser, weights_float16=False, weights_int8=True),
+        "browser_int8up": replace(browser, quantize=True, quantize_scopes=("/upscaler/",)),
     }
     unknown = [e for e in extra if e not in ablations]
     if unknown:
@@ -263,6 +264,13 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
         action="store_true",
         help="also time ours vs meta_fp32 in one page, clicks alternating (fair ratios on a busy machine)",
     )
+    ap.add_argument(
+        "--canvas",
+        choices=("display", "full"),
+        default="display",
+        help="mask canvas: the image fitted into --display (as the page draws it) or the original size",
+    )
+    ap.add_argument("--display", default="1280x960", help="display box WxH for --canvas display")
     ap.add_argument("--skip-export", action="store_true", help="reuse the files in --out-dir")
     ap.add_argument("--json", type=Path, default=None, help="write raw samples here")
     args = ap.parse_args(argv)
@@ -317,6 +325,8 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
                             "warmup": args.warmup,
                             "runs": args.runs,
                             "seed": 1 + k,
+                            "canvas": args.canvas,
+                            "display": args.display,
                         }
                     )
                     jobs.append({"id": f"{m.name}@{w}x{h}#{k}", "query": query})
@@ -354,8 +364,8 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
                     jobs.append({"id": f"profile@{w}x{h}@{m.name}", "query": query, "console": True})
         if args.pair:
             meta = next(m for m in all_models if m.name == BASELINE)
-            for m in all_models:
-                if m.name not in ("ours_browser", "ours_official"):
+            for m in models:
+                if not m.ours:
                     continue
                 for w, h in sizes:
                     query = urllib.parse.urlencode(
@@ -363,6 +373,7 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
                             "mode": "pair", "model": f"/models/{m.file}", "iface": m.iface, "emb": m.emb,
                             "ref": f"/models/{meta.file}", "ref_iface": meta.iface, "ref_emb": meta.emb,
                             "w": w, "h": h, "threads": args.threads, "warmup": args.warmup, "runs": args.runs,
+                            "canvas": args.canvas, "display": args.display,
                         }
                     )  # fmt: skip
                     jobs.append({"id": f"pair@{w}x{h}@{m.name}", "query": query})
@@ -452,9 +463,10 @@ def report(
             )
             + " |"
         )
+    canvas = "the original size" if args.canvas == "full" else f"the image fitted into {args.display}"
     print(
-        "(ms; run = session.run; click = feeds + run + best multimask token + mask at original size on "
-        "the canvas; post = threshold (official) or page-side upsample + threshold (low_res); "
+        f"(ms; run = session.run; click = feeds + run + best multimask token + mask on a canvas of {canvas}; "
+        "post = threshold (official) or page-side upsample + threshold (low_res); "
         "put = putImageData; cold = fetch + InferenceSession.create in a fresh browser; "
         "bg cpu = other processes' share of the cores)"
     )
@@ -489,7 +501,11 @@ def report(
             for key in ("run", "click", "post"):
                 pa, pb = pct([s[key] for s in a], 50), pct([s[key] for s in b], 50)
                 cols.append(f"{key} p50 {pa:.1f} vs {pb:.1f} ms (x{pa / pb:.2f})")
-            print(f"pair {size}: {name} vs {BASELINE}, same page, alternating clicks: " + "; ".join(cols))
+            cw, ch = r["result"]["canvas"]
+            print(
+                f"pair {size} (canvas {cw}x{ch}): {name} vs {BASELINE}, same page, alternating clicks: "
+                + "; ".join(cols)
+            )
     for r in results:
         if r["id"].startswith("profile@"):
             print_profile(r)

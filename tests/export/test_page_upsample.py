@@ -18,17 +18,24 @@ from clicksam.model import build_sam
 
 UPSAMPLE_JS = Path(__file__).resolve().parents[2] / "bench" / "browser" / "page" / "upsample.js"
 SIZES = [(768, 1024), (1024, 768), (512, 512), (1080, 1920), (5, 7), (3000, 4000)]  # (H, W)
+# (H, W) of the original, (h, w) of a smaller canvas drawn at display size
+DISPLAY = [(3000, 4000, 960, 1280), (4000, 3000, 960, 720), (768, 1024, 384, 512)]
 
 NODE_SCRIPT = """
 import { makeUpsampler } from %s;
 import { readFileSync, writeFileSync } from 'node:fs';
-const [lowPath, outDir, sizesJson] = process.argv.slice(2);
+const [lowPath, outDir, sizesJson, displayJson] = process.argv.slice(2);
 const b = readFileSync(lowPath);
 const low = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
 for (const [H, W] of JSON.parse(sizesJson)) {
   const px = new Uint32Array(W * H);
   makeUpsampler(W, H, 1024, 256)(low, px, 1, 0.0);
   writeFileSync(`${outDir}/${W}x${H}.bin`, Uint8Array.from(px));
+}
+for (const [H, W, h, w] of JSON.parse(displayJson)) {
+  const px = new Uint32Array(w * h);
+  makeUpsampler(w, h, 1024, 256, W, H)(low, px, 1, 0.0);
+  writeFileSync(`${outDir}/${W}x${H}@${w}x${h}.bin`, Uint8Array.from(px));
 }
 """
 
@@ -44,7 +51,9 @@ def test_page_upsampling_matches_postprocess_masks(tmp_path: Path) -> None:
     script = tmp_path / "run.mjs"
     script.write_text(NODE_SCRIPT % json.dumps(UPSAMPLE_JS.as_uri()))
     subprocess.run(
-        ["node", str(script), str(low_path), str(tmp_path), json.dumps(SIZES)], check=True, timeout=120
+        ["node", str(script), str(low_path), str(tmp_path), json.dumps(SIZES), json.dumps(DISPLAY)],
+        check=True,
+        timeout=120,
     )
     for h, w in SIZES:
         s = 1024 / max(h, w)
@@ -52,3 +61,9 @@ def test_page_upsampling_matches_postprocess_masks(tmp_path: Path) -> None:
         got = np.fromfile(tmp_path / f"{w}x{h}.bin", dtype=np.uint8).reshape(h, w) == 1
         assert 0.05 < ref.mean() < 0.95
         assert iou(got, ref) >= 0.9999, (h, w)
+    # a display-size canvas samples the same upsampled mask: SAM's postprocessing to that size
+    for h, w, dh, dw in DISPLAY:
+        s = 1024 / max(h, w)
+        ref = sam.postprocess_masks(low, (int(h * s + 0.5), int(w * s + 0.5)), (dh, dw))[0, 0].numpy() > 0
+        got = np.fromfile(tmp_path / f"{w}x{h}@{dw}x{dh}.bin", dtype=np.uint8).reshape(dh, dw) == 1
+        assert iou(got, ref) >= 0.9999, (h, w, dh, dw)

@@ -9,6 +9,11 @@
 //   w, h                     original image size (orig_im_size = [h, w]; the canvas is w x h)
 //   threads=2, warmup=3, runs=20, seed=1, ep=wasm
 //   image_size=1024, low_res=256, threshold=0   from the decoder manifest
+//   canvas=display|full      display (default, as the page draws): the mask canvas is the image
+//                            fitted into display=WxH (default 1280x960, never enlarged); full: W x H
+//                            low_res models upsample straight to the canvas size (page-side);
+//                            official models threshold their full-size mask, sampled at the canvas
+//                            pixels (nearest) when the canvas is smaller
 // Results: window.__bench = {done, ok, error, result}
 import { makeUpsampler } from './upsample.js';
 
@@ -34,7 +39,41 @@ const P = {
   lowRes: parseInt(q.get('low_res') || '256', 10),
   threshold: parseFloat(q.get('threshold') || '0'),
   profile: q.get('profile') === '1',
+  canvas: q.get('canvas') || 'display',
+  display: (q.get('display') || '1280x960').split('x').map((v) => parseInt(v, 10)),
 };
+
+// the mask canvas: the original size, or the image fitted into the display box
+function canvasSize(W, H) {
+  if (P.canvas === 'full') return [W, H];
+  const s = Math.min(1, P.display[0] / W, P.display[1] / H);
+  return [Math.max(1, Math.round(W * s)), Math.max(1, Math.round(H * s))];
+}
+
+// out -> best token's mask thresholded into the canvas pixels; returns the number of pixels on
+function makeRenderer(iface, W, H, cw, ch) {
+  const plane = P.lowRes * P.lowRes;
+  if (iface === 'low_res') {
+    const up = makeUpsampler(cw, ch, P.imageSize, P.lowRes, W, H);
+    return (out, best, px, color) => up(out.low_res_masks.data.subarray(best * plane, (best + 1) * plane), px, color, P.threshold);
+  }
+  const xi = new Int32Array(cw), yi = new Int32Array(ch);
+  for (let x = 0; x < cw; x++) xi[x] = Math.min(W - 1, Math.floor(((x + 0.5) * W) / cw));
+  for (let y = 0; y < ch; y++) yi[y] = Math.min(H - 1, Math.floor(((y + 0.5) * H) / ch));
+  return (out, best, px, color) => {
+    const data = out.masks.data, off = best * W * H;
+    let on = 0;
+    if (cw === W && ch === H) {
+      for (let j = 0; j < W * H; j++) { if (data[off + j] > P.threshold) { px[j] = color; on++; } else px[j] = 0; }
+      return on;
+    }
+    for (let y = 0; y < ch; y++) {
+      const row = off + yi[y] * W, o = y * cw;
+      for (let x = 0; x < cw; x++) { if (data[row + xi[x]] > P.threshold) { px[o + x] = color; on++; } else px[o + x] = 0; }
+    }
+    return on;
+  };
+}
 
 function mulberry32(a) {
   return function () {
@@ -168,18 +207,19 @@ async function main() {
 
   const { session, bytes, fetchMs, createMs } = await loadSession(ort, P.model);
   const embs = embData.map((d) => embeddingTensor(ort, d, P.emb));
+  const [cw, ch] = canvasSize(W, H);
   const canvas = document.getElementById('mask');
-  canvas.width = W; canvas.height = H;
+  canvas.width = cw; canvas.height = ch;
   const ctx = canvas.getContext('2d');
-  const rgba = new Uint8ClampedArray(4 * W * H);
+  const rgba = new Uint8ClampedArray(4 * cw * ch);
   const px = new Uint32Array(rgba.buffer);
   const color = new Uint32Array(new Uint8ClampedArray([0, 114, 189, 255]).buffer)[0];
-  const imgData = new ImageData(rgba, W, H);
-  const up = P.iface === 'low_res' ? makeUpsampler(W, H, P.imageSize, P.lowRes) : null;
+  const imgData = new ImageData(rgba, cw, ch);
+  const render = makeRenderer(P.iface, W, H, cw, ch);
   let last = null;
 
-  // click -> mask on canvas: feeds, session.run, best of the 3 multimask tokens, mask at the
-  // original size thresholded into RGBA (low_res: page-side upsampling), putImageData
+  // click -> mask on canvas: feeds, session.run, best of the 3 multimask tokens, mask thresholded
+  // into the canvas pixels (low_res: page-side upsampling), putImageData
   async function click(i) {
     const t0 = performance.now();
     const feeds = only(session, clickFeeds(embs[i % 2], rnd() * W, rnd() * H));
@@ -187,20 +227,11 @@ async function main() {
     const out = await session.run(feeds);
     const t2 = performance.now();
     const best = bestMulti(out.iou_predictions.data);
-    let on = 0, dims;
-    if (up) {
-      const m = out.low_res_masks; dims = m.dims;
-      const plane = P.lowRes * P.lowRes;
-      on = up(m.data.subarray(best * plane, (best + 1) * plane), px, color, P.threshold);
-    } else {
-      const m = out.masks; dims = m.dims;
-      const data = m.data, off = best * W * H;
-      for (let j = 0; j < W * H; j++) { if (data[off + j] > P.threshold) { px[j] = color; on++; } else px[j] = 0; }
-    }
+    const on = render(out, best, px, color);
     const t3 = performance.now();
     ctx.putImageData(imgData, 0, 0);
     const t4 = performance.now();
-    last = { dims, best, on: on / (W * H) };
+    last = { dims: (P.iface === 'low_res' ? out.low_res_masks : out.masks).dims, best, on: on / (cw * ch), canvas: [cw, ch] };
     return { run: t2 - t1, click: t4 - t0, post: t3 - t2, put: t4 - t3 };
   }
   const warm = [];
@@ -212,7 +243,7 @@ async function main() {
   return {
     params: P, env, ortVersion: ort.env.versions || null, importMs,
     bytes, cold: { fetchMs, createMs, coldMs: fetchMs + createMs, firstRunMs: warm.length ? warm[0].run : null },
-    inputNames: session.inputNames, outputNames: session.outputNames, last, samples,
+    inputNames: session.inputNames, outputNames: session.outputNames, last, samples, canvas: [cw, ch],
   };
 }
 
@@ -224,18 +255,19 @@ async function pairMode(ort, env, W, H, rnd, embData, clickFeeds, only, bestMult
     { url: P.model, iface: P.iface, emb: P.emb },
     { url: P.ref, iface: q.get('ref_iface') || 'official', emb: q.get('ref_emb') || 'float32' },
   ];
+  const [cw, ch] = canvasSize(W, H);
   const canvas = document.getElementById('mask');
-  canvas.width = W; canvas.height = H;
+  canvas.width = cw; canvas.height = ch;
   const ctx = canvas.getContext('2d');
-  const rgba = new Uint8ClampedArray(4 * W * H);
+  const rgba = new Uint8ClampedArray(4 * cw * ch);
   const px = new Uint32Array(rgba.buffer);
   const color = new Uint32Array(new Uint8ClampedArray([0, 114, 189, 255]).buffer)[0];
-  const imgData = new ImageData(rgba, W, H);
+  const imgData = new ImageData(rgba, cw, ch);
   const models = [];
   for (const sp of specs) {
     const s = await loadSession(ort, sp.url);
     models.push({ ...sp, ...s, embs: embData.map((d) => embeddingTensor(ort, d, sp.emb)),
-      up: sp.iface === 'low_res' ? makeUpsampler(W, H, P.imageSize, P.lowRes) : null, samples: [] });
+      render: makeRenderer(sp.iface, W, H, cw, ch), samples: [] });
   }
   async function click(m, i, cx, cy) {
     const t0 = performance.now();
@@ -243,14 +275,7 @@ async function pairMode(ort, env, W, H, rnd, embData, clickFeeds, only, bestMult
     const t1 = performance.now();
     const out = await m.session.run(feeds);
     const t2 = performance.now();
-    const best = bestMulti(out.iou_predictions.data);
-    if (m.up) {
-      const plane = P.lowRes * P.lowRes;
-      m.up(out.low_res_masks.data.subarray(best * plane, (best + 1) * plane), px, color, P.threshold);
-    } else {
-      const data = out.masks.data, off = best * W * H;
-      for (let j = 0; j < W * H; j++) px[j] = data[off + j] > P.threshold ? color : 0;
-    }
+    m.render(out, bestMulti(out.iou_predictions.data), px, color);
     const t3 = performance.now();
     ctx.putImageData(imgData, 0, 0);
     const t4 = performance.now();
@@ -265,7 +290,7 @@ async function pairMode(ort, env, W, H, rnd, embData, clickFeeds, only, bestMult
     }
   }
   for (const m of models) await m.session.release();
-  return { params: P, env, ortVersion: ort.env.versions || null,
+  return { params: P, env, ortVersion: ort.env.versions || null, canvas: [cw, ch],
     pair: models.map((m) => ({ url: m.url, bytes: m.bytes, samples: m.samples })) };
 }
 

@@ -42,9 +42,11 @@ function tapSpan(t, n) {
 // values in its tap window, so where the whole window is above (or not above) the threshold the
 // pixels are decided without arithmetic: output columns with the same window form segments that
 // are filled at once; only segments whose window straddles the threshold are computed per pixel.
-export function makeUpsampler(W, H, imageSize, lowRes) {
-  const scale = imageSize / Math.max(W, H);
-  const cropW = Math.max(1, Math.floor(W * scale + 0.5)), cropH = Math.max(1, Math.floor(H * scale + 0.5));
+// (W, H) is the output grid; (origW, origH), the original image size, defaults to it. A smaller
+// output grid (the display size) samples the same upsampled mask as SAM's full-size one, at fewer points.
+export function makeUpsampler(W, H, imageSize, lowRes, origW = W, origH = H) {
+  const scale = imageSize / Math.max(origW, origH);
+  const cropW = Math.max(1, Math.floor(origW * scale + 0.5)), cropH = Math.max(1, Math.floor(origH * scale + 0.5));
   const tx = axisTaps(W, cropW, lowRes, imageSize), ty = axisTaps(H, cropH, lowRes, imageSize);
   const sx = tapSpan(tx, W), sy = tapSpan(ty, H);
   // column segments [x0, x1) with one window [c0, c1]
