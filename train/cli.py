@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 def register(subparsers: Any) -> None:
     """Add the ``train`` and ``eval`` subcommands."""
-    from .loop import TrainConfig
+    from .config import TrainConfig
 
     d = TrainConfig()
     tp = subparsers.add_parser(
