@@ -56,7 +56,7 @@ export class ApiError extends Error {
 /** Turn a FastAPI error body ({"detail": str | [{msg}...]}) into one readable line. */
 export function errorDetail(body: unknown, status: number, statusText: string): string {
   if (typeof body === 'object' && body !== null && 'detail' in body) {
-    const d = (body as { detail: unknown }).detail;
+    const d = body.detail;
     if (typeof d === 'string') return d;
     if (Array.isArray(d)) {
       return d

@@ -44,7 +44,8 @@ export class DecoderClient {
     const id = this.nextId++;
     return new Promise<FromWorker>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ ...msg, id } as ToWorker, transfer);
+      const message = { ...msg, id } as ToWorker;
+      this.worker.postMessage(message, transfer);
     });
   }
 
