@@ -48,6 +48,11 @@ def register(subparsers: Any) -> None:
     tp.add_argument("--first-round-prob", type=float, default=d.first_round_prob)
     tp.add_argument("--box-prob", type=float, default=d.box_prob)
     tp.add_argument("--freeze-image-encoder", action="store_true", help="train prompt encoder + decoder only")
+    tp.add_argument(
+        "--iou-head-only",
+        action="store_true",
+        help="train only the IoU head (masks unchanged): calibrates which candidate is shown first",
+    )
     tp.add_argument("--checkpoint-every-s", type=float, default=d.checkpoint_every_s)
     tp.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default 1)")
     tp.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes")
@@ -128,6 +133,7 @@ def _train(args: argparse.Namespace) -> int:
         first_round_prob=args.first_round_prob,
         box_prob=args.box_prob,
         freeze_image_encoder=args.freeze_image_encoder,
+        iou_head_only=args.iou_head_only,
         checkpoint_every_s=args.checkpoint_every_s,
         out_dir=args.out,
         threads=args.threads,

@@ -30,6 +30,9 @@ class TrainConfig:
         first_round_prob: chance that the trained round is the first prompt.
         box_prob: chance that the first prompt is a box rather than a point.
         freeze_image_encoder: train only the prompt encoder and mask decoder.
+        iou_head_only: train only the IoU prediction head (everything else frozen, so the masks do
+            not change): a short final phase that calibrates which of the three candidates the page
+            shows first.
         checkpoint_every_s: seconds between checkpoints.
         out_dir: where ``last.pt`` and ``log.jsonl`` go.
         scene_long_side: long side of procedural scenes in pixels.
@@ -71,6 +74,7 @@ class TrainConfig:
     first_round_prob: float = 0.4
     box_prob: float = 0.5
     freeze_image_encoder: bool = False
+    iou_head_only: bool = False
     checkpoint_every_s: float = 180.0
     out_dir: str = "runs/train"
     scene_long_side: int = 256

@@ -204,6 +204,9 @@ class Trainer:
         if cfg.freeze_image_encoder:
             self.model.image_encoder.requires_grad_(False)
             self.model.image_encoder.eval()
+        if cfg.iou_head_only:
+            self.model.requires_grad_(False)
+            self.model.mask_decoder.iou_prediction_head.requires_grad_(True)
         decay: list[torch.nn.Parameter] = []
         no_decay: list[torch.nn.Parameter] = []
         for _, p in self.model.named_parameters():
@@ -354,10 +357,11 @@ class Trainer:
         )
 
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
-        with torch.set_grad_enabled(not cfg.freeze_image_encoder), autocast:
+        train_encoder = not (cfg.freeze_image_encoder or cfg.iou_head_only)
+        with torch.set_grad_enabled(train_encoder), autocast:
             embedding = self.model.image_encoder(self.model.preprocess(sample.image))  # (1, 256, 64, 64)
         group_loss = embedding.new_zeros(()).float()
-        if cfg.group_loss_weight > 0 and not cfg.freeze_image_encoder:
+        if cfg.group_loss_weight > 0 and train_encoder:
             assert self._cells is not None
             group_loss = grouping_loss(embedding[0], *self._cells)
 

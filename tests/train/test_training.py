@@ -136,6 +136,18 @@ def test_frozen_encoder_does_not_move(tmp_path: Path) -> None:
     assert any(not torch.equal(v, dec_before[k]) for k, v in trainer.model.mask_decoder.state_dict().items())
 
 
+def test_iou_head_only_moves_nothing_else(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        model="vit_test", steps=2, prompts_per_image=2, max_rounds=1, iou_head_only=True, out_dir=str(tmp_path)
+    )
+    trainer = Trainer(cfg, source=OneScene(_scene()))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert trainer.train_step() is not None
+    moved = {k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved, "the IoU head did not train"
+    assert all(k.startswith("mask_decoder.iou_prediction_head.") for k in moved), moved
+
+
 def test_lr_schedule_warms_up_and_decays() -> None:
     cfg = TrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
     lrs = [lr_at(s, cfg) for s in range(100)]
