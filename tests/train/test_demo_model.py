@@ -60,5 +60,6 @@ def test_a_click_selects_the_clicked_object() -> None:
     assert float(np.mean(ious)) > MIN_CLICK_IOU, ious
 
 
-# measured mean IoU of this check with the shipped weights is in demo.json's notes; a margin below it
-MIN_CLICK_IOU = 0.2
+# the shipped weights (2026-11-24) give a mean IoU of 0.42 on this check (six clicks: 0.16-0.75);
+# the previous, shorter-trained model gave about 0.25
+MIN_CLICK_IOU = 0.35
