@@ -104,6 +104,34 @@ function toHalf(v) {
   return sign | h;
 }
 
+// The mask canvas and one timed click on it: feeds, session.run, best of the 3 multimask tokens,
+// mask thresholded into the canvas pixels (low_res: page-side upsampling), putImageData.
+function makeCanvasClicker(W, H, clickFeeds, only, bestMulti) {
+  const [cw, ch] = canvasSize(W, H);
+  const canvas = document.getElementById('mask');
+  canvas.width = cw; canvas.height = ch;
+  const ctx = canvas.getContext('2d');
+  const rgba = new Uint8ClampedArray(4 * cw * ch);
+  const px = new Uint32Array(rgba.buffer);
+  const color = new Uint32Array(new Uint8ClampedArray([0, 114, 189, 255]).buffer)[0];
+  const imgData = new ImageData(rgba, cw, ch);
+  // m: { session, embs: [2 embedding tensors], render }; returns the timings and the output
+  async function click(m, i, cx, cy) {
+    const t0 = performance.now();
+    const feeds = only(m.session, clickFeeds(m.embs[i % 2], cx, cy));
+    const t1 = performance.now();
+    const out = await m.session.run(feeds);
+    const t2 = performance.now();
+    const best = bestMulti(out.iou_predictions.data);
+    const on = m.render(out, best, px, color);
+    const t3 = performance.now();
+    ctx.putImageData(imgData, 0, 0);
+    const t4 = performance.now();
+    return { times: { run: t2 - t1, click: t4 - t0, post: t3 - t2, put: t4 - t3 }, out, best, on };
+  }
+  return { cw, ch, click };
+}
+
 async function probeEnv() {
   const env = {
     userAgent: navigator.userAgent,
@@ -206,33 +234,13 @@ async function main() {
   if (P.mode === 'pair') return pairMode(ort, env, W, H, rnd, embData, clickFeeds, only, bestMulti);
 
   const { session, bytes, fetchMs, createMs } = await loadSession(ort, P.model);
-  const embs = embData.map((d) => embeddingTensor(ort, d, P.emb));
-  const [cw, ch] = canvasSize(W, H);
-  const canvas = document.getElementById('mask');
-  canvas.width = cw; canvas.height = ch;
-  const ctx = canvas.getContext('2d');
-  const rgba = new Uint8ClampedArray(4 * cw * ch);
-  const px = new Uint32Array(rgba.buffer);
-  const color = new Uint32Array(new Uint8ClampedArray([0, 114, 189, 255]).buffer)[0];
-  const imgData = new ImageData(rgba, cw, ch);
-  const render = makeRenderer(P.iface, W, H, cw, ch);
+  const { cw, ch, click: clickOn } = makeCanvasClicker(W, H, clickFeeds, only, bestMulti);
+  const m = { session, embs: embData.map((d) => embeddingTensor(ort, d, P.emb)), render: makeRenderer(P.iface, W, H, cw, ch) };
   let last = null;
-
-  // click -> mask on canvas: feeds, session.run, best of the 3 multimask tokens, mask thresholded
-  // into the canvas pixels (low_res: page-side upsampling), putImageData
   async function click(i) {
-    const t0 = performance.now();
-    const feeds = only(session, clickFeeds(embs[i % 2], rnd() * W, rnd() * H));
-    const t1 = performance.now();
-    const out = await session.run(feeds);
-    const t2 = performance.now();
-    const best = bestMulti(out.iou_predictions.data);
-    const on = render(out, best, px, color);
-    const t3 = performance.now();
-    ctx.putImageData(imgData, 0, 0);
-    const t4 = performance.now();
-    last = { dims: (P.iface === 'low_res' ? out.low_res_masks : out.masks).dims, best, on: on / (cw * ch), canvas: [cw, ch] };
-    return { run: t2 - t1, click: t4 - t0, post: t3 - t2, put: t4 - t3 };
+    const r = await clickOn(m, i, rnd() * W, rnd() * H);
+    last = { dims: (P.iface === 'low_res' ? r.out.low_res_masks : r.out.masks).dims, best: r.best, on: r.on / (cw * ch), canvas: [cw, ch] };
+    return r.times;
   }
   const warm = [];
   for (let i = 0; i < P.warmup; i++) warm.push(await click(i));
@@ -255,32 +263,14 @@ async function pairMode(ort, env, W, H, rnd, embData, clickFeeds, only, bestMult
     { url: P.model, iface: P.iface, emb: P.emb },
     { url: P.ref, iface: q.get('ref_iface') || 'official', emb: q.get('ref_emb') || 'float32' },
   ];
-  const [cw, ch] = canvasSize(W, H);
-  const canvas = document.getElementById('mask');
-  canvas.width = cw; canvas.height = ch;
-  const ctx = canvas.getContext('2d');
-  const rgba = new Uint8ClampedArray(4 * cw * ch);
-  const px = new Uint32Array(rgba.buffer);
-  const color = new Uint32Array(new Uint8ClampedArray([0, 114, 189, 255]).buffer)[0];
-  const imgData = new ImageData(rgba, cw, ch);
+  const { cw, ch, click: clickOn } = makeCanvasClicker(W, H, clickFeeds, only, bestMulti);
   const models = [];
   for (const sp of specs) {
     const s = await loadSession(ort, sp.url);
     models.push({ ...sp, ...s, embs: embData.map((d) => embeddingTensor(ort, d, sp.emb)),
       render: makeRenderer(sp.iface, W, H, cw, ch), samples: [] });
   }
-  async function click(m, i, cx, cy) {
-    const t0 = performance.now();
-    const feeds = only(m.session, clickFeeds(m.embs[i % 2], cx, cy));
-    const t1 = performance.now();
-    const out = await m.session.run(feeds);
-    const t2 = performance.now();
-    m.render(out, bestMulti(out.iou_predictions.data), px, color);
-    const t3 = performance.now();
-    ctx.putImageData(imgData, 0, 0);
-    const t4 = performance.now();
-    return { run: t2 - t1, click: t4 - t0, post: t3 - t2, put: t4 - t3 };
-  }
+  const click = async (m, i, cx, cy) => (await clickOn(m, i, cx, cy)).times;
   for (let i = 0; i < P.warmup + P.runs; i++) {
     const cx = rnd() * W, cy = rnd() * H;
     const order = i % 2 ? [1, 0] : [0, 1];
