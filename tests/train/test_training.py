@@ -138,7 +138,12 @@ def test_frozen_encoder_does_not_move(tmp_path: Path) -> None:
 
 def test_iou_head_only_moves_nothing_else(tmp_path: Path) -> None:
     cfg = TrainConfig(
-        model="vit_test", steps=2, prompts_per_image=2, max_rounds=1, iou_head_only=True, out_dir=str(tmp_path)
+        model="vit_test",
+        steps=2,
+        prompts_per_image=2,
+        max_rounds=1,
+        iou_head_only=True,
+        out_dir=str(tmp_path),
     )
     trainer = Trainer(cfg, source=OneScene(_scene()))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
