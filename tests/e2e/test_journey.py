@@ -121,15 +121,17 @@ def test_fresh_journey_from_product_command_to_exported_mask(tmp_path: Path) -> 
         selected = np.asarray(mask.convert("L")) > 127
         assert selected.any(), "the exported mask is empty"
         if config["model"] == "demo":
-            # the shipped demo model is small and rough (model/weights/demo.json has its metrics): the
-            # mask must at least be the clicked object's, i.e. hold the clicked pixel and stay inside it
+            # the shipped demo model (model/weights/demo.json has its metrics) must select the clicked
+            # object: hold the clicked pixel, stay on it, and cover it (measured IoU 0.96 on 2026-11-24)
             x0, y0, x1, y1 = OBJECT
             cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
             yy, xx = np.mgrid[: PHOTO_SIZE[1], : PHOTO_SIZE[0]]
             disc = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
             inside = (selected & disc).sum() / selected.sum()
+            iou = (selected & disc).sum() / (selected | disc).sum()
             assert selected[int(cy), int(cx)], "the clicked pixel is not in the mask"
             assert inside > 0.9, f"only {inside:.0%} of the mask lies on the clicked object"
+            assert iou > 0.8, f"the mask covers the clicked object poorly (IoU {iou:.2f})"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
