@@ -102,26 +102,6 @@ def _sharpened_state(sam: torch.nn.Module, seed: int = 1) -> dict[str, torch.Ten
     return state
 
 
-def _stable_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
-) -> torch.Tensor:
-    """torchvision's batched_nms for the referee (single category here): a plain greedy loop."""
-    order = torch.sort(scores, descending=True, stable=True).indices.tolist()
-    b = boxes.float()
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    suppressed = torch.zeros(len(b), dtype=torch.bool)
-    keep = []
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        lt = torch.maximum(b[i, :2], b[:, :2])
-        rb = torch.minimum(b[i, 2:], b[:, 2:])
-        inter = (rb - lt).clamp(min=0).prod(dim=1)
-        suppressed |= (inter / (area[i] + area - inter) > iou_threshold) & (idxs == idxs[i])
-    return torch.tensor(keep, dtype=torch.int64)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -135,34 +115,17 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from referee_stubs import install_torchvision_stub  # the referee's torchvision stand-in
+    from referee_stubs import install_torchvision_stub, reference_sam  # the referee's stand-ins
 
     install_torchvision_stub()
     from segment_anything import automatic_mask_generator as official_amg
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
-    from segment_anything.modeling import Sam as OfficialSam
+    from segment_anything import modeling
 
     from clicksam.model import SamAutomaticMaskGenerator, SamPredictor, build_sam
 
-    official_amg.batched_nms = _stable_nms
     sam = build_sam(args.model, seed=0).eval()
     sam.load_state_dict(_sharpened_state(sam))
-    official = OfficialSam(
-        image_encoder=sam.image_encoder,
-        prompt_encoder=PromptEncoder(
-            embed_dim=256,
-            image_embedding_size=sam.prompt_encoder.image_embedding_size,
-            input_image_size=(1024, 1024),
-            mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-            transformer_dim=256,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        ),
-    ).eval()
+    official = reference_sam(modeling, sam.image_encoder, sam.prompt_encoder.image_embedding_size)
     official.load_state_dict(sam.state_dict(), strict=True)
 
     image = _image(args.height, args.width)

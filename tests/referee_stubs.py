@@ -5,6 +5,8 @@ torch here. :func:`install_torchvision_stub` puts a small ``torchvision`` into `
 exactly the names they use: ``transforms.functional.resize`` / ``to_pil_image`` (Pillow bilinear, as
 torchvision does for PIL images) and ``ops.boxes.batched_nms`` / ``box_area`` (plain torch).
 :func:`install_timm_stub` does the same for the ``timm`` names ``mobile_sam`` imports (eval-mode only).
+:func:`reference_sam` builds the referee's ``Sam`` around an image encoder with SAM's standard prompt
+encoder and mask decoder.
 Tests import this module by name; the benchmarks put ``tests/`` on ``sys.path`` first.
 """
 
@@ -50,8 +52,12 @@ def _box_area(boxes: torch.Tensor) -> torch.Tensor:
 def _batched_nms(
     boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
 ) -> torch.Tensor:
-    """Greedy NMS per category (torchvision semantics: keep indices sorted by decreasing score)."""
-    order = torch.argsort(scores, descending=True)
+    """Greedy NMS per category (torchvision semantics: keep indices sorted by decreasing score).
+
+    Equal scores keep their input order (stable sort), so runs are deterministic.
+    """
+    order = torch.sort(scores, descending=True, stable=True).indices
+    boxes = boxes.float()
     keep: list[int] = []
     suppressed = torch.zeros(len(boxes), dtype=torch.bool)
     area = _box_area(boxes)
@@ -108,3 +114,32 @@ def install_timm_stub() -> None:
         for attr, value in attrs.items():
             if not hasattr(mod, attr):
                 setattr(mod, attr, value)
+
+
+def reference_sam(
+    modeling: types.ModuleType, image_encoder: nn.Module, grid: tuple[int, int], image_size: int = 1024
+) -> nn.Module:
+    """The official ``Sam`` of ``modeling`` (``segment_anything.modeling`` or ``mobile_sam.modeling``)
+    around ``image_encoder``, with SAM's standard prompt encoder and mask decoder, in eval mode.
+
+    Args:
+        grid: (h, w) of the image embedding; image_size: side of the padded input square.
+    """
+    return modeling.Sam(
+        image_encoder=image_encoder,
+        prompt_encoder=modeling.PromptEncoder(
+            embed_dim=256,
+            image_embedding_size=grid,
+            input_image_size=(image_size, image_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=modeling.MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=modeling.TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer_dim=256,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    ).eval()

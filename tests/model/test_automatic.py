@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from referee_stubs import reference_sam
 
 from clicksam.model import SamAutomaticMaskGenerator, amg, build_sam
 from clicksam.model.automatic import EverythingError, _GridDecoder
@@ -64,28 +65,13 @@ def _sharpened_state(sam: torch.nn.Module, seed: int = 1) -> dict[str, torch.Ten
 @pytest.fixture(scope="module")
 def models(segment_anything_ref: types.ModuleType) -> tuple[Any, Any, types.ModuleType]:
     from segment_anything import automatic_mask_generator as official_amg
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
-    from segment_anything.modeling import Sam as OfficialSam
+    from segment_anything import modeling
 
     sam = build_sam("vit_test", seed=0).eval()
     state = _sharpened_state(sam)
     sam.load_state_dict(state)
     grid = sam.prompt_encoder.image_embedding_size
-    official = OfficialSam(
-        image_encoder=sam.image_encoder,
-        prompt_encoder=PromptEncoder(
-            embed_dim=256, image_embedding_size=grid, input_image_size=(1024, 1024), mask_in_chans=16
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-            transformer_dim=256,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    ).eval()
+    official = reference_sam(modeling, sam.image_encoder, grid)
     official.load_state_dict(state, strict=True)
     return sam, official, official_amg
 

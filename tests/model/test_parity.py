@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from referee_stubs import reference_sam
 
 from clicksam.model import Sam, SamPredictor
 from clicksam.model.build import SamConfig, ViTConfig, build_sam_from_config
@@ -42,42 +43,26 @@ def _perturbed_state(model: torch.nn.Module, seed: int) -> dict[str, torch.Tenso
 
 
 def _official_sam(sa: types.ModuleType, config: SamConfig) -> torch.nn.Module:
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+    from segment_anything import modeling
 
     enc = config.encoder
     assert isinstance(enc, ViTConfig)
     grid = config.image_embedding_size
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            depth=enc.depth,
-            embed_dim=enc.embed_dim,
-            img_size=config.image_size,
-            mlp_ratio=4,
-            norm_layer=lambda d: torch.nn.LayerNorm(d, eps=1e-6),
-            num_heads=enc.num_heads,
-            patch_size=16,
-            qkv_bias=True,
-            use_rel_pos=True,
-            global_attn_indexes=enc.global_attn_indexes,
-            window_size=enc.window_size,
-            out_chans=256,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=256,
-            image_embedding_size=(grid, grid),
-            input_image_size=(config.image_size, config.image_size),
-            mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-            transformer_dim=256,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    ).eval()
+    encoder = modeling.ImageEncoderViT(
+        depth=enc.depth,
+        embed_dim=enc.embed_dim,
+        img_size=config.image_size,
+        mlp_ratio=4,
+        norm_layer=lambda d: torch.nn.LayerNorm(d, eps=1e-6),
+        num_heads=enc.num_heads,
+        patch_size=16,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=enc.global_attn_indexes,
+        window_size=enc.window_size,
+        out_chans=256,
+    )
+    return reference_sam(modeling, encoder, (grid, grid), config.image_size)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from referee_stubs import install_timm_stub
+from referee_stubs import install_timm_stub, reference_sam
 from test_parity import TOL, _image, _max_err, _prompts
 from torch import nn
 
@@ -59,41 +59,27 @@ def _perturbed(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def pair_t(mobile_sam_ref: types.ModuleType) -> tuple[Sam, nn.Module]:
-    from mobile_sam.modeling import MaskDecoder, PromptEncoder, TinyViT, TwoWayTransformer
-    from mobile_sam.modeling import Sam as RefSam
+    from mobile_sam import modeling
 
     enc = SMALL_T.encoder
     assert isinstance(enc, TinyViTConfig)
-    theirs = RefSam(
-        image_encoder=TinyViT(
-            img_size=1024,
-            in_chans=3,
-            num_classes=1000,
-            embed_dims=list(enc.embed_dims),
-            depths=list(enc.depths),
-            num_heads=list(enc.num_heads),
-            window_sizes=list(enc.window_sizes),
-            mlp_ratio=enc.mlp_ratio,
-            drop_rate=0.0,
-            drop_path_rate=0.0,
-            use_checkpoint=False,
-            mbconv_expand_ratio=enc.mbconv_expand_ratio,
-            local_conv_size=3,
-            layer_lr_decay=0.8,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-            transformer_dim=256,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
+    encoder = modeling.TinyViT(
+        img_size=1024,
+        in_chans=3,
+        num_classes=1000,
+        embed_dims=list(enc.embed_dims),
+        depths=list(enc.depths),
+        num_heads=list(enc.num_heads),
+        window_sizes=list(enc.window_sizes),
+        mlp_ratio=enc.mlp_ratio,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        use_checkpoint=False,
+        mbconv_expand_ratio=enc.mbconv_expand_ratio,
+        local_conv_size=3,
+        layer_lr_decay=0.8,
     )
+    theirs = reference_sam(modeling, encoder, (64, 64))
     ours = build_sam_from_config(SMALL_T, seed=0)
     state = _perturbed(theirs, seed=77)
     theirs.load_state_dict(state, strict=True)
