@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clicksam.export.graph import DecoderGraph, GraphOptions
-from clicksam.export.manifest import Manifest, TensorSpec, VariantEntry, sha256_file
+from clicksam.export.graph import PREP_OUTPUTS, GraphOptions, ImagePrepGraph, click_graph
+from clicksam.export.manifest import Manifest, PrepEntry, TensorSpec, VariantEntry, sha256_file
 from clicksam.model.frames import get_preprocess_shape
 from clicksam.model.sam import Sam
 
@@ -81,12 +81,12 @@ class VariantConfig:
 
 
 # The choices of the browser variant were measured with bench/browser (see bench/README.md).
-_FAST = {"pe_in_graph": True, "fold_attention": True, "matmul_upscaling": True}
+_FAST = {"pe_in_graph": True, "fold_attention": True, "matmul_upscaling": True, "token_major_dense": True}
 DEFAULT_CONFIGS: dict[str, VariantConfig] = {
     # same interface and float32 numbers as Meta's export; the exact graph rewrites only make it faster
     "official": VariantConfig(GraphOptions(outputs="official", **_FAST)),
     "browser": VariantConfig(
-        GraphOptions(outputs="low_res", embedding_float16=True, **_FAST),
+        GraphOptions(outputs="low_res", embedding_float16=True, precompute_image=True, **_FAST),
         quantize=False,
         weights_float16=True,
     ),
@@ -219,6 +219,7 @@ def verify_onnx(
     probes: Sequence[Probe] | None = None,
     seed: int = 0,
     enforce: bool = True,
+    prep_path: str | Path | None = None,
 ) -> VerifyReport:
     """Check ``path`` with ``onnx.checker``, run it with ONNX Runtime (CPU) and compare with PyTorch.
 
@@ -231,6 +232,8 @@ def verify_onnx(
         probes: prompts to check (default :func:`default_probes`).
         seed: seed of the random embedding / mask input.
         enforce: raise when a tolerance is exceeded (False: only measure).
+        prep_path: the per-image graph of a ``precompute_image`` export (run once on the
+            embedding; its outputs are fed to ``path`` with the prompts).
 
     Raises:
         ExportVerificationError: the checker fails or outputs differ beyond tolerance.
@@ -238,10 +241,14 @@ def verify_onnx(
     import onnx
     import onnxruntime as ort
 
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ExportVerificationError(f"onnx.checker rejected {path}: {exc}") from exc
+    if options.precompute_image and prep_path is None:
+        raise ValueError("a precompute_image export is verified with its prep graph (prep_path)")
+    files = [path] if prep_path is None else [prep_path, path]
+    for file in files:
+        try:
+            onnx.checker.check_model(str(file), full_check=True)
+        except onnx.checker.ValidationError as exc:
+            raise ExportVerificationError(f"onnx.checker rejected {file}: {exc}") from exc
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     input_names = {i.name for i in session.get_inputs()}
     output_names = [o.name for o in session.get_outputs()]
@@ -253,8 +260,13 @@ def verify_onnx(
     threshold = float(getattr(sam, "mask_threshold", 0.0))
     image_size = int(sam.image_size)
     report = VerifyReport()
+    image_feeds: dict[str, np.ndarray] = {}
+    if prep_path is not None:
+        prep = ort.InferenceSession(str(prep_path), providers=["CPUExecutionProvider"])
+        prep_out = prep.run(None, {"image_embeddings": emb_t.numpy().astype(emb_dtype)})
+        image_feeds = dict(zip([o.name for o in prep.get_outputs()], prep_out, strict=True))
     for probe in probes if probes is not None else default_probes():
-        feeds = _feeds_for(probe, emb_t.numpy(), mask_np, emb_dtype)
+        feeds = {**_feeds_for(probe, emb_t.numpy(), mask_np, emb_dtype), **image_feeds}
         outs = dict(
             zip(
                 output_names,
@@ -331,15 +343,39 @@ def _dummy_inputs(sam: Sam, options: GraphOptions) -> dict[str, Tensor]:
     return inputs
 
 
-def export_graph(sam: Sam, options: GraphOptions, path: str | Path, *, opset: int = DEFAULT_OPSET) -> None:
-    """Trace :class:`DecoderGraph` with the TorchScript exporter into one self-contained ONNX file.
+def prep_file(path: str | Path) -> Path:
+    """Where the per-image graph of a ``precompute_image`` export goes: ``x.onnx`` -> ``x_prep.onnx``."""
+    p = Path(path)
+    return p.with_name(p.name.replace(".onnx", "_prep.onnx", 1))
+
+
+def export_graph(
+    sam: Sam,
+    options: GraphOptions,
+    path: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    prep_path: str | Path | None = None,
+) -> None:
+    """Trace the decoder with the TorchScript exporter into one self-contained ONNX file.
 
     The TorchScript exporter (``dynamo=False``) is chosen on purpose: it writes a single file with
     the weights inside, handles the dynamic number of points via ``dynamic_axes`` and reproduces
     the official graph structure (the dynamo exporter writes external data by default).
+
+    With ``options.precompute_image`` the per-image graph goes to ``prep_path`` (default
+    :func:`prep_file` of ``path``) and ``path`` takes its outputs instead of ``image_embeddings``.
     """
-    graph = DecoderGraph(sam, options).eval()
+    graph = click_graph(sam, options).eval()
     inputs = _dummy_inputs(sam, options)
+    if options.precompute_image:
+        prep = ImagePrepGraph(graph).eval()
+        embedding = inputs.pop("image_embeddings")
+        _trace(
+            prep, {"image_embeddings": embedding}, prep_path or prep_file(path), list(PREP_OUTPUTS), {}, opset
+        )
+        with torch.no_grad():
+            inputs = {**dict(zip(PREP_OUTPUTS, prep(embedding), strict=True)), **inputs}
     outputs = (
         ["masks", "iou_predictions", "low_res_masks"]
         if options.outputs == "official"
@@ -351,13 +387,25 @@ def export_graph(sam: Sam, options: GraphOptions, path: str | Path, *, opset: in
     }
     if options.outputs == "official":
         dynamic_axes["masks"] = {2: "orig_height", 3: "orig_width"}
+    _trace(graph, inputs, path, outputs, dynamic_axes, opset)
+    _name_output_shapes(sam, options, path)
+
+
+def _trace(
+    module: torch.nn.Module,
+    inputs: dict[str, Tensor],
+    path: str | Path,
+    outputs: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+    opset: int,
+) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         # tracer warnings about Python ints are expected: shapes that matter come from tensors
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
-            graph,
+            module,
             tuple(inputs.values()),
             str(path),
             input_names=list(inputs),
@@ -368,7 +416,6 @@ def export_graph(sam: Sam, options: GraphOptions, path: str | Path, *, opset: in
             export_params=True,
             dynamo=False,
         )
-    _name_output_shapes(sam, options, path)
 
 
 def _name_output_shapes(sam: Sam, options: GraphOptions, path: str | Path) -> None:
@@ -515,24 +562,31 @@ def export_variant(
     *,
     opset: int = DEFAULT_OPSET,
     verify: bool = True,
+    prep_path: str | Path | None = None,
 ) -> VerifyReport | None:
-    """Export one variant to ``path`` (quantising if asked) and verify it. Returns the check report."""
+    """Export one variant to ``path`` (quantising if asked) and verify it. Returns the check report.
+
+    A ``precompute_image`` variant also writes its per-image graph to ``prep_path`` (default
+    :func:`prep_file` of ``path``).
+    """
     path = Path(path)
+    prep = (Path(prep_path) if prep_path else prep_file(path)) if config.graph.precompute_image else None
     if config.quantize:
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = Path(tmp) / "fp32.onnx"
-            export_graph(sam, config.graph, fp32, opset=opset)
+            export_graph(sam, config.graph, fp32, opset=opset, prep_path=prep)
             if verify:
-                verify_onnx(sam, fp32, config.graph, lossy=config.graph.embedding_float16)
+                verify_onnx(sam, fp32, config.graph, lossy=config.graph.embedding_float16, prep_path=prep)
             quantize_int8(fp32, path, optimize=config.optimize_before_quantize, scopes=config.quantize_scopes)
     else:
-        export_graph(sam, config.graph, path, opset=opset)
+        export_graph(sam, config.graph, path, opset=opset, prep_path=prep)
     if config.weights_float16 or config.weights_int8:
-        compress_weights(path, path, dtype="int8" if config.weights_int8 else "float16")
+        for file in [path] if prep is None else [path, prep]:
+            compress_weights(file, file, dtype="int8" if config.weights_int8 else "float16")
     if not verify:
         return None
     lossy = config.quantize or config.graph.embedding_float16 or config.weights_float16 or config.weights_int8
-    report = verify_onnx(sam, path, config.graph, lossy=lossy)
+    report = verify_onnx(sam, path, config.graph, lossy=lossy, prep_path=prep)
     logger.info(
         "verified %s: max |logit err| %.3g, min mask IoU %.5f over %d probes",
         path.name,
@@ -606,14 +660,19 @@ def export_decoder(
         if name == "official" and single_mask:
             cfg = replace(cfg, graph=replace(cfg.graph, single_mask=True))
         file = VARIANT_FILES.get(name, f"decoder_{name}.onnx")
-        tmp_path = out / (file + ".tmp")
+        tmp_path, tmp_prep = out / (file + ".tmp"), prep_file(out / file).with_suffix(".onnx.tmp")
         try:
-            report = export_variant(sam, tmp_path, cfg, opset=opset, verify=verify)
+            report = export_variant(sam, tmp_path, cfg, opset=opset, verify=verify, prep_path=tmp_prep)
         except Exception:
             tmp_path.unlink(missing_ok=True)  # never leave a file that failed its check
+            tmp_prep.unlink(missing_ok=True)
             raise
         shutil.move(tmp_path, out / file)
-        entries[name] = _entry(out / file, cfg, report)
+        prep = None
+        if cfg.graph.precompute_image:
+            prep = prep_file(out / file)
+            shutil.move(tmp_prep, prep)
+        entries[name] = _entry(out / file, cfg, report, prep)
         logger.info("exported %s (%d bytes)", out / file, entries[name].bytes)
     default = "browser" if "browser" in entries else next(iter(entries))
     emb_h, emb_w = sam.prompt_encoder.image_embedding_size
@@ -634,10 +693,20 @@ def export_decoder(
     return manifest
 
 
-def _entry(path: Path, cfg: VariantConfig, report: VerifyReport | None) -> VariantEntry:
+def _entry(path: Path, cfg: VariantConfig, report: VerifyReport | None, prep: Path | None) -> VariantEntry:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
+    prep_entry = None
+    if prep is not None:
+        prep_model = onnx.load(str(prep), load_external_data=False)
+        prep_entry = PrepEntry(
+            file=prep.name,
+            bytes=prep.stat().st_size,
+            sha256=sha256_file(prep),
+            inputs=_tensor_specs(prep_model.graph.input),
+            outputs=_tensor_specs(prep_model.graph.output),
+        )
     options: dict[str, Any] = asdict(cfg.graph)
     options.update(
         quantize=cfg.quantize,
@@ -645,7 +714,9 @@ def _entry(path: Path, cfg: VariantConfig, report: VerifyReport | None) -> Varia
         weights_float16=cfg.weights_float16,
         weights_int8=cfg.weights_int8,
     )
-    options["embedding_dtype"] = "float16" if cfg.graph.embedding_float16 else "float32"
+    options["embedding_dtype"] = (
+        "float16" if cfg.graph.embedding_float16 else "float32"
+    )  # of the prep graph if any
     options["quantization"] = "int8-dynamic-weights(MatMul,Gemm)" if cfg.quantize else None
     if report is not None:
         options["verified"] = {
@@ -663,4 +734,5 @@ def _entry(path: Path, cfg: VariantConfig, report: VerifyReport | None) -> Varia
         outputs=_tensor_specs(model.graph.output),
         masks_frame="low_res" if low_res else "original",
         mask_tokens={"single": 0, "multi": [1, 2, 3]} if low_res or not cfg.graph.single_mask else None,
+        prep=prep_entry,
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,15 @@ class GraphOptions:
         matmul_upscaling: run the two stride-2 transposed convolutions of the mask upscaler as
             matrix products on the token-major image (no overlap, so exact) with a fused channel
             LayerNorm, and un-shuffle only the final 4 masks instead of the 64/32-channel maps.
+        token_major_dense: compute the dense (mask) prompt directly in the token-major layout of
+            the transformer: the two 2x2 stride-2 convolutions of ``mask_downscaling`` become
+            matrix products on a sub-pixel shuffle of the (small) mask input, and its final 1x1
+            convolution, the no-mask embedding and the embedding are added in one Gemm, so no
+            (C, 64, 64) tensor is built, transposed or blended. Exact.
+        precompute_image: (``low_res`` with ``matmul_upscaling`` only) split the decoder into a
+            per-image graph (:class:`ImagePrepGraph`, run once when the embedding arrives) and a
+            per-click graph (:class:`PrecomputedDecoderGraph`) that takes its outputs instead of
+            ``image_embeddings``. Exact.
     """
 
     outputs: str = "official"
@@ -62,6 +71,14 @@ class GraphOptions:
     pe_in_graph: bool = False
     fold_attention: bool = False
     matmul_upscaling: bool = False
+    token_major_dense: bool = False
+    precompute_image: bool = False
+
+
+def _bias(conv: nn.Conv2d) -> Tensor:
+    if conv.bias is None:
+        raise ValueError("SAM's mask downscaling convolutions have biases")
+    return conv.bias
 
 
 def _split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -101,7 +118,9 @@ def _head_weights(linear: nn.Linear, heads: int) -> Tensor:
     return w.reshape(heads, w.shape[0] // heads, w.shape[1])
 
 
-def attention_tokens_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def attention_tokens_to_image(
+    attn: Attention, q: Tensor, k: Tensor, v: Tensor, pe: Tensor | None = None
+) -> Tensor:
     """Few queries (prompt tokens) attending to many keys (image tokens), re-associated.
 
     Instead of projecting all L image tokens to keys and values ((L x C) @ (C x d*H) twice), the
@@ -111,8 +130,11 @@ def attention_tokens_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) 
     because softmax rows sum to one. Equal to :func:`attention_plain` in exact arithmetic.
 
     Args:
-        q: (B, T, C) prompt tokens (+ their PE); k: (B, L, C) image tokens + dense PE;
-        v: (B, L, C) image tokens.
+        q: (B, T, C) prompt tokens (+ their PE); k: (B, L, C) image tokens + dense PE, or the
+            image tokens alone when ``pe`` is given; v: (B, L, C) image tokens.
+        pe: (L, C) dense PE of the keys: its key projection (a constant of the weights, folded
+            once by ONNX Runtime) is scored against the d-wide head queries, instead of adding
+            the PE to all L x C keys on every click.
 
     Returns:
         (B, T, C).
@@ -123,14 +145,59 @@ def attention_tokens_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) 
     wk = _head_weights(attn.k_proj, heads)  # (H, d, C)
     q_in = ((qh @ wk) / math.sqrt(d)).reshape(b, heads * t, -1)  # (B, H*T, C): queries in input space
     # one (H*T x C) @ (C x L) product instead of a per-head batch: better GEMM shapes in the browser
-    weights = torch.softmax(q_in @ k.transpose(1, 2), dim=-1)  # (B, H*T, L)
+    scores = q_in @ k.transpose(1, 2)  # (B, H*T, L)
+    if pe is not None:
+        pe_keys = wk @ pe.t()  # (H, d, L)
+        scores = scores + ((qh / math.sqrt(d)) @ pe_keys).reshape(b, heads * t, -1)
+    weights = torch.softmax(scores, dim=-1)
     pooled = (weights @ v).reshape(b, heads, t, -1)  # (B, H, T, C): attention-weighted raw image tokens
     wv = _head_weights(attn.v_proj, heads)  # (H, d, C)
     vh = pooled @ wv.transpose(-1, -2) + attn.v_proj.bias.reshape(heads, 1, d)  # (B, H, T, d)
     return attn.out_proj(_merge_heads(vh))
 
 
-def attention_image_to_tokens(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def image_to_tokens_factors(
+    attn: Attention, q: Tensor, k: Tensor, v: Tensor, pe: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The two factors of :func:`attention_image_to_tokens`: its output is ``weights @ values + b_out``.
+
+    Args:
+        q: (B, L, C) image tokens + dense PE, or the image tokens alone when ``pe`` (L, C) is
+            given (its query projection is then a folded constant, see :func:`attention_tokens_to_image`).
+
+    Returns:
+        weights (B, L, H*T): the per-head softmax weights of every image token over the T prompt
+        tokens; values (B, H*T, C): each head's values of the T prompt tokens through its slice of
+        the output projection.
+    """
+    heads = int(attn.num_heads)
+    kh = _split_heads(attn.k_proj(k), heads)  # (B, H, T, d)
+    vh = _split_heads(attn.v_proj(v), heads)  # (B, H, T, d)
+    b, _, t, d = kh.shape
+    wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
+    k_in = ((kh @ wq) / math.sqrt(d)).reshape(b, heads * t, -1)  # (B, H*T, C)
+    k_bias = ((kh @ attn.q_proj.bias.reshape(heads, d, 1)) / math.sqrt(d)).reshape(b, 1, heads * t)
+    scores = q @ k_in.transpose(1, 2) + k_bias  # (B, L, H*T): one GEMM for all heads
+    length = scores.shape[1]
+    if pe is not None:
+        pe_queries = pe @ wq.transpose(-1, -2)  # (H, L, d)
+        pe_scores = pe_queries @ (kh / math.sqrt(d)).transpose(-1, -2)  # (B, H, L, T)
+        scores = scores + pe_scores.transpose(1, 2).reshape(b, length, heads * t)
+    weights = torch.softmax(scores.reshape(b, length, heads, t), dim=-1).reshape(b, length, heads * t)
+    return weights, _values_through_out_proj(attn, vh)
+
+
+def _values_through_out_proj(attn: Attention, vh: Tensor) -> Tensor:
+    """(B, H, T, d) per-head values -> (B, H*T, C), each through its head's slice of ``out_proj``."""
+    b, heads, t, d = vh.shape
+    wo = attn.out_proj.weight  # (C, H*d)
+    wo_h = wo.reshape(wo.shape[0], heads, d).permute(1, 2, 0)  # (H, d, C)
+    return (vh @ wo_h).reshape(b, heads * t, -1)
+
+
+def attention_image_to_tokens(
+    attn: Attention, q: Tensor, k: Tensor, v: Tensor, pe: Tensor | None = None
+) -> Tensor:
     """Many queries (image tokens) attending to few keys (prompt tokens), re-associated.
 
     The key of each prompt token is mapped back into the C-dim input space (k_h @ Wq_h) so scores
@@ -143,20 +210,13 @@ def attention_image_to_tokens(attn: Attention, q: Tensor, k: Tensor, v: Tensor) 
     Returns:
         (B, L, C).
     """
-    heads = int(attn.num_heads)
-    kh = _split_heads(attn.k_proj(k), heads)  # (B, H, T, d)
-    vh = _split_heads(attn.v_proj(v), heads)  # (B, H, T, d)
-    b, _, t, d = kh.shape
-    wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
-    k_in = ((kh @ wq) / math.sqrt(d)).reshape(b, heads * t, -1)  # (B, H*T, C)
-    k_bias = ((kh @ attn.q_proj.bias.reshape(heads, d, 1)) / math.sqrt(d)).reshape(b, 1, heads * t)
-    scores = q @ k_in.transpose(1, 2) + k_bias  # (B, L, H*T): one GEMM for all heads
-    length = scores.shape[1]
-    weights = torch.softmax(scores.reshape(b, length, heads, t), dim=-1).reshape(b, length, heads * t)
-    wo = attn.out_proj.weight  # (C, H*d)
-    wo_h = wo.reshape(wo.shape[0], heads, d).permute(1, 2, 0)  # (H, d, C)
-    v_out = (vh @ wo_h).reshape(b, heads * t, -1)  # (B, H*T, C): values through their out_proj slice
-    return weights @ v_out + attn.out_proj.bias
+    weights, values = image_to_tokens_factors(attn, q, k, v, pe)
+    return _attention_output(attn, weights, values)
+
+
+def _attention_output(attn: Attention, weights: Tensor, values: Tensor) -> Tensor:
+    """(1, L, H*T) @ (1, H*T, C) + out_proj bias as one Gemm (the bias add is fused)."""
+    return torch.addmm(attn.out_proj.bias, weights[0], values[0]).unsqueeze(0)
 
 
 class MatmulUpscaler(nn.Module):
@@ -172,24 +232,38 @@ class MatmulUpscaler(nn.Module):
         super().__init__()
         self.up = decoder.output_upscaling
 
+    def stage1_weight(self) -> Tensor:
+        """The first transposed convolution as a (Cin, 4 * C1) matrix, columns (dy1, dx1, c1)."""
+        conv1 = cast(nn.ConvTranspose2d, self.up[0])  # ConvTranspose weight: (Cin, Cout, 2, 2)
+        return conv1.weight.permute(0, 2, 3, 1).reshape(conv1.weight.shape[0], -1)
+
+    def stage1_bias(self) -> Tensor:
+        """The first transposed convolution's bias for the columns (dy1, dx1, c1)."""
+        return cast(Tensor, cast(nn.ConvTranspose2d, self.up[0]).bias).repeat(4)
+
     def forward(self, image: Tensor, hyper: Tensor, h: int, w: int) -> Tensor:
         """image (1, h*w, C) tokens, hyper (1, M, C/8) -> masks (1, M, 4h, 4w)."""
+        x = torch.addmm(self.stage1_bias(), image[0], self.stage1_weight())  # one Gemm with its bias
+        return self.finish(x.unsqueeze(0), hyper, h, w)
+
+    def finish(self, x: Tensor, hyper: Tensor, h: int, w: int) -> Tensor:
+        """(1, h*w, 4*C1) first-stage outputs (with bias), hyper (1, M, C/8) -> masks (1, M, 4h, 4w)."""
         up = self.up
         conv1, conv2 = cast(nn.ConvTranspose2d, up[0]), cast(nn.ConvTranspose2d, up[3])
         norm, act1, act2 = cast(LayerNorm2d, up[1]), up[2], up[4]
-        c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]  # ConvTranspose weight: (Cin, Cout, 2, 2)
-        w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.weight.shape[0], 4 * c1)  # columns (dy1, dx1, c1)
+        c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]
         w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.weight.shape[0], 4 * c2)  # columns (dy2, dx2, c2)
-        x = (image @ w1).reshape(1, h * w * 4, c1) + cast(Tensor, conv1.bias)  # rows (i, j, dy1, dx1)
+        x = x.reshape(1, h * w * 4, c1)  # rows (i, j, dy1, dx1)
         x = act1(F.layer_norm(x, (c1,), norm.weight, norm.bias, float(norm.eps)))
         x = act2(
             (x @ w2).reshape(1, h * w * 16, c2) + cast(Tensor, conv2.bias)
         )  # rows (i, j, dy1, dx1, dy2, dx2)
-        masks = x @ hyper.transpose(1, 2)  # (1, h*w*16, M): transposes the tiny operand, not x
         n = hyper.shape[1]
-        masks = masks.reshape(h, w, 2, 2, 2, 2, n)  # (i, j, dy1, dx1, dy2, dx2, m)
-        # output row 4i + 2dy1 + dy2, column 4j + 2dx1 + dx2
-        return masks.permute(6, 0, 2, 4, 1, 3, 5).reshape(1, n, 4 * h, 4 * w)
+        # mask-major product (x is read transposed by the GEMM, never copied): (1, M, h*w*16)
+        masks = hyper @ x.transpose(1, 2)
+        masks = masks.reshape(n, h, w, 2, 2, 2, 2)  # (m, i, j, dy1, dx1, dy2, dx2)
+        # output row 4i + 2dy1 + dy2, column 4j + 2dx1 + dx2; dx2 stays the innermost axis
+        return masks.permute(0, 1, 3, 5, 2, 4, 6).reshape(1, n, 4 * h, 4 * w)
 
 
 class DecoderGraph(nn.Module):
@@ -268,16 +342,74 @@ class DecoderGraph(nn.Module):
         no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
         return flag * pe.mask_downscaling(mask_input) + (1.0 - flag) * no_mask
 
-    # ---- two-way transformer --------------------------------------------------------------------
-    def _cross_t2i(self, attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        if self.options.fold_attention:
-            return attention_tokens_to_image(attn, q, k, v)
-        return attention_plain(attn, q, k, v)
+    def _dense_factors(self, mask_input: Tensor, has_mask_input: Tensor) -> tuple[Tensor, Tensor]:
+        """The dense prompt in token-major layout as a product ``lhs @ rhs``: lhs (h*w, C2 + 1),
+        rhs (C2 + 1, C).
 
-    def _cross_i2t(self, attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        The two 2x2 stride-2 convolutions of ``mask_downscaling`` are matrix products on a
+        sub-pixel shuffle of the (small) mask input; its final 1x1 convolution, the flag blend and
+        the no-mask embedding become ``rhs`` (the last column of ``lhs`` is ones).
+        """
+        md = self.prompt_encoder.mask_downscaling
+        conv1, norm1, act1 = cast(nn.Conv2d, md[0]), cast(LayerNorm2d, md[1]), md[2]
+        conv2, norm2, act2 = cast(nn.Conv2d, md[3]), cast(LayerNorm2d, md[4]), md[5]
+        conv3 = cast(nn.Conv2d, md[6])
+        h, w = self.embedding_hw
+        # (1, 1, 4h, 4w): row 4i + 2dy1 + dy2 -> rows (i, j, dy1, dx1), columns (dy2, dx2)
+        x = mask_input.reshape(h, 2, 2, w, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(h * w * 4, 4)
+        w1 = conv1.weight.reshape(conv1.weight.shape[0], 4)  # (C1, dy*2 + dx), one input channel
+        x = act1(F.layer_norm(x @ w1.t() + _bias(conv1), (w1.shape[0],), norm1.weight, norm1.bias, norm1.eps))
+        c1 = w1.shape[0]
+        w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.weight.shape[0], 4 * c1)  # (C2, (dy, dx, c1))
+        x = x.reshape(h * w, 4 * c1) @ w2.t() + _bias(conv2)  # (h*w, C2) token-major
+        x = act2(F.layer_norm(x, (w2.shape[0],), norm2.weight, norm2.bias, norm2.eps))
+        flag = has_mask_input.reshape(1, 1)
+        w3 = conv3.weight.reshape(conv3.weight.shape[0], -1)  # (C, C2)
+        # flag * (x @ w3.T + b3) + (1 - flag) * no_mask
+        const = flag * _bias(conv3).reshape(1, -1) + (1.0 - flag) * self.prompt_encoder.no_mask_embed.weight
+        lhs = torch.cat([flag * x, torch.ones(h * w, 1, dtype=x.dtype)], dim=1)  # (h*w, C2 + 1)
+        rhs = torch.cat([w3.t(), const], dim=0)  # (C2 + 1, C)
+        return lhs, rhs
+
+    def _image_tokens(self, embeddings: Tensor, mask_input: Tensor, has_mask_input: Tensor) -> Tensor:
+        """Embedding + dense prompt as (1, h*w, C) image tokens."""
+        if not self.options.token_major_dense:
+            src = embeddings + self._embed_mask(mask_input, has_mask_input)  # (1, C, h, w)
+            return src.flatten(2).transpose(1, 2)
+        lhs, rhs = self._dense_factors(mask_input, has_mask_input)
+        h, w = self.embedding_hw
+        image = embeddings.reshape(embeddings.shape[1], h * w).t()  # (h*w, C)
+        return torch.addmm(image, lhs, rhs).unsqueeze(0)  # embedding + dense prompt in one Gemm
+
+    # ---- two-way transformer --------------------------------------------------------------------
+    def _layer_t2i(self, layer: int, attn: Attention, q: Tensor, keys: Tensor, image_pe: Tensor) -> Tensor:
+        """Token -> image attention of two-way block ``layer`` (the final attention: ``depth``);
+        keys + PE are the attention keys."""
         if self.options.fold_attention:
-            return attention_image_to_tokens(attn, q, k, v)
-        return attention_plain(attn, q, k, v)
+            return attention_tokens_to_image(attn, q, keys, keys, image_pe[0])
+        return attention_plain(attn, q, keys + image_pe, keys)
+
+    def _layer_i2t(
+        self, layer: int, attn: Attention, keys: Tensor, image_pe: Tensor, q: Tensor, queries: Tensor
+    ) -> Tensor:
+        """Image -> token attention of two-way block ``layer``."""
+        if self.options.fold_attention:
+            return attention_image_to_tokens(attn, keys, q, queries, image_pe[0])
+        return attention_plain(attn, keys + image_pe, q, queries)
+
+    def _norm4(self, layer: int, norm: nn.LayerNorm, x: Tensor) -> Tensor:
+        """The LayerNorm that ends two-way block ``layer`` on the image tokens."""
+        return cast(Tensor, norm(x))
+
+    def _upscale(self, image: Tensor, hyper: Tensor) -> Tensor:
+        """Transformer image tokens (1, h*w, C), hypernetwork outputs (1, M, C/8) -> (1, M, 4h, 4w)."""
+        h, w = self.embedding_hw
+        if self.options.matmul_upscaling:
+            return cast(Tensor, self.upscaler(image, hyper, h, w))
+        md = self.mask_decoder
+        upscaled = md.output_upscaling(image.transpose(1, 2).reshape(1, -1, h, w))  # (1, C/8, 4h, 4w)
+        _, c8, uh, uw = upscaled.shape
+        return (hyper @ upscaled.reshape(1, c8, uh * uw)).reshape(1, hyper.shape[1], uh, uw)
 
     def _transformer(self, image: Tensor, image_pe: Tensor, prompt: Tensor) -> tuple[Tensor, Tensor]:
         """image, image_pe: (1, L, C) tokens of the 64x64 grid; prompt: (1, T, C) -> (tokens, image)."""
@@ -292,25 +424,27 @@ class DecoderGraph(nn.Module):
                 queries = queries + attention_plain(layer.self_attn, q, q, queries)
             queries = layer.norm1(queries)
             q = queries + prompt
-            k = keys + image_pe
-            queries = layer.norm2(queries + self._cross_t2i(layer.cross_attn_token_to_image, q, k, keys))
+            queries = layer.norm2(
+                queries + self._layer_t2i(i, layer.cross_attn_token_to_image, q, keys, image_pe)
+            )
             queries = layer.norm3(queries + layer.mlp(queries))
             q = queries + prompt
-            k = keys + image_pe
-            keys = layer.norm4(keys + self._cross_i2t(layer.cross_attn_image_to_token, k, q, queries))
+            keys = self._norm4(
+                i,
+                layer.norm4,
+                keys + self._layer_i2t(i, layer.cross_attn_image_to_token, keys, image_pe, q, queries),
+            )
         q = queries + prompt
-        k = keys + image_pe
-        queries = tr.norm_final_attn(queries + self._cross_t2i(tr.final_attn_token_to_image, q, k, keys))
+        final = self._layer_t2i(len(tr.layers), tr.final_attn_token_to_image, q, keys, image_pe)
+        queries = tr.norm_final_attn(queries + final)
         return queries, keys
 
-    def _decode(self, embeddings: Tensor, sparse: Tensor, dense: Tensor) -> tuple[Tensor, Tensor]:
-        """-> low-res mask logits (1, 4, 256, 256), iou predictions (1, 4) for all mask tokens."""
+    def _decode(self, image: Tensor, sparse: Tensor) -> tuple[Tensor, Tensor]:
+        """image (1, h*w, C) tokens (embedding + dense prompt), sparse (1, N, C) prompt tokens
+        -> low-res mask logits (1, 4, 256, 256), iou predictions (1, 4) for all mask tokens."""
         md = self.mask_decoder
         out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).unsqueeze(0)
         tokens = torch.cat([out_tokens, sparse], dim=1)  # (1, 1 + 4 + N, C)
-        src = embeddings + dense  # (1, C, h, w)
-        _, c, h, w = src.shape
-        image = src.flatten(2).transpose(1, 2)  # (1, h*w, C)
         image_pe = self._dense_pe().flatten(2).transpose(1, 2)  # (1, h*w, C)
         hs, image = self._transformer(image, image_pe, tokens)
         n_masks = int(md.num_mask_tokens)
@@ -319,12 +453,7 @@ class DecoderGraph(nn.Module):
         hyper = torch.stack(
             [mlp(mask_out[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
         )
-        if self.options.matmul_upscaling:
-            masks = self.upscaler(image, hyper, h, w)
-        else:
-            upscaled = md.output_upscaling(image.transpose(1, 2).reshape(1, c, h, w))  # (1, C/8, 4h, 4w)
-            _, c8, uh, uw = upscaled.shape
-            masks = (hyper @ upscaled.reshape(1, c8, uh * uw)).reshape(1, n_masks, uh, uw)
+        masks = self._upscale(image, hyper)
         return masks, md.iou_prediction_head(iou_out)
 
     # ---- official full-size output ----------------------------------------------------------------
@@ -361,8 +490,8 @@ class DecoderGraph(nn.Module):
     ) -> tuple[Tensor, ...]:
         embeddings = image_embeddings.to(torch.float32)
         sparse = self._embed_points(point_coords, point_labels)
-        dense = self._embed_mask(mask_input, has_mask_input)
-        low_res, iou = self._decode(embeddings, sparse, dense)
+        image = self._image_tokens(embeddings, mask_input, has_mask_input)
+        low_res, iou = self._decode(image, sparse)
         if self.options.outputs == "low_res":
             return low_res, iou
         if orig_im_size is None:
@@ -372,3 +501,217 @@ class DecoderGraph(nn.Module):
             num_points = torch.ones_like(point_labels).sum()
             low_res, iou = self._select_single(low_res, iou, num_points)
         return self._to_original(low_res, orig_im_size), iou, low_res
+
+
+class _LayerNormStats(torch.autograd.Function):
+    """LayerNorm over the last axis that also returns the row mean and 1/std (ONNX
+    LayerNormalization's optional outputs), so later products can be split without a second pass."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        mean = x.mean(dim=-1, keepdim=True)
+        inv_std = torch.rsqrt(x.var(dim=-1, unbiased=False, keepdim=True) + eps)
+        return F.layer_norm(x, (x.shape[-1],), weight, bias, eps), mean, inv_std
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, weight: Any, bias: Any, eps: float) -> Any:
+        return g.op("LayerNormalization", x, weight, bias, axis_i=-1, epsilon_f=eps, outputs=3)
+
+
+class ImagePrepGraph(nn.Module):
+    """The per-image part of the click decoder: the products that depend on the embedding alone.
+
+    Run once per image; the outputs are inputs of :class:`PrecomputedDecoderGraph` on every click.
+    The first two-way block projects the image tokens (+ PE) to its token->image keys and values
+    and its image->token queries, and the mask upscaler's first product is applied to the
+    embedding scaled by the image-token LayerNorms' gains; the click graph adds the low-rank
+    parts that depend on the prompt (dense prompt, attention outputs, LayerNorm statistics).
+
+    Input ``image_embeddings`` (1, C, h, w) (float16 if ``embedding_float16``). Outputs:
+        image_tokens: (1, h*w, C) the embedding token-major, input dtype (a transpose: lossless);
+        l0_t2i_keys: (1, H, d, h*w) first block's token->image key projection of embedding + PE;
+        l0_t2i_values: (1, H, h*w, d) its value projection of the embedding;
+        l0_i2t_queries: (1, H, h*w, d) first block's image->token query projection of embedding + PE;
+        upscale_base: (1, h*w, 4*C1) the embedding times the upscaler's first-stage matrix, each
+            channel scaled by the product of the blocks' image-token LayerNorm weights.
+    (H heads of width d; projections without biases; float32.)
+    """
+
+    def __init__(self, graph: DecoderGraph) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, image_embeddings: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        g = self.graph
+        c = image_embeddings.shape[1]
+        h, w = g.embedding_hw
+        # float32 even for a float16 embedding (lossless): a per-click cast of 1M halves costs more
+        # in WASM than copying twice the bytes
+        tokens = image_embeddings.to(torch.float32).reshape(1, c, h * w).transpose(1, 2)  # (1, L, C)
+        image = tokens[0]
+        keyed = image + g._dense_pe().reshape(c, h * w).t()  # (L, C)
+        blocks = [
+            cast(TwoWayAttentionBlock, b) for b in cast(TwoWayTransformer, g.mask_decoder.transformer).layers
+        ]
+        t2i, i2t = blocks[0].cross_attn_token_to_image, blocks[0].cross_attn_image_to_token
+        heads = int(t2i.num_heads)
+        keys = (t2i.k_proj.weight @ keyed.t()).reshape(1, heads, -1, h * w)  # (1, H, d, L)
+        values = (image @ t2i.v_proj.weight.t()).reshape(h * w, heads, -1).transpose(0, 1).unsqueeze(0)
+        heads2 = int(i2t.num_heads)
+        queries = (keyed @ i2t.q_proj.weight.t()).reshape(h * w, heads2, -1).transpose(0, 1).unsqueeze(0)
+        gain = torch.ones(c)
+        for block in blocks:
+            gain = gain * block.norm4.weight
+        base = (image @ (gain.unsqueeze(1) * g.upscaler.stage1_weight())).unsqueeze(0)  # (1, L, 4*C1)
+        return tokens, keys, values, queries, base
+
+
+PREP_OUTPUTS = ("image_tokens", "l0_t2i_keys", "l0_t2i_values", "l0_i2t_queries", "upscale_base")
+
+
+class PrecomputedDecoderGraph(DecoderGraph):
+    """The click part of the decoder when :class:`ImagePrepGraph` ran once per image.
+
+    Same outputs as the ``low_res`` interface of :class:`DecoderGraph`; exact in real arithmetic.
+
+    * The first two-way block's attention products over the image tokens use the precomputed
+      per-head projections (d = 16 wide instead of the 256-wide tokens); the dense prompt enters
+      through its low-rank factors (``_dense_factors``).
+    * The mask upscaler's first product (h*w x C) @ (C x 4*C1) is split along the image-token
+      path: each block's LayerNorm is a per-row affine map (its mean and 1/std come out of the
+      LayerNormalization node) and each image->token attention output has rank H*T, so the
+      product is ``s * upscale_base`` plus one (h*w x ~130) @ (~130 x 4*C1) product.
+
+    Inputs: the :data:`PREP_OUTPUTS`, then ``point_coords``, ``point_labels``, ``mask_input``,
+    ``has_mask_input`` as in :class:`DecoderGraph`.
+    """
+
+    def __init__(self, sam: Sam, options: GraphOptions) -> None:
+        if options.outputs != "low_res" or not options.matmul_upscaling or not options.precompute_image:
+            raise ValueError("precompute_image needs the low_res interface with matmul_upscaling")
+        super().__init__(sam, options)
+        self._pre: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+        self._dense: tuple[Tensor, Tensor] | None = None
+        # per block: attention weights (1, L, H*T), values (1, H*T, C), output bias, row mean, 1/std
+        self._blocks: list[dict[str, Tensor]] = []
+
+    def _state(self) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]:
+        if self._pre is None or self._dense is None:
+            raise RuntimeError("PrecomputedDecoderGraph is run through forward() only")
+        return self._pre, self._dense
+
+    def _layer_t2i(self, layer: int, attn: Attention, q: Tensor, keys: Tensor, image_pe: Tensor) -> Tensor:
+        if layer != 0:
+            return super()._layer_t2i(layer, attn, q, keys, image_pe)
+        (pre_keys, pre_values, _, _), (lhs, rhs) = self._state()  # dense prompt = lhs @ rhs
+        heads = int(attn.num_heads)
+        qh = _split_heads(attn.q_proj(q), heads)  # (1, H, T, d)
+        d = qh.shape[-1]
+        wk = _head_weights(attn.k_proj, heads)  # (H, d, C)
+        # keys = (embedding + PE + dense) Wk^T + bk; the bias adds one number per query row and
+        # cancels in the softmax over the image tokens
+        scores = qh @ pre_keys + (qh @ (wk @ rhs.t())) @ lhs.t()  # (1, H, T, L)
+        weights = torch.softmax(scores / math.sqrt(d), dim=-1)
+        wv = _head_weights(attn.v_proj, heads)  # (H, d, C)
+        vh = (
+            weights @ pre_values
+            + (weights @ lhs) @ (rhs @ wv.transpose(-1, -2))
+            + attn.v_proj.bias.reshape(heads, 1, d)
+        )  # (1, H, T, d)
+        return attn.out_proj(_merge_heads(vh))
+
+    def _layer_i2t(
+        self, layer: int, attn: Attention, keys: Tensor, image_pe: Tensor, q: Tensor, queries: Tensor
+    ) -> Tensor:
+        if layer != 0:
+            weights, values = image_to_tokens_factors(attn, keys, q, queries, image_pe[0])
+        else:
+            (_, _, pre_queries, _), (lhs, rhs) = self._state()
+            heads = int(attn.num_heads)
+            kh = _split_heads(attn.k_proj(q), heads)  # (1, H, T, d)
+            vh = _split_heads(attn.v_proj(queries), heads)  # (1, H, T, d)
+            b, _, t, d = kh.shape
+            wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
+            kt = kh.transpose(-1, -2)  # (1, H, d, T)
+            # image queries = (embedding + PE + dense) Wq^T + bq
+            scores = (
+                pre_queries @ kt
+                + lhs @ ((rhs @ wq.transpose(-1, -2)) @ kt)
+                + attn.q_proj.bias.reshape(heads, 1, d) @ kt
+            )  # (1, H, L, T)
+            weights = torch.softmax(scores / math.sqrt(d), dim=-1)
+            weights = weights.transpose(1, 2).reshape(b, weights.shape[2], heads * t)  # (1, L, H*T)
+            values = _values_through_out_proj(attn, vh)  # (1, H*T, C)
+        self._blocks.append({"weights": weights, "values": values, "bias": attn.out_proj.bias})
+        return _attention_output(attn, weights, values)
+
+    def _norm4(self, layer: int, norm: nn.LayerNorm, x: Tensor) -> Tensor:
+        y, mean, inv_std = _LayerNormStats.apply(x, norm.weight, norm.bias, float(norm.eps))
+        self._blocks[layer].update(mean=mean, inv_std=inv_std, norm_weight=norm.weight, norm_bias=norm.bias)
+        return cast(Tensor, y)
+
+    factor_upscaler = True  # the split first upscaler product (off: plain product, for benchmarks)
+
+    def _upscale(self, image: Tensor, hyper: Tensor) -> Tensor:
+        if not self.factor_upscaler:
+            return super()._upscale(image, hyper)
+        # keys_i = r_i * (x_i - m_i) * g_i + b_i with x_i = keys_{i-1} + A_i V_i + bo_i and
+        # keys_{-1} = embedding + lhs @ rhs. Unrolled, keys_last @ W is
+        #   s_0 * (embedding + lhs rhs) W_0 + sum_i s_i * (A_i V_i W_i + bo_i W_i - m_i 1'W_i)
+        #   + sum_i s_{i+1} * b_i W_{i+1},
+        # with s_i = r_i ... r_last (row scales) and W_i = diag(g_i ... g_last) W.
+        (_, _, _, base), (lhs, rhs) = self._state()
+        h, w = self.embedding_hw
+        weight = self.upscaler.stage1_weight()  # (C, 4*C1)
+        depth = len(self._blocks)
+        scaled = [weight]  # scaled[k] = W_{depth - k}
+        for block in reversed(self._blocks):
+            scaled.append(block["norm_weight"].unsqueeze(1) * scaled[-1])
+        w_at = list(reversed(scaled))  # w_at[i] = W_i, w_at[depth] = W
+        scale = [block["inv_std"] for block in self._blocks]  # r_i (1, L, 1)
+        s = [scale[-1]]
+        for r in reversed(scale[:-1]):
+            s.append(r * s[-1])
+        s = list(reversed(s))  # s[i] = r_i ... r_last
+        left = [s[0] * lhs.unsqueeze(0)]
+        right = [(rhs @ w_at[0]).unsqueeze(0)]
+        for i, block in enumerate(self._blocks):
+            row = block["bias"] @ w_at[i]
+            if i > 0:
+                row = row + self._blocks[i - 1]["norm_bias"] @ w_at[i]
+            left += [s[i] * block["weights"], s[i], s[i] * block["mean"]]
+            right += [block["values"] @ w_at[i], row.reshape(1, 1, -1), -w_at[i].sum(0).reshape(1, 1, -1)]
+        const = self._blocks[depth - 1]["norm_bias"] @ weight + self.upscaler.stage1_bias()
+        x = s[0] * base + torch.cat(left, dim=-1) @ torch.cat(right, dim=-2) + const
+        return self.upscaler.finish(x, hyper, h, w)
+
+    def forward(  # type: ignore[override]
+        self,
+        image_tokens: Tensor,
+        l0_t2i_keys: Tensor,
+        l0_t2i_values: Tensor,
+        l0_i2t_queries: Tensor,
+        upscale_base: Tensor,
+        point_coords: Tensor,
+        point_labels: Tensor,
+        mask_input: Tensor,
+        has_mask_input: Tensor,
+    ) -> tuple[Tensor, ...]:
+        lhs, rhs = self._dense_factors(mask_input, has_mask_input)
+        self._pre = (l0_t2i_keys, l0_t2i_values, l0_i2t_queries, upscale_base)
+        self._dense, self._blocks = (lhs, rhs), []
+        try:
+            image = torch.addmm(image_tokens[0], lhs, rhs).unsqueeze(0)
+            sparse = self._embed_points(point_coords, point_labels)
+            return self._decode(image, sparse)
+        finally:
+            self._pre, self._dense, self._blocks = None, None, []
+
+
+def click_graph(sam: Sam, options: GraphOptions) -> DecoderGraph:
+    """The per-click module for ``options`` (:class:`PrecomputedDecoderGraph` or :class:`DecoderGraph`)."""
+    if options.precompute_image:
+        return PrecomputedDecoderGraph(sam, options)
+    return DecoderGraph(sam, options)

@@ -1,15 +1,19 @@
 """The decoder manifest (``manifest.json``) that the page reads instead of hard-coding anything.
 
-Format ``clicksam-decoder`` version 1::
+Format ``clicksam-decoder`` version 2::
 
-    {"format": "clicksam-decoder", "version": 1, "model": "vit_b", "checkpoint_sha256": hex | null,
+    {"format": "clicksam-decoder", "version": 2, "model": "vit_b", "checkpoint_sha256": hex | null,
      "seed": int | null, "image_size": 1024, "low_res_size": 256, "mask_threshold": 0.0, "opset": 17,
      "embedding": {"shape": [1, 256, 64, 64]}, "default_variant": "browser",
      "variants": {"official": {...}, "browser": {...}}}
 
 Each variant names its ONNX file, size, sha256, the export options, the input/output tensors (name,
 dtype, shape with ``"num_points"`` as the dynamic prompt axis) and the frame of its masks
-(``"original"`` pixels or the ``"low_res"`` 256x256 frame over the padded 1024 input).
+(``"original"`` pixels or the ``"low_res"`` 256x256 frame over the padded 1024 input). A variant
+exported with ``precompute_image`` also has ``"prep"``: the per-image graph (file, size, sha256,
+inputs, outputs) that runs once on ``image_embeddings``; its outputs are inputs of every click.
+Version 2 added ``prep`` (a version-1 reader would feed the embedding to a graph that no longer
+takes it).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_FORMAT = "clicksam-decoder"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 Dim = int | str
@@ -41,6 +45,17 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class PrepEntry:
+    """The per-image graph of a variant: run once per embedding, its outputs feed every click."""
+
+    file: str
+    bytes: int
+    sha256: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+@dataclass(frozen=True)
 class VariantEntry:
     """One exported decoder file and its interface."""
 
@@ -52,6 +67,7 @@ class VariantEntry:
     outputs: list[TensorSpec]
     masks_frame: str  # "original" or "low_res"
     mask_tokens: dict[str, Any] | None = None
+    prep: PrepEntry | None = None
 
 
 @dataclass(frozen=True)
@@ -76,8 +92,9 @@ class Manifest:
         variants: dict[str, Any] = {}
         for name, entry in self.variants.items():
             d = asdict(entry)
-            if d["mask_tokens"] is None:
-                del d["mask_tokens"]
+            for optional in ("mask_tokens", "prep"):
+                if d[optional] is None:
+                    del d[optional]
             variants[name] = d
         return {
             "format": self.format,
@@ -117,10 +134,11 @@ class Manifest:
                     bytes=int(v["bytes"]),
                     sha256=v["sha256"],
                     options=dict(v["options"]),
-                    inputs=[TensorSpec(t["name"], t["dtype"], list(t["shape"])) for t in v["inputs"]],
-                    outputs=[TensorSpec(t["name"], t["dtype"], list(t["shape"])) for t in v["outputs"]],
+                    inputs=_specs(v["inputs"]),
+                    outputs=_specs(v["outputs"]),
                     masks_frame=v["masks_frame"],
                     mask_tokens=v.get("mask_tokens"),
+                    prep=_prep_entry(v["prep"]) if v.get("prep") is not None else None,
                 )
                 for name, v in doc["variants"].items()
             }
@@ -155,6 +173,20 @@ class Manifest:
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{p} is not valid JSON: {exc}") from exc
         return cls.from_json(doc)
+
+
+def _specs(values: list[dict[str, Any]]) -> list[TensorSpec]:
+    return [TensorSpec(t["name"], t["dtype"], list(t["shape"])) for t in values]
+
+
+def _prep_entry(v: dict[str, Any]) -> PrepEntry:
+    return PrepEntry(
+        file=v["file"],
+        bytes=int(v["bytes"]),
+        sha256=v["sha256"],
+        inputs=_specs(v["inputs"]),
+        outputs=_specs(v["outputs"]),
+    )
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -15,6 +15,7 @@ from clicksam.server.loading import ModelSpec
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "clicksam-decoder"
+MANIFEST_VERSION = 2  # the version the page reads (clicksam.export.manifest.MANIFEST_VERSION)
 
 
 def default_decoder_dir(cache_dir: Path, spec: ModelSpec) -> Path:
@@ -43,6 +44,11 @@ def manifest_mismatch(manifest: dict[str, Any] | None, spec: ModelSpec, decoder_
         return f"no decoder manifest at {decoder_dir / MANIFEST_NAME}"
     if manifest.get("format") != MANIFEST_FORMAT:
         return f"{decoder_dir / MANIFEST_NAME} is not a {MANIFEST_FORMAT} manifest"
+    if manifest.get("version") != MANIFEST_VERSION:
+        return (
+            f"{decoder_dir / MANIFEST_NAME} has manifest version {manifest.get('version')!r}, "
+            f"this clicksam serves version {MANIFEST_VERSION}"
+        )
     if manifest.get("model") != spec.name:
         exported = manifest.get("model")
         return f"the decoder in {decoder_dir} was exported for model {exported!r}, not {spec.name!r}"
@@ -57,9 +63,13 @@ def manifest_mismatch(manifest: dict[str, Any] | None, spec: ModelSpec, decoder_
     if not isinstance(variants, dict) or not variants:
         return f"{decoder_dir / MANIFEST_NAME} lists no decoder variants"
     for name, variant in variants.items():
-        file = variant.get("file") if isinstance(variant, dict) else None
-        if not isinstance(file, str) or Path(file).name != file or not (decoder_dir / file).is_file():
-            return f"decoder variant {name!r} in {decoder_dir} has no file {file!r}"
+        files = [variant.get("file")] if isinstance(variant, dict) else [None]
+        prep = variant.get("prep") if isinstance(variant, dict) else None
+        if prep is not None:  # the per-image graph of a precompute_image export
+            files.append(prep.get("file") if isinstance(prep, dict) else None)
+        for file in files:
+            if not isinstance(file, str) or Path(file).name != file or not (decoder_dir / file).is_file():
+                return f"decoder variant {name!r} in {decoder_dir} has no file {file!r}"
     return None
 
 

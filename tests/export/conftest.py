@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 import torch
-from export_testlib import Exported
+from export_testlib import BROWSER_FP32, Exported
 
-from clicksam.export.decoder import DEFAULT_CONFIGS, VariantConfig, export_decoder
+from clicksam.export.decoder import VariantConfig, export_decoder
 from clicksam.model import Sam, build_sam
-
-# fp32 low-res variant: the browser interface without the lossy choices, held to the fp32 tolerances
-BROWSER_FP32 = replace(
-    DEFAULT_CONFIGS["browser"],
-    graph=replace(DEFAULT_CONFIGS["browser"].graph, embedding_float16=False),
-    weights_float16=False,
-)
 
 
 @pytest.fixture(scope="session")

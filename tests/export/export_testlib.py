@@ -3,14 +3,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from clicksam.export.decoder import DEFAULT_CONFIGS
 from clicksam.export.manifest import Manifest
 from clicksam.model import Sam
+
+# fp32 low-res variant: the browser interface without the lossy choices, held to the fp32 tolerances
+BROWSER_FP32 = replace(
+    DEFAULT_CONFIGS["browser"],
+    graph=replace(DEFAULT_CONFIGS["browser"].graph, embedding_float16=False),
+    weights_float16=False,
+)
 
 
 @dataclass(frozen=True)

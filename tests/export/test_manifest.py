@@ -16,7 +16,7 @@ from clicksam.export.manifest import Manifest, ManifestError
 def test_manifest_content(exported: Exported) -> None:
     doc = json.loads((exported.out_dir / "manifest.json").read_text())
     assert doc["format"] == "clicksam-decoder"
-    assert doc["version"] == 1
+    assert doc["version"] == 2
     assert doc["model"] == "vit_test"
     assert doc["checkpoint_sha256"] is None
     assert doc["seed"] == 0
@@ -43,10 +43,22 @@ def test_manifest_content(exported: Exported) -> None:
     assert browser["file"] == "decoder_browser.onnx"
     assert browser["masks_frame"] == "low_res"
     assert browser["mask_tokens"] == {"single": 0, "multi": [1, 2, 3]}
-    assert browser["inputs"][0] == {"name": "image_embeddings", "dtype": "float16", "shape": [1, 256, 64, 64]}
-    assert [i["name"] for i in browser["inputs"]] == [
-        "image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input",
+    # the per-image graph takes the embedding; the click graph takes its outputs
+    prep = browser["prep"]
+    assert prep["file"] == "decoder_browser_prep.onnx"
+    assert prep["inputs"] == [{"name": "image_embeddings", "dtype": "float16", "shape": [1, 256, 64, 64]}]
+    assert prep["outputs"] == [
+        {"name": "image_tokens", "dtype": "float32", "shape": [1, 4096, 256]},
+        {"name": "l0_t2i_keys", "dtype": "float32", "shape": [1, 8, 16, 4096]},
+        {"name": "l0_t2i_values", "dtype": "float32", "shape": [1, 8, 4096, 16]},
+        {"name": "l0_i2t_queries", "dtype": "float32", "shape": [1, 8, 4096, 16]},
+        {"name": "upscale_base", "dtype": "float32", "shape": [1, 4096, 256]},
+    ]
+    assert browser["inputs"][: len(prep["outputs"])] == prep["outputs"]
+    assert [i["name"] for i in browser["inputs"]][len(prep["outputs"]) :] == [
+        "point_coords", "point_labels", "mask_input", "has_mask_input",
     ]  # fmt: skip
+    assert "prep" not in official
     assert browser["outputs"] == [
         {"name": "low_res_masks", "dtype": "float32", "shape": [1, 4, 256, 256]},
         {"name": "iou_predictions", "dtype": "float32", "shape": [1, 4]},
@@ -54,7 +66,7 @@ def test_manifest_content(exported: Exported) -> None:
     assert browser["options"]["embedding_dtype"] == "float16"
     assert browser["options"]["weights_float16"] is True
     assert browser["options"]["verified"]["min_mask_iou"] >= 0.98
-    for entry in (official, browser):
+    for entry in (official, browser, prep):
         data = (exported.out_dir / entry["file"]).read_bytes()
         assert entry["bytes"] == len(data)
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
@@ -69,7 +81,7 @@ def test_manifest_errors(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text('{"format": "clicksam-decoder", "version": 99}')
     with pytest.raises(ManifestError, match="unsupported manifest version 99"):
         Manifest.read(tmp_path)
-    (tmp_path / "manifest.json").write_text('{"format": "clicksam-decoder", "version": 1, "variants": {}}')
+    (tmp_path / "manifest.json").write_text('{"format": "clicksam-decoder", "version": 2, "variants": {}}')
     with pytest.raises(ManifestError, match="missing or bad field"):
         Manifest.read(tmp_path)
     (tmp_path / "manifest.json").write_text("not json")

@@ -242,13 +242,17 @@ def test_decoder_mismatch_refuses_to_start(tmp_path: Path, spec: ModelSpec, sam:
     (decoder / "decoder.onnx").write_bytes(b"x")
     manifest: dict[str, Any] = {
         "format": "clicksam-decoder",
-        "version": 1,
+        "version": 1,  # an export of an older clicksam: re-exported, never served
         "model": "vit_b",
         "checkpoint_sha256": None,
         "variants": {"official": {"file": "decoder.onnx"}},
     }
     (decoder / "manifest.json").write_text(json.dumps(manifest))
     settings = Settings(model="vit_test", decoder_dir=decoder, web_dir=tmp_path / "no-web")
+    with pytest.raises(DecoderMismatchError, match="has manifest version 1, this clicksam serves version 2"):
+        create_app(settings, spec=spec, sam=sam)
+    manifest["version"] = 2
+    (decoder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DecoderMismatchError) as info:
         create_app(settings, spec=spec, sam=sam)
     assert str(info.value).startswith(
@@ -260,7 +264,11 @@ def test_decoder_mismatch_refuses_to_start(tmp_path: Path, spec: ModelSpec, sam:
     with pytest.raises(DecoderMismatchError, match="exported with seed 5, not 0"):
         create_app(settings, spec=spec, sam=sam)
     manifest["seed"] = 0
+    manifest["variants"]["official"]["prep"] = {"file": "decoder_prep.onnx"}
     (decoder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DecoderMismatchError, match=r"has no file 'decoder_prep\.onnx'"):
+        create_app(settings, spec=spec, sam=sam)
+    (decoder / "decoder_prep.onnx").write_bytes(b"x")
     app = create_app(settings, spec=spec, sam=sam)
     with TestClient(app) as client:
         served = client.get("/decoder/manifest.json")

@@ -6,6 +6,9 @@
 //   ref=URL                  check mode: the full-size model (official interface)
 //   iface=official|low_res   interface of `model` (official: `masks` at orig_im_size in the graph)
 //   emb=float32|float16      dtype of the image_embeddings input of `model`
+//   prep=URL                 per-image graph of `model` (its outputs replace image_embeddings as
+//                            inputs of every click); run once per embedding, timed as `prepMs`
+//                            (ref_prep: the same for `ref` in pair mode)
 //   w, h                     original image size (orig_im_size = [h, w]; the canvas is w x h)
 //   threads=2, warmup=3, runs=20, seed=1, ep=wasm
 //   image_size=1024, low_res=256, threshold=0   from the decoder manifest
@@ -26,6 +29,7 @@ const P = {
   mode: q.get('mode') || 'bench',
   model: q.get('model'),
   ref: q.get('ref'),
+  prep: q.get('prep'),
   iface: q.get('iface') || 'official',
   emb: q.get('emb') || 'float32',
   ep: q.get('ep') || 'wasm',
@@ -164,6 +168,25 @@ async function loadSession(ort, url) {
   return { session, bytes: buf.byteLength, fetchMs: t1 - t0, createMs: t2 - t1 };
 }
 
+// The per-image feeds of a model: {image_embeddings}, or the outputs of its prep graph on it.
+async function imageFeeds(ort, prep, data, dtype) {
+  const emb = embeddingTensor(ort, data, dtype);
+  if (!prep) return { feeds: { image_embeddings: emb }, prepMs: 0 };
+  const t0 = performance.now();
+  const feeds = await prep.session.run({ image_embeddings: emb });
+  return { feeds, prepMs: performance.now() - t0 };
+}
+
+async function imageFeedsAll(ort, prepUrl, datas, dtype) {
+  const prep = prepUrl ? await loadSession(ort, prepUrl) : null;
+  const embs = [], prepMs = [];
+  for (const d of datas) {
+    const r = await imageFeeds(ort, prep, d, dtype);
+    embs.push(r.feeds); prepMs.push(r.prepMs);
+  }
+  return { embs, prepMs, prepCold: prep ? prep.fetchMs + prep.createMs : 0, prepBytes: prep ? prep.bytes : 0 };
+}
+
 function embeddingTensor(ort, data, dtype) {
   if (dtype === 'float16') {
     const h = new Uint16Array(data.length);
@@ -191,9 +214,9 @@ async function main() {
   const hasMask = new ort.Tensor('float32', new Float32Array([0]), [1]);
   const origSize = new ort.Tensor('float32', new Float32Array([H, W]), [2]);
   // one positive click + the padding point (no box), as the page sends a first click
-  function clickFeeds(emb, cx, cy) {
+  function clickFeeds(embFeeds, cx, cy) {
     return {
-      image_embeddings: emb,
+      ...embFeeds,
       point_coords: new ort.Tensor('float32', new Float32Array([cx * samScale, cy * samScale, 0, 0]), [1, 2, 2]),
       point_labels: new ort.Tensor('float32', new Float32Array([1, -1]), [1, 2]),
       mask_input: maskInput, has_mask_input: hasMask, orig_im_size: origSize,
@@ -204,8 +227,8 @@ async function main() {
 
   if (P.mode === 'check') {
     const ours = await loadSession(ort, P.model), ref = await loadSession(ort, P.ref);
-    const embOurs = embData.map((d) => embeddingTensor(ort, d, P.emb));
-    const embRef = embData.map((d) => embeddingTensor(ort, d, 'float32'));
+    const embOurs = (await imageFeedsAll(ort, P.prep, embData, P.emb)).embs;
+    const embRef = (await imageFeedsAll(ort, null, embData, 'float32')).embs;
     const up = makeUpsampler(W, H, P.imageSize, P.lowRes);
     const mine = new Uint32Array(W * H);
     const ious = []; let choiceMismatch = 0, maxLowResErr = 0;
@@ -235,7 +258,8 @@ async function main() {
 
   const { session, bytes, fetchMs, createMs } = await loadSession(ort, P.model);
   const { cw, ch, click: clickOn } = makeCanvasClicker(W, H, clickFeeds, only, bestMulti);
-  const m = { session, embs: embData.map((d) => embeddingTensor(ort, d, P.emb)), render: makeRenderer(P.iface, W, H, cw, ch) };
+  const img = await imageFeedsAll(ort, P.prep, embData, P.emb);
+  const m = { session, embs: img.embs, render: makeRenderer(P.iface, W, H, cw, ch) };
   let last = null;
   async function click(i) {
     const r = await clickOn(m, i, rnd() * W, rnd() * H);
@@ -250,7 +274,8 @@ async function main() {
   await session.release();
   return {
     params: P, env, ortVersion: ort.env.versions || null, importMs,
-    bytes, cold: { fetchMs, createMs, coldMs: fetchMs + createMs, firstRunMs: warm.length ? warm[0].run : null },
+    bytes: bytes + img.prepBytes, prepMs: img.prepMs,
+    cold: { fetchMs, createMs, coldMs: fetchMs + createMs + img.prepCold, firstRunMs: warm.length ? warm[0].run : null },
     inputNames: session.inputNames, outputNames: session.outputNames, last, samples, canvas: [cw, ch],
   };
 }
@@ -260,14 +285,15 @@ async function main() {
 // machine hits both alike and their ratio stays meaningful.
 async function pairMode(ort, env, W, H, rnd, embData, clickFeeds, only, bestMulti) {
   const specs = [
-    { url: P.model, iface: P.iface, emb: P.emb },
-    { url: P.ref, iface: q.get('ref_iface') || 'official', emb: q.get('ref_emb') || 'float32' },
+    { url: P.model, iface: P.iface, emb: P.emb, prep: P.prep },
+    { url: P.ref, iface: q.get('ref_iface') || 'official', emb: q.get('ref_emb') || 'float32', prep: q.get('ref_prep') },
   ];
   const { cw, ch, click: clickOn } = makeCanvasClicker(W, H, clickFeeds, only, bestMulti);
   const models = [];
   for (const sp of specs) {
     const s = await loadSession(ort, sp.url);
-    models.push({ ...sp, ...s, embs: embData.map((d) => embeddingTensor(ort, d, sp.emb)),
+    const img = await imageFeedsAll(ort, sp.prep, embData, sp.emb);
+    models.push({ ...sp, ...s, embs: img.embs, prepMs: img.prepMs,
       render: makeRenderer(sp.iface, W, H, cw, ch), samples: [] });
   }
   const click = async (m, i, cx, cy) => (await clickOn(m, i, cx, cy)).times;
@@ -281,7 +307,7 @@ async function pairMode(ort, env, W, H, rnd, embData, clickFeeds, only, bestMult
   }
   for (const m of models) await m.session.release();
   return { params: P, env, ortVersion: ort.env.versions || null, canvas: [cw, ch],
-    pair: models.map((m) => ({ url: m.url, bytes: m.bytes, samples: m.samples })) };
+    pair: models.map((m) => ({ url: m.url, bytes: m.bytes, prepMs: m.prepMs, samples: m.samples })) };
 }
 
 main().then((r) => { window.__bench.result = r; window.__bench.ok = true; window.__bench.done = true; log('done'); })
