@@ -188,6 +188,7 @@ export class App {
       this.bar.status(`Loading the ${this.manifest.model} decoder…`);
       const ready = await this.decoder.init({
         modelUrl: new URL(variant.file, manifestUrl).href,
+        prepUrl: variant.prep ? new URL(variant.prep.file, manifestUrl).href : null,
         ortBase: new URL('ort/', document.baseURI).href,
         embeddingDtype: embeddingDtype(variant),
         lowResSize: this.manifest.lowResSize,

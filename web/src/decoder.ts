@@ -49,7 +49,7 @@ export class DecoderClient {
     });
   }
 
-  async init(opts: { modelUrl: string; ortBase: string; embeddingDtype: 'float32' | 'float16'; lowResSize: number; forceWasm: boolean }): Promise<ReadyReply> {
+  async init(opts: { modelUrl: string; prepUrl: string | null; ortBase: string; embeddingDtype: 'float32' | 'float16'; lowResSize: number; forceWasm: boolean }): Promise<ReadyReply> {
     return (await this.send({ type: 'init', ...opts })) as ReadyReply;
   }
 

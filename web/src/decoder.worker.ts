@@ -1,7 +1,9 @@
 /// <reference lib="webworker" />
 // Web Worker that owns the onnxruntime-web session of the exported SAM prompt encoder + mask
 // decoder. WebGPU when the browser offers an adapter, else WASM with SIMD and threads. It keeps the
-// current image embedding as a ready tensor so a click costs one session.run.
+// current image's feeds as ready tensors so a click costs one session.run: the embedding, or for a
+// variant with a per-image graph ("prep" in the manifest) that graph's outputs, computed once when
+// the embedding arrives.
 
 import type * as OrtWasm from 'onnxruntime-web/wasm';
 import type { DecodeRequest, EmbeddingRequest, FromWorker, InitRequest, ToWorker } from './protocol';
@@ -14,12 +16,16 @@ declare const self: DedicatedWorkerGlobalScope;
 interface State {
   ort: Ort;
   session: OrtWasm.InferenceSession;
+  /** The per-image graph, or null when the click graph takes image_embeddings itself. */
+  prep: OrtWasm.InferenceSession | null;
   backend: 'webgpu' | 'wasm';
-  /** The model bytes, kept to rebuild the session on WASM if WebGPU fails at run time. */
+  /** The model bytes, kept to rebuild the sessions on WASM if WebGPU fails at run time. */
   model: Uint8Array;
+  prepModel: Uint8Array | null;
   ortBase: string;
   lowResSize: number;
-  embedding: Tensor | null;
+  /** The current image's inputs of the click graph (the embedding or the prep graph's outputs). */
+  imageFeeds: Record<string, Tensor> | null;
   origSize: Tensor | null;
 }
 
@@ -75,18 +81,23 @@ async function init(req: InitRequest): Promise<void> {
   const useGpu = !req.forceWasm && (await webgpuAvailable(req.embeddingDtype === 'float16'));
   const ort = await loadOrt(useGpu, req.ortBase);
   const threads = wasmThreads();
-  const res = await fetch(req.modelUrl);
-  if (!res.ok) throw new Error(`Could not load the decoder ${req.modelUrl}: HTTP ${res.status}`);
-  const bytes = new Uint8Array(await res.arrayBuffer());
+  const bytes = await fetchModel(req.modelUrl, 'decoder');
+  const prepBytes = req.prepUrl ? await fetchModel(req.prepUrl, 'per-image decoder graph') : null;
   const session = await createSession(ort, bytes, useGpu);
-  for (const name of ['image_embeddings', 'point_coords', 'point_labels']) {
+  const prep = prepBytes ? await createSession(ort, prepBytes, useGpu) : null;
+  const imageInputs = prep ? prep.outputNames : ['image_embeddings'];
+  for (const name of [...imageInputs, 'point_coords', 'point_labels']) {
     if (!session.inputNames.includes(name)) throw new Error(`The decoder has no input "${name}" (inputs: ${session.inputNames.join(', ')})`);
   }
+  if (prep && !prep.inputNames.includes('image_embeddings')) throw new Error(`The per-image graph has no input "image_embeddings" (inputs: ${prep.inputNames.join(', ')})`);
   for (const name of ['low_res_masks', 'iou_predictions']) {
     if (!session.outputNames.includes(name)) throw new Error(`The decoder has no output "${name}" (outputs: ${session.outputNames.join(', ')})`);
   }
-  if (state) await state.session.release();
-  state = { ort, session, backend: useGpu ? 'webgpu' : 'wasm', model: bytes, ortBase: req.ortBase, lowResSize: req.lowResSize, embedding: null, origSize: null };
+  if (state) {
+    await state.session.release();
+    await state.prep?.release();
+  }
+  state = { ort, session, prep, backend: useGpu ? 'webgpu' : 'wasm', model: bytes, prepModel: prepBytes, ortBase: req.ortBase, lowResSize: req.lowResSize, imageFeeds: null, origSize: null };
   reply({
     type: 'ready',
     id: req.id,
@@ -98,10 +109,16 @@ async function init(req: InitRequest): Promise<void> {
   });
 }
 
+async function fetchModel(url: string, what: string): Promise<Uint8Array> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`Could not load the ${what} ${url}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
 async function setEmbedding(req: EmbeddingRequest): Promise<void> {
   const s = need();
   const t0 = performance.now();
-  s.embedding = null; // never decode a new image's clicks against the old embedding
+  s.imageFeeds = null; // never decode a new image's clicks against the old embedding
   const res = await fetch(req.url);
   if (!res.ok) throw new Error(`Could not fetch the image embedding: HTTP ${res.status}`);
   const buf = await res.arrayBuffer();
@@ -112,19 +129,58 @@ async function setEmbedding(req: EmbeddingRequest): Promise<void> {
   }
   const dims = [...req.shape];
   // float16 travels as raw half-precision bits: ORT-web takes them as a Uint16Array.
-  s.embedding = req.dtype === 'float16' ? new s.ort.Tensor('float16', new Uint16Array(buf), dims) : new s.ort.Tensor('float32', new Float32Array(buf), dims);
+  const embedding = req.dtype === 'float16' ? new s.ort.Tensor('float16', new Uint16Array(buf), dims) : new s.ort.Tensor('float32', new Float32Array(buf), dims);
+  const fetchMs = performance.now() - t0;
+  let feeds: Record<string, Tensor> = { image_embeddings: embedding };
+  if (s.prep) feeds = await runPrep(s, embedding);
+  s.imageFeeds = feeds;
   s.origSize = new s.ort.Tensor('float32', Float32Array.from(req.originalSize), [2]);
-  reply({ type: 'embedding-ready', id: req.id, bytes: buf.byteLength, fetchMs: performance.now() - t0 });
+  reply({ type: 'embedding-ready', id: req.id, bytes: buf.byteLength, fetchMs, prepMs: performance.now() - t0 - fetchMs });
+}
+
+/** The per-image graph's outputs on this embedding, as CPU tensors (inputs of every click). */
+async function runPrep(s: State, embedding: Tensor): Promise<Record<string, Tensor>> {
+  const prep = s.prep;
+  if (!prep) throw new Error('This decoder has no per-image graph');
+  let out;
+  try {
+    out = await prep.run({ image_embeddings: embedding });
+  } catch (e) {
+    if (s.backend !== 'webgpu') throw e;
+    await fallBackToWasm(s, e);
+    return runPrep(s, embedding);
+  }
+  const feeds: Record<string, Tensor> = {};
+  for (const name of prep.outputNames) {
+    const t = out[name];
+    if (!t) throw new Error(`The per-image graph returned no "${name}"`);
+    feeds[name] = t;
+  }
+  return feeds;
+}
+
+/**
+ * Some WebGPU adapters accept a graph but fail at run time (e.g. a missing shader feature): switch
+ * to WASM for good rather than leave the page without masks.
+ */
+async function fallBackToWasm(s: State, e: unknown): Promise<void> {
+  console.warn(`WebGPU decode failed, switching to WASM: ${e instanceof Error ? e.message : String(e)}`);
+  const wasmOrt = await loadOrt(false, s.ortBase);
+  const session = await createSession(wasmOrt, s.model, false);
+  const prep = s.prepModel ? await createSession(wasmOrt, s.prepModel, false) : null;
+  await s.session.release();
+  await s.prep?.release();
+  Object.assign(s, { ort: wasmOrt, session, prep, backend: 'wasm' });
 }
 
 async function decode(req: DecodeRequest): Promise<void> {
   const s = need();
-  if (!s.embedding) throw new Error('No image embedding loaded yet');
+  if (!s.imageFeeds) throw new Error('No image embedding loaded yet');
   const n = req.labels.length;
   const L = s.lowResSize;
   const has = req.maskInput !== null;
   const feeds: Record<string, Tensor> = {
-    image_embeddings: s.embedding,
+    ...s.imageFeeds,
     point_coords: new s.ort.Tensor('float32', req.coords, [1, n, 2]),
     point_labels: new s.ort.Tensor('float32', req.labels, [1, n]),
     mask_input: new s.ort.Tensor('float32', req.maskInput ?? new Float32Array(L * L), [1, 1, L, L]),
@@ -144,14 +200,7 @@ async function decode(req: DecodeRequest): Promise<void> {
     out = await s.session.run(wanted, ['low_res_masks', 'iou_predictions']);
   } catch (e) {
     if (s.backend !== 'webgpu') throw e;
-    // Some adapters accept the graph but fail at run time (e.g. a missing shader feature):
-    // fall back to WASM for good rather than leave the page without masks.
-    console.warn(`WebGPU decode failed, switching to WASM: ${e instanceof Error ? e.message : String(e)}`);
-    const wasmOrt = await loadOrt(false, s.ortBase);
-    const session = await createSession(wasmOrt, s.model, false);
-    await s.session.release();
-    s.session = session;
-    s.backend = 'wasm';
+    await fallBackToWasm(s, e);
     // Tensors are plain data: the WASM build takes them as they are.
     t0 = performance.now();
     out = await s.session.run(wanted, ['low_res_masks', 'iou_predictions']);

@@ -4,7 +4,7 @@ import { ManifestError, embeddingDtype, embeddingMismatch, parseManifest, server
 function manifest(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     format: 'clicksam-decoder',
-    version: 1,
+    version: 2,
     model: 'vit_b',
     checkpoint_sha256: 'ab'.repeat(32),
     image_size: 1024,
@@ -24,6 +24,17 @@ function manifest(over: Record<string, unknown> = {}): Record<string, unknown> {
         masks_frame: 'low_res',
         mask_tokens: { single: 0, multi: [1, 2, 3] },
       },
+      browser_fast: {
+        file: 'decoder_browser_fast.onnx',
+        inputs: [{ name: 'image_tokens', dtype: 'float32', shape: [1, 4096, 256] }],
+        outputs: [{ name: 'low_res_masks', shape: [1, 4, 256, 256] }],
+        masks_frame: 'low_res',
+        prep: {
+          file: 'decoder_browser_fast_prep.onnx',
+          inputs: [{ name: 'image_embeddings', dtype: 'float16', shape: [1, 256, 64, 64] }],
+          outputs: [{ name: 'image_tokens', dtype: 'float32', shape: [1, 4096, 256] }],
+        },
+      },
     },
     ...over,
   };
@@ -38,10 +49,20 @@ describe('parseManifest', () => {
     expect(v.multiTokens).toEqual([1, 2, 3]);
     expect(v.singleToken).toBe(0);
     expect(embeddingDtype(v)).toBe('float16');
+    expect(v.prep).toBeNull();
+  });
+  it('reads the per-image graph of a variant; the embedding goes to that graph', () => {
+    const v = parseManifest(manifest()).variants.get('browser_fast')!;
+    expect(v.prep?.file).toBe('decoder_browser_fast_prep.onnx');
+    expect(v.prep?.outputs.map((t) => t.name)).toEqual(['image_tokens']);
+    expect(embeddingDtype(v)).toBe('float16');
+    const bad = manifest();
+    (bad.variants as Record<string, Record<string, unknown>>).browser!.prep = { inputs: [] };
+    expect(() => parseManifest(bad)).toThrow(/prep.file/);
   });
   it('rejects what it cannot use, saying why', () => {
     expect(() => parseManifest(manifest({ format: 'other' }))).toThrow(ManifestError);
-    expect(() => parseManifest(manifest({ version: 2 }))).toThrow(/version 2/);
+    expect(() => parseManifest(manifest({ version: 1 }))).toThrow(/version 1.*re-export/);
     expect(() => parseManifest(manifest({ default_variant: 'gpu' }))).toThrow(/default_variant/);
     expect(() => parseManifest(manifest({ embedding: { shape: [256, 64, 64] } }))).toThrow(/4 dimensions/);
     expect(() => parseManifest(null)).toThrow(/object/);

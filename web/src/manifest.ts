@@ -9,6 +9,13 @@ export interface TensorSpec {
   readonly shape: ReadonlyArray<number | string>;
 }
 
+/** The per-image graph of a variant: runs once on image_embeddings; its outputs feed every click. */
+export interface PrepGraph {
+  readonly file: string;
+  readonly inputs: readonly TensorSpec[];
+  readonly outputs: readonly TensorSpec[];
+}
+
 export interface DecoderVariant {
   readonly name: string;
   readonly file: string;
@@ -21,6 +28,7 @@ export interface DecoderVariant {
   /** Token index of the single-mask output and of the multimask candidates. */
   readonly singleToken: number;
   readonly multiTokens: readonly number[];
+  readonly prep: PrepGraph | null;
 }
 
 export interface DecoderManifest {
@@ -65,13 +73,18 @@ function tensorSpecs(v: unknown, what: string): TensorSpec[] {
 export function parseManifest(raw: unknown): DecoderManifest {
   const m = obj(raw, 'manifest');
   if (m.format !== 'clicksam-decoder') throw new ManifestError(`not a clicksam decoder manifest (format=${String(m.format)})`);
-  if (m.version !== 1) throw new ManifestError(`unsupported manifest version ${String(m.version)} (this page reads version 1)`);
+  if (m.version !== 2) throw new ManifestError(`unsupported manifest version ${String(m.version)} (this page reads version 2): re-export the decoder with \`clicksam export\``);
   const variantsRaw = obj(m.variants, 'variants');
   const variants = new Map<string, DecoderVariant>();
   for (const [name, v] of Object.entries(variantsRaw)) {
     const o = obj(v, `variants.${name}`);
     const tokens = typeof o.mask_tokens === 'object' && o.mask_tokens !== null ? (o.mask_tokens as Json) : {};
     const multi = Array.isArray(tokens.multi) ? tokens.multi.map((t, i) => num(t, `mask_tokens.multi[${i}]`)) : [1, 2, 3];
+    let prep: PrepGraph | null = null;
+    if (o.prep !== undefined && o.prep !== null) {
+      const p = obj(o.prep, `variants.${name}.prep`);
+      prep = { file: str(p.file, `variants.${name}.prep.file`), inputs: tensorSpecs(p.inputs, `variants.${name}.prep.inputs`), outputs: tensorSpecs(p.outputs, `variants.${name}.prep.outputs`) };
+    }
     variants.set(name, {
       name,
       file: str(o.file, `variants.${name}.file`),
@@ -82,6 +95,7 @@ export function parseManifest(raw: unknown): DecoderManifest {
       masksFrame: typeof o.masks_frame === 'string' ? o.masks_frame : 'low_res',
       singleToken: typeof tokens.single === 'number' ? tokens.single : 0,
       multiTokens: multi,
+      prep,
     });
   }
   const defaultVariant = str(m.default_variant, 'default_variant');
@@ -102,9 +116,9 @@ export function parseManifest(raw: unknown): DecoderManifest {
   };
 }
 
-/** The dtype the variant wants for image_embeddings (float16 or float32). */
+/** The dtype the variant wants for image_embeddings (float16 or float32), in its prep graph if any. */
 export function embeddingDtype(v: DecoderVariant): TensorDtype {
-  const spec = v.inputs.find((t) => t.name === 'image_embeddings');
+  const spec = (v.prep ? v.prep.inputs : v.inputs).find((t) => t.name === 'image_embeddings');
   return spec?.dtype === 'float16' ? 'float16' : 'float32';
 }
 

@@ -6,6 +6,8 @@ export interface InitRequest {
   readonly id: number;
   /** Absolute URL of the decoder .onnx file. */
   readonly modelUrl: string;
+  /** Absolute URL of its per-image graph (run once per embedding), or null when it has none. */
+  readonly prepUrl: string | null;
   /** Absolute URL of the folder holding onnxruntime-web's .wasm/.mjs files. */
   readonly ortBase: string;
   /** Expected input names and the dtype of image_embeddings, from the manifest. */
@@ -57,6 +59,8 @@ export interface EmbeddingReply {
   readonly id: number;
   readonly bytes: number;
   readonly fetchMs: number;
+  /** Time of the per-image graph (0 without one). */
+  readonly prepMs: number;
 }
 
 export interface DecodeReply {
