@@ -159,7 +159,12 @@ def attention_tokens_to_image(
 def image_to_tokens_factors(
     attn: Attention, q: Tensor, k: Tensor, v: Tensor, pe: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """The two factors of :func:`attention_image_to_tokens`: its output is ``weights @ values + b_out``.
+    """Many queries (image tokens) attending to few keys (prompt tokens), re-associated, as two
+    factors: the attention output is ``weights @ values + b_out``.
+
+    The key of each prompt token is mapped back into the C-dim input space (k_h @ Wq_h) so scores
+    are a single (L x C) @ (C x H*T) product, and the output projection is applied to the T values
+    of each head before the softmax-weighted sum, so no (L x d*H) tensor is ever formed.
 
     Args:
         q: (B, L, C) image tokens + dense PE, or the image tokens alone when ``pe`` (L, C) is
@@ -195,28 +200,11 @@ def _values_through_out_proj(attn: Attention, vh: Tensor) -> Tensor:
     return (vh @ wo_h).reshape(b, heads * t, -1)
 
 
-def attention_image_to_tokens(
-    attn: Attention, q: Tensor, k: Tensor, v: Tensor, pe: Tensor | None = None
-) -> Tensor:
-    """Many queries (image tokens) attending to few keys (prompt tokens), re-associated.
-
-    The key of each prompt token is mapped back into the C-dim input space (k_h @ Wq_h) so scores
-    are a single (L x C) @ (C x H*T) product, and the output projection is applied to the T values
-    of each head before the softmax-weighted sum, so no (L x d*H) tensor is ever formed.
-
-    Args:
-        q: (B, L, C) image tokens + dense PE; k: (B, T, C) prompt tokens + PE; v: (B, T, C).
-
-    Returns:
-        (B, L, C).
-    """
-    weights, values = image_to_tokens_factors(attn, q, k, v, pe)
-    return _attention_output(attn, weights, values)
-
-
-def _attention_output(attn: Attention, weights: Tensor, values: Tensor) -> Tensor:
-    """(1, L, H*T) @ (1, H*T, C) + out_proj bias as one Gemm (the bias add is fused)."""
-    return torch.addmm(attn.out_proj.bias, weights[0], values[0]).unsqueeze(0)
+def _residual_output(attn: Attention, residual: Tensor, weights: Tensor, values: Tensor) -> Tensor:
+    """``residual + weights @ values + b_out`` as one Gemm: every row of ``weights`` sums to the
+    number of heads (one softmax per head), so the output bias rides along in the values."""
+    heads = int(attn.num_heads)
+    return torch.addmm(residual[0], weights[0], values[0] + attn.out_proj.bias / heads).unsqueeze(0)
 
 
 class MatmulUpscaler(nn.Module):
@@ -389,13 +377,14 @@ class DecoderGraph(nn.Module):
             return attention_tokens_to_image(attn, q, keys, keys, image_pe[0])
         return attention_plain(attn, q, keys + image_pe, keys)
 
-    def _layer_i2t(
+    def _i2t_residual(
         self, layer: int, attn: Attention, keys: Tensor, image_pe: Tensor, q: Tensor, queries: Tensor
     ) -> Tensor:
-        """Image -> token attention of two-way block ``layer``."""
+        """keys + the image -> token attention of two-way block ``layer`` (its LayerNorm's input)."""
         if self.options.fold_attention:
-            return attention_image_to_tokens(attn, keys, q, queries, image_pe[0])
-        return attention_plain(attn, keys + image_pe, q, queries)
+            weights, values = image_to_tokens_factors(attn, keys, q, queries, image_pe[0])
+            return _residual_output(attn, keys, weights, values)
+        return keys + attention_plain(attn, keys + image_pe, q, queries)
 
     def _norm4(self, layer: int, norm: nn.LayerNorm, x: Tensor) -> Tensor:
         """The LayerNorm that ends two-way block ``layer`` on the image tokens."""
@@ -432,7 +421,7 @@ class DecoderGraph(nn.Module):
             keys = self._norm4(
                 i,
                 layer.norm4,
-                keys + self._layer_i2t(i, layer.cross_attn_image_to_token, keys, image_pe, q, queries),
+                self._i2t_residual(i, layer.cross_attn_image_to_token, keys, image_pe, q, queries),
             )
         q = queries + prompt
         final = self._layer_t2i(len(tr.layers), tr.final_attn_token_to_image, q, keys, image_pe)
@@ -622,7 +611,7 @@ class PrecomputedDecoderGraph(DecoderGraph):
         )  # (1, H, T, d)
         return attn.out_proj(_merge_heads(vh))
 
-    def _layer_i2t(
+    def _i2t_residual(
         self, layer: int, attn: Attention, keys: Tensor, image_pe: Tensor, q: Tensor, queries: Tensor
     ) -> Tensor:
         if layer != 0:
@@ -645,7 +634,17 @@ class PrecomputedDecoderGraph(DecoderGraph):
             weights = weights.transpose(1, 2).reshape(b, weights.shape[2], heads * t)  # (1, L, H*T)
             values = _values_through_out_proj(attn, vh)  # (1, H*T, C)
         self._blocks.append({"weights": weights, "values": values, "bias": attn.out_proj.bias})
-        return _attention_output(attn, weights, values)
+        if layer != 0:
+            return _residual_output(attn, keys, weights, values)
+        # block 0's keys are the embedding alone (see forward): the dense prompt lhs @ rhs joins the
+        # attention output in the same Gemm
+        _, (lhs, rhs) = self._state()
+        heads = int(attn.num_heads)
+        factors = (
+            torch.cat([lhs, weights[0]], dim=1),
+            torch.cat([rhs, values[0] + attn.out_proj.bias / heads]),
+        )
+        return torch.addmm(keys[0], *factors).unsqueeze(0)
 
     def _norm4(self, layer: int, norm: nn.LayerNorm, x: Tensor) -> Tensor:
         y, mean, inv_std = _LayerNormStats.apply(x, norm.weight, norm.bias, float(norm.eps))
@@ -703,9 +702,10 @@ class PrecomputedDecoderGraph(DecoderGraph):
         self._pre = (l0_t2i_keys, l0_t2i_values, l0_i2t_queries, upscale_base)
         self._dense, self._blocks = (lhs, rhs), []
         try:
-            image = torch.addmm(image_tokens[0], lhs, rhs).unsqueeze(0)
             sparse = self._embed_points(point_coords, point_labels)
-            return self._decode(image, sparse)
+            # block 0 reads the image tokens through the prep outputs and the dense factors only;
+            # its residual adds embedding, dense prompt and attention output in one Gemm
+            return self._decode(image_tokens, sparse)
         finally:
             self._pre, self._dense, self._blocks = None, None, []
 

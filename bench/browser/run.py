@@ -50,6 +50,16 @@ class BenchModel:
     iface: str  # official | low_res
     emb: str  # float32 | float16
     ours: bool
+    prep: str | None = None  # per-image graph (run once per embedding), if the variant has one
+
+    def query(self, prefix: str = "") -> dict[str, str]:
+        """The page's URL parameters naming this model (``ref_`` prefix for the reference of a pair)."""
+        q = {"iface": self.iface, "emb": self.emb}
+        if self.prep:
+            q["prep"] = f"/models/{self.prep}"
+        q = {prefix + k: v for k, v in q.items()}
+        q["ref" if prefix else "model"] = f"/models/{self.file}"
+        return q
 
 
 # ---- models ---------------------------------------------------------------------------------------
@@ -70,14 +80,21 @@ def _stub_torchvision() -> None:
 
 
 def export_meta(state_dict: dict[str, torch.Tensor], out_dir: Path) -> tuple[str, str]:
-    """Meta's export recipe (scripts/export_onnx_model.py) of the given vit_b weights, fp32 + QUInt8."""
+    """Meta's export recipe (scripts/export_onnx_model.py) of the given weights, fp32 + QUInt8.
+
+    Only the prompt encoder and mask decoder are exported, so only they are loaded (strictly) into
+    the official ``vit_b``: a model with another image encoder (the demo model) gives the same
+    decoder.
+    """
     _stub_torchvision()
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from segment_anything import sam_model_registry
     from segment_anything.utils.onnx import SamOnnxModel
 
     sam = sam_model_registry["vit_b"]()
-    sam.load_state_dict(state_dict, strict=True)
+    for part in ("prompt_encoder", "mask_decoder"):
+        sub = {k[len(part) + 1 :]: v for k, v in state_dict.items() if k.startswith(part + ".")}
+        getattr(sam, part).load_state_dict(sub, strict=True)
     sam.eval()
     model = SamOnnxModel(
         model=sam, return_single_mask=False, use_stability_score=False, return_extra_metrics=False
@@ -129,11 +146,23 @@ def export_ours(sam: torch.nn.Module, out_dir: Path, extra: Sequence[str]) -> li
     g = browser.graph
     ablations: dict[str, VariantConfig] = {
         "browser_fp32emb": replace(browser, graph=replace(g, embedding_float16=False)),
+        "browser_noprep": replace(browser, graph=replace(g, precompute_image=False)),
         "browser_fp32weights": replace(browser, weights_float16=False),
         "browser_nofold": replace(browser, graph=replace(g, fold_attention=False)),
-        "browser_conv_upscaling": replace(browser, graph=replace(g, matmul_upscaling=False)),
+        "browser_conv_upscaling": replace(
+            browser, graph=replace(g, matmul_upscaling=False, precompute_image=False)
+        ),
         "browser_pe_const": replace(browser, graph=replace(g, pe_in_graph=False)),
-        "browser_plain": replace(browser, graph=replace(g, fold_attention=False, matmul_upscaling=False)),
+        "browser_plain": replace(
+            browser,
+            graph=replace(
+                g,
+                fold_attention=False,
+                matmul_upscaling=False,
+                token_major_dense=False,
+                precompute_image=False,
+            ),
+        ),
         "browser_int8": replace(browser, quantize=True, weights_float16=False),
         "browser_int8w": replace(browser, weights_float16=False, weights_int8=True),
         "browser_int8up": replace(browser, quantize=True, quantize_scopes=("/upscaler/",)),
@@ -153,8 +182,32 @@ def export_ours(sam: torch.nn.Module, out_dir: Path, extra: Sequence[str]) -> li
         assert report is not None
         print(f"ablation {name}: max |logit err| {report.max_abs_err:.3g}, min mask IoU {report.min_iou:.5f}")
         emb = "float16" if cfg.graph.embedding_float16 else "float32"
-        models.append(BenchModel(f"ours_{name}", f"decoder_{name}.onnx", "low_res", emb, True))
+        prep = f"decoder_{name}_prep.onnx" if cfg.graph.precompute_image else None
+        models.append(BenchModel(f"ours_{name}", f"decoder_{name}.onnx", "low_res", emb, True, prep))
     return models
+
+
+def demo_embeddings(sam: torch.nn.Module, out_dir: Path, count: int = 2) -> list[str]:
+    """Real embeddings for ``--weights demo``: procedural scenes (held-out seed) resized to 1024x768
+    (4:3, as both benchmark sizes) and encoded by the demo model; raw float32 files in ``out_dir``."""
+    from PIL import Image
+
+    from clicksam.model import SamPredictor
+    from clicksam.train.evaluate import HELD_OUT_SEED
+    from clicksam.train.scenes import render_scene
+
+    predictor = SamPredictor(sam)
+    rng = np.random.default_rng(HELD_OUT_SEED)
+    names = []
+    for i in range(count):
+        scene = render_scene(rng)
+        image = np.asarray(Image.fromarray(scene.image).resize((1024, 768), Image.Resampling.BILINEAR))
+        with torch.no_grad():
+            predictor.set_image(image)
+            emb = predictor.get_image_embedding()
+        names.append(f"embedding_{i}.f32")
+        (out_dir / names[-1]).write_bytes(emb.numpy().astype("<f4").tobytes())
+    return names
 
 
 def models_from_manifest(out_dir: Path) -> list[BenchModel]:
@@ -163,9 +216,11 @@ def models_from_manifest(out_dir: Path) -> list[BenchModel]:
 
     models = []
     for name, entry in Manifest.read(out_dir).variants.items():
-        emb = next(t.dtype for t in entry.inputs if t.name == "image_embeddings")
+        inputs = entry.prep.inputs if entry.prep else entry.inputs
+        emb = next(t.dtype for t in inputs if t.name == "image_embeddings")
         iface = "low_res" if entry.masks_frame == "low_res" else "official"
-        models.append(BenchModel(f"ours_{name}", entry.file, iface, emb, True))
+        prep = entry.prep.file if entry.prep else None
+        models.append(BenchModel(f"ours_{name}", entry.file, iface, emb, True, prep))
     return models
 
 
@@ -246,6 +301,14 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
     ap.add_argument("--only", default="", help="comma list of model names to time (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--weights",
+        choices=("random", "demo"),
+        default="random",
+        help="random: vit_b-sized decoder with seeded random weights and random embeddings (fragmented "
+        "masks: the page-side postprocessing at its worst); demo: the shipped demo model's trained "
+        "decoder on real embeddings of procedural scenes (masks shaped like real ones)",
+    )
+    ap.add_argument(
         "--out-dir", type=Path, default=None, help="where the ONNX files go (default: a temp dir)"
     )
     ap.add_argument(
@@ -285,7 +348,7 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
         from clicksam.model import build_sam
 
         def build(seed: int) -> torch.nn.Module:
-            return build_sam("vit_b", seed=seed)
+            return build_sam("demo") if args.weights == "demo" else build_sam("vit_b", seed=seed)
 
     if args.skip_export:
         models = models_from_manifest(out_dir)
@@ -296,6 +359,15 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
         print(f"exporting to {out_dir} ...", flush=True)
         models = export_ours(sam, out_dir, extra)
         meta_fp32, meta_q8 = export_meta(sam.state_dict(), out_dir)
+        if args.weights == "demo":
+            embeddings = demo_embeddings(sam, out_dir)
+            (out_dir / "embeddings.json").write_text(json.dumps(embeddings))
+    embeddings_file = out_dir / "embeddings.json"
+    embs = (
+        ",".join(f"/models/{n}" for n in json.loads(embeddings_file.read_text()))
+        if embeddings_file.exists()
+        else ""
+    )
     models += [
         BenchModel("meta_fp32", meta_fp32, "official", "float32", False),
         BenchModel("meta_int8", meta_q8, "official", "float32", False),
@@ -316,9 +388,7 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
                     query = urllib.parse.urlencode(
                         {
                             "mode": "bench",
-                            "model": f"/models/{m.file}",
-                            "iface": m.iface,
-                            "emb": m.emb,
+                            **m.query(),
                             "w": w,
                             "h": h,
                             "threads": args.threads,
@@ -338,10 +408,8 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
                     query = urllib.parse.urlencode(
                         {
                             "mode": "check",
-                            "model": f"/models/{browser.file}",
+                            **browser.query(),
                             "ref": f"/models/{ref.file}",
-                            "iface": "low_res",
-                            "emb": browser.emb,
                             "w": w,
                             "h": h,
                             "threads": args.threads,
@@ -357,7 +425,7 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
                 for w, h in sizes:
                     query = urllib.parse.urlencode(
                         {
-                            "mode": "bench", "model": f"/models/{m.file}", "iface": m.iface, "emb": m.emb,
+                            "mode": "bench", **m.query(),
                             "w": w, "h": h, "threads": args.threads, "warmup": 1, "runs": 5, "profile": 1,
                         }
                     )  # fmt: skip
@@ -370,13 +438,15 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
                 for w, h in sizes:
                     query = urllib.parse.urlencode(
                         {
-                            "mode": "pair", "model": f"/models/{m.file}", "iface": m.iface, "emb": m.emb,
-                            "ref": f"/models/{meta.file}", "ref_iface": meta.iface, "ref_emb": meta.emb,
+                            "mode": "pair", **m.query(), **meta.query("ref_"),
                             "w": w, "h": h, "threads": args.threads, "warmup": args.warmup, "runs": args.runs,
                             "canvas": args.canvas, "display": args.display,
                         }
                     )  # fmt: skip
                     jobs.append({"id": f"pair@{w}x{h}@{m.name}", "query": query})
+        if embs:  # the same real embeddings for every job
+            for job in jobs:
+                job["query"] += "&" + urllib.parse.urlencode({"embs": embs})
         results = run_jobs(base, jobs, args.wait_idle)
     finally:
         server.shutdown()
@@ -416,6 +486,7 @@ def report(
                 "create": statistics.median(r["result"]["cold"]["createMs"] for r in rs),
                 "first": statistics.median(r["result"]["cold"]["firstRunMs"] for r in rs),
                 "bytes": rs[0]["result"]["bytes"],
+                "prep": [ms for r in rs for ms in r["result"].get("prepMs", [])],
                 "other_cpu": max(r["otherCpu"] for r in rs),
             }
     hdr = [
@@ -430,6 +501,7 @@ def report(
         "put p50",
         "cold",
         "create",
+        "prep",
         "1st run",
         "bg cpu",
         "click/meta",
@@ -454,6 +526,7 @@ def report(
                     f"{pct(r['put'], 50):.1f}",
                     f"{r['cold']:.0f}",
                     f"{r['create']:.0f}",
+                    f"{statistics.median(r['prep']):.0f}" if any(r["prep"]) else "-",
                     f"{r['first']:.0f}",
                     f"{100 * r['other_cpu']:.0f}%",
                     f"{pct(r['click'], 50) / pct(b['click'], 50):.2f}",
@@ -467,7 +540,8 @@ def report(
     print(
         f"(ms; run = session.run; click = feeds + run + best multimask token + mask on a canvas of {canvas}; "
         "post = threshold (official) or page-side upsample + threshold (low_res); "
-        "put = putImageData; cold = fetch + InferenceSession.create in a fresh browser; "
+        "put = putImageData; cold = fetch + InferenceSession.create in a fresh browser (both graphs); "
+        "prep = the per-image graph, once per embedding; "
         "bg cpu = other processes' share of the cores)"
     )
     goals = {"1024x768": 0.5, "4000x3000": 0.25}

@@ -10,6 +10,8 @@
 //                            inputs of every click); run once per embedding, timed as `prepMs`
 //                            (ref_prep: the same for `ref` in pair mode)
 //   w, h                     original image size (orig_im_size = [h, w]; the canvas is w x h)
+//   embs=URL,URL             two raw float32 (1, 256, 64, 64) embeddings to click on (default:
+//                            seeded uniform random values)
 //   threads=2, warmup=3, runs=20, seed=1, ep=wasm
 //   image_size=1024, low_res=256, threshold=0   from the decoder manifest
 //   canvas=display|full      display (default, as the page draws): the mask canvas is the image
@@ -208,7 +210,13 @@ async function main() {
   ort.env.logLevel = 'warning';
   const W = P.w, H = P.h;
   const rnd = mulberry32(P.seed);
-  const embData = [0, 1].map(() => { const a = new Float32Array(256 * 64 * 64); for (let i = 0; i < a.length; i++) a[i] = rnd() * 2 - 1; return a; });
+  const embData = q.get('embs')
+    ? await Promise.all(q.get('embs').split(',').map(async (url) => {
+      const resp = await fetch(url);
+      if (!resp.ok) throw new Error(`fetch ${url}: HTTP ${resp.status}`);
+      return new Float32Array(await resp.arrayBuffer());
+    }))
+    : [0, 1].map(() => { const a = new Float32Array(256 * 64 * 64); for (let i = 0; i < a.length; i++) a[i] = rnd() * 2 - 1; return a; });
   const samScale = P.imageSize / Math.max(W, H);
   const maskInput = new ort.Tensor('float32', new Float32Array(P.lowRes * P.lowRes), [1, 1, P.lowRes, P.lowRes]);
   const hasMask = new ort.Tensor('float32', new Float32Array([0]), [1]);
