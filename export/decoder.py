@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clicksam.export.graph import PREP_OUTPUTS, GraphOptions, ImagePrepGraph, click_graph
+from clicksam.export.graph import GraphOptions, ImagePrepGraph, PrecomputedDecoderGraph, click_graph
 from clicksam.export.manifest import Manifest, PrepEntry, TensorSpec, VariantEntry, sha256_file
 from clicksam.model.frames import get_preprocess_shape
 from clicksam.model.sam import Sam
@@ -368,14 +368,13 @@ def export_graph(
     """
     graph = click_graph(sam, options).eval()
     inputs = _dummy_inputs(sam, options)
-    if options.precompute_image:
+    if isinstance(graph, PrecomputedDecoderGraph):
         prep = ImagePrepGraph(graph).eval()
+        names = graph.prep_names
         embedding = inputs.pop("image_embeddings")
-        _trace(
-            prep, {"image_embeddings": embedding}, prep_path or prep_file(path), list(PREP_OUTPUTS), {}, opset
-        )
+        _trace(prep, {"image_embeddings": embedding}, prep_path or prep_file(path), names, {}, opset)
         with torch.no_grad():
-            inputs = {**dict(zip(PREP_OUTPUTS, prep(embedding), strict=True)), **inputs}
+            inputs = {**dict(zip(names, prep(embedding), strict=True)), **inputs}
     outputs = (
         ["masks", "iou_predictions", "low_res_masks"]
         if options.outputs == "official"

@@ -509,55 +509,68 @@ class _LayerNormStats(torch.autograd.Function):
         return g.op("LayerNormalization", x, weight, bias, axis_i=-1, epsilon_f=eps, outputs=3)
 
 
+def prep_output_names(depth: int) -> list[str]:
+    """Outputs of :class:`ImagePrepGraph` (= the first inputs of :class:`PrecomputedDecoderGraph`)
+    for a two-way transformer of ``depth`` blocks."""
+    names = ["image_tokens"]
+    for i in range(depth):
+        names += [f"l{i}_t2i_keys", f"l{i}_t2i_values", f"l{i}_i2t_queries"]
+    return [*names, "final_t2i_keys", "final_t2i_values", "upscale_base"]
+
+
 class ImagePrepGraph(nn.Module):
     """The per-image part of the click decoder: the products that depend on the embedding alone.
 
     Run once per image; the outputs are inputs of :class:`PrecomputedDecoderGraph` on every click.
-    The first two-way block projects the image tokens (+ PE) to its token->image keys and values
-    and its image->token queries, and the mask upscaler's first product is applied to the
-    embedding scaled by the image-token LayerNorms' gains; the click graph adds the low-rank
-    parts that depend on the prompt (dense prompt, attention outputs, LayerNorm statistics).
+    Every attention of the two-way transformer reads the image tokens through d-wide per-head
+    projections, and the mask upscaler through its first-stage matrix. After block ``i`` the
+    image tokens are ``s * (E * g_i) + (low-rank part)`` (``s`` per token, ``g_i`` the product of
+    the blocks' image-token LayerNorm weights, see :class:`PrecomputedDecoderGraph`), so the
+    projections of ``E * g_i`` are computed here once, and the click graph adds the low-rank parts.
 
-    Input ``image_embeddings`` (1, C, h, w) (float16 if ``embedding_float16``). Outputs:
-        image_tokens: (1, h*w, C) the embedding token-major, input dtype (a transpose: lossless);
-        l0_t2i_keys: (1, H, d, h*w) first block's token->image key projection of embedding + PE;
-        l0_t2i_values: (1, H, h*w, d) its value projection of the embedding;
-        l0_i2t_queries: (1, H, h*w, d) first block's image->token query projection of embedding + PE;
-        upscale_base: (1, h*w, 4*C1) the embedding times the upscaler's first-stage matrix, each
-            channel scaled by the product of the blocks' image-token LayerNorm weights.
-    (H heads of width d; projections without biases; float32.)
+    Input ``image_embeddings`` (1, C, h, w) (float16 if ``embedding_float16``). Outputs (float32,
+    L = h*w tokens, H heads of width d, projections without biases), see :func:`prep_output_names`:
+        image_tokens: (1, L, C) the embedding E token-major (lossless for a float16 input: a
+            per-click cast of 1M halves costs more in WASM than copying twice the bytes);
+        l{i}_t2i_keys (1, H, d, L), l{i}_t2i_values (1, H, L, d), l{i}_i2t_queries (1, H, L, d):
+            block i's token->image key and value and image->token query projections of E * g_{i-1}
+            (block 0: of E, keys and queries of E + PE);
+        final_t2i_keys, final_t2i_values: the same for the final token->image attention;
+        upscale_base: (1, L, 4*C1) E * g_last times the upscaler's first-stage matrix.
     """
 
-    def __init__(self, graph: DecoderGraph) -> None:
+    def __init__(self, graph: PrecomputedDecoderGraph) -> None:
         super().__init__()
         self.graph = graph
 
-    def forward(self, image_embeddings: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, image_embeddings: Tensor) -> tuple[Tensor, ...]:
         g = self.graph
         c = image_embeddings.shape[1]
         h, w = g.embedding_hw
-        # float32 even for a float16 embedding (lossless): a per-click cast of 1M halves costs more
-        # in WASM than copying twice the bytes
-        tokens = image_embeddings.to(torch.float32).reshape(1, c, h * w).transpose(1, 2)  # (1, L, C)
+        length = h * w
+        tokens = image_embeddings.to(torch.float32).reshape(1, c, length).transpose(1, 2)  # (1, L, C)
         image = tokens[0]
-        keyed = image + g._dense_pe().reshape(c, h * w).t()  # (L, C)
-        blocks = [
-            cast(TwoWayAttentionBlock, b) for b in cast(TwoWayTransformer, g.mask_decoder.transformer).layers
-        ]
-        t2i, i2t = blocks[0].cross_attn_token_to_image, blocks[0].cross_attn_image_to_token
-        heads = int(t2i.num_heads)
-        keys = (t2i.k_proj.weight @ keyed.t()).reshape(1, heads, -1, h * w)  # (1, H, d, L)
-        values = (image @ t2i.v_proj.weight.t()).reshape(h * w, heads, -1).transpose(0, 1).unsqueeze(0)
-        heads2 = int(i2t.num_heads)
-        queries = (keyed @ i2t.q_proj.weight.t()).reshape(h * w, heads2, -1).transpose(0, 1).unsqueeze(0)
-        gain = torch.ones(c)
-        for block in blocks:
-            gain = gain * block.norm4.weight
-        base = (image @ (gain.unsqueeze(1) * g.upscaler.stage1_weight())).unsqueeze(0)  # (1, L, 4*C1)
-        return tokens, keys, values, queries, base
+        transformer = cast(TwoWayTransformer, g.mask_decoder.transformer)
 
+        def keys_t(attn: Attention, x: Tensor) -> Tensor:  # (L, C) -> (1, H, d, L)
+            return (attn.k_proj.weight @ x.t()).reshape(1, int(attn.num_heads), -1, length)
 
-PREP_OUTPUTS = ("image_tokens", "l0_t2i_keys", "l0_t2i_values", "l0_i2t_queries", "upscale_base")
+        def per_head(attn: Attention, linear: nn.Linear, x: Tensor) -> Tensor:  # (L, C) -> (1, H, L, d)
+            return (
+                (x @ linear.weight.t()).reshape(length, int(attn.num_heads), -1).transpose(0, 1).unsqueeze(0)
+            )
+
+        outs = [tokens]
+        scaled = image  # E * g
+        for i, block in enumerate(cast(TwoWayAttentionBlock, b) for b in transformer.layers):
+            t2i, i2t = block.cross_attn_token_to_image, block.cross_attn_image_to_token
+            keyed = image + g._dense_pe().reshape(c, length).t() if i == 0 else scaled
+            outs += [keys_t(t2i, keyed), per_head(t2i, t2i.v_proj, scaled), per_head(i2t, i2t.q_proj, keyed)]
+            scaled = scaled * block.norm4.weight
+        final = transformer.final_attn_token_to_image
+        outs += [keys_t(final, scaled), per_head(final, final.v_proj, scaled)]
+        outs.append((scaled @ g.upscaler.stage1_weight()).unsqueeze(0))
+        return tuple(outs)
 
 
 class PrecomputedDecoderGraph(DecoderGraph):
@@ -565,15 +578,17 @@ class PrecomputedDecoderGraph(DecoderGraph):
 
     Same outputs as the ``low_res`` interface of :class:`DecoderGraph`; exact in real arithmetic.
 
-    * The first two-way block's attention products over the image tokens use the precomputed
-      per-head projections (d = 16 wide instead of the 256-wide tokens); the dense prompt enters
-      through its low-rank factors (``_dense_factors``).
-    * The mask upscaler's first product (h*w x C) @ (C x 4*C1) is split along the image-token
-      path: each block's LayerNorm is a per-row affine map (its mean and 1/std come out of the
-      LayerNormalization node) and each image->token attention output has rank H*T, so the
-      product is ``s * upscale_base`` plus one (h*w x ~130) @ (~130 x 4*C1) product.
+    The image tokens after block i are kept in factored form next to their values:
+    ``keys_i = s_i * (E * g_i) + Z_i @ R_i + c_i`` with ``s_i`` (L, 1) the product of the blocks'
+    LayerNorm 1/std (they come out of the LayerNormalization nodes), ``g_i`` the product of their
+    weights, ``Z_i`` (L, k) / ``R_i`` (k, C) the dense prompt, the image->token attention outputs
+    (rank H*T each) and the LayerNorm means, and ``c_i`` the last LayerNorm bias. Every product
+    over the L image tokens then takes the precomputed d-wide projections of ``E * g_i`` plus a
+    (k x L) product, instead of a 256-wide product per click: the attentions of blocks 1.. and
+    the final one, and the first stage of the mask upscaler. Block 0 uses the projections of E
+    (+ PE) and the dense prompt's factors.
 
-    Inputs: the :data:`PREP_OUTPUTS`, then ``point_coords``, ``point_labels``, ``mask_input``,
+    Inputs: :func:`prep_output_names`, then ``point_coords``, ``point_labels``, ``mask_input``,
     ``has_mask_input`` as in :class:`DecoderGraph`.
     """
 
@@ -581,74 +596,122 @@ class PrecomputedDecoderGraph(DecoderGraph):
         if options.outputs != "low_res" or not options.matmul_upscaling or not options.precompute_image:
             raise ValueError("precompute_image needs the low_res interface with matmul_upscaling")
         super().__init__(sam, options)
-        self._pre: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+        self.depth = len(cast(TwoWayTransformer, self.mask_decoder.transformer).layers)
+        self.prep_names = prep_output_names(self.depth)
+        self._pre: dict[str, Tensor] | None = None
         self._dense: tuple[Tensor, Tensor] | None = None
-        # per block: attention weights (1, L, H*T), values (1, H*T, C), output bias, row mean, 1/std
-        self._blocks: list[dict[str, Tensor]] = []
+        # factored image tokens (see the class doc): s (1, L, 1) or None (ones), Z (1, L, k),
+        # R (1, k, C), c (C,) or None; and the residual factors of the block being run
+        self._keys: dict[str, Tensor | None] = {}
+        self._residual: tuple[Tensor, Tensor] | None = None
 
-    def _state(self) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]:
+    def _state(self) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor]]:
         if self._pre is None or self._dense is None:
             raise RuntimeError("PrecomputedDecoderGraph is run through forward() only")
         return self._pre, self._dense
 
+    def _factored(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        s, z, r, c = (self._keys.get(k) for k in ("s", "z", "r", "c"))
+        if s is None or z is None or r is None:
+            raise RuntimeError("the image tokens are factored after block 0 only")
+        return s, z, r, c
+
     def _layer_t2i(self, layer: int, attn: Attention, q: Tensor, keys: Tensor, image_pe: Tensor) -> Tensor:
-        if layer != 0:
-            return super()._layer_t2i(layer, attn, q, keys, image_pe)
-        (pre_keys, pre_values, _, _), (lhs, rhs) = self._state()  # dense prompt = lhs @ rhs
+        pre, (lhs, rhs) = self._state()
         heads = int(attn.num_heads)
         qh = _split_heads(attn.q_proj(q), heads)  # (1, H, T, d)
-        d = qh.shape[-1]
+        b, _, t, d = qh.shape
         wk = _head_weights(attn.k_proj, heads)  # (H, d, C)
-        # keys = (embedding + PE + dense) Wk^T + bk; the bias adds one number per query row and
-        # cancels in the softmax over the image tokens
-        scores = qh @ pre_keys + (qh @ (wk @ rhs.t())) @ lhs.t()  # (1, H, T, L)
-        weights = torch.softmax(scores / math.sqrt(d), dim=-1)
         wv = _head_weights(attn.v_proj, heads)  # (H, d, C)
-        vh = (
-            weights @ pre_values
-            + (weights @ lhs) @ (rhs @ wv.transpose(-1, -2))
-            + attn.v_proj.bias.reshape(heads, 1, d)
-        )  # (1, H, T, d)
+        name = f"l{layer}" if layer < self.depth else "final"
+        pre_keys, pre_values = pre[f"{name}_t2i_keys"], pre[f"{name}_t2i_values"]
+        qs = qh / math.sqrt(d)
+        if layer == 0:
+            # keys = (E + PE + lhs @ rhs) Wk^T + bk; the bias adds one number per query row and
+            # cancels in the softmax over the image tokens
+            scores = qs @ pre_keys + (qs @ (wk @ rhs.t())) @ lhs.t()  # (1, H, T, L)
+            weights = torch.softmax(scores, dim=-1)
+            vh = weights @ pre_values + (weights @ lhs) @ (rhs @ wv.transpose(-1, -2))  # (1, H, T, d)
+        else:
+            s, z, r, c = self._factored()
+            length = s.shape[1]
+            q_in = (qs @ wk).reshape(b, heads * t, -1)  # (1, H*T, C): queries in input space
+            # keys = s (E g) + Z R + c + PE; c adds one number per query row (cancels)
+            scores = (qs @ pre_keys).reshape(b, heads * t, length) * s.transpose(1, 2)
+            scores = scores + (q_in @ r.transpose(1, 2)) @ z.transpose(1, 2)
+            scores = scores + (qs @ (wk @ image_pe[0].t())).reshape(b, heads * t, length)
+            weights = torch.softmax(scores, dim=-1)  # (1, H*T, L)
+            vh = (weights * s.transpose(1, 2)).reshape(b, heads, t, length) @ pre_values
+            vh = vh + (weights @ z).reshape(b, heads, t, -1) @ (r @ wv.transpose(-1, -2))
+            if c is not None:  # softmax rows sum to one
+                vh = vh + (c @ wv.transpose(-1, -2)).reshape(heads, 1, d)
+        vh = vh + attn.v_proj.bias.reshape(heads, 1, d)
         return attn.out_proj(_merge_heads(vh))
 
     def _i2t_residual(
         self, layer: int, attn: Attention, keys: Tensor, image_pe: Tensor, q: Tensor, queries: Tensor
     ) -> Tensor:
-        if layer != 0:
-            weights, values = image_to_tokens_factors(attn, keys, q, queries, image_pe[0])
-        else:
-            (_, _, pre_queries, _), (lhs, rhs) = self._state()
-            heads = int(attn.num_heads)
-            kh = _split_heads(attn.k_proj(q), heads)  # (1, H, T, d)
-            vh = _split_heads(attn.v_proj(queries), heads)  # (1, H, T, d)
-            b, _, t, d = kh.shape
-            wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
-            kt = kh.transpose(-1, -2)  # (1, H, d, T)
-            # image queries = (embedding + PE + dense) Wq^T + bq
-            scores = (
-                pre_queries @ kt
-                + lhs @ ((rhs @ wq.transpose(-1, -2)) @ kt)
-                + attn.q_proj.bias.reshape(heads, 1, d) @ kt
-            )  # (1, H, L, T)
-            weights = torch.softmax(scores / math.sqrt(d), dim=-1)
-            weights = weights.transpose(1, 2).reshape(b, weights.shape[2], heads * t)  # (1, L, H*T)
-            values = _values_through_out_proj(attn, vh)  # (1, H*T, C)
-        self._blocks.append({"weights": weights, "values": values, "bias": attn.out_proj.bias})
-        if layer != 0:
-            return _residual_output(attn, keys, weights, values)
-        # block 0's keys are the embedding alone (see forward): the dense prompt lhs @ rhs joins the
-        # attention output in the same Gemm
-        _, (lhs, rhs) = self._state()
+        pre, (lhs, rhs) = self._state()
         heads = int(attn.num_heads)
-        factors = (
-            torch.cat([lhs, weights[0]], dim=1),
-            torch.cat([rhs, values[0] + attn.out_proj.bias / heads]),
-        )
-        return torch.addmm(keys[0], *factors).unsqueeze(0)
+        kh = _split_heads(attn.k_proj(q), heads)  # (1, H, T, d)
+        vh = _split_heads(attn.v_proj(queries), heads)  # (1, H, T, d)
+        b, _, t, d = kh.shape
+        wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
+        kt = kh.transpose(-1, -2) / math.sqrt(d)  # (1, H, d, T)
+        pre_queries = pre[f"l{layer}_i2t_queries"]  # (1, H, L, d)
+        length = pre_queries.shape[2]
+        # image queries = keys Wq^T + bq (block 0: keys = E + PE + lhs @ rhs)
+        scores = (pre_queries @ kt).transpose(1, 2).reshape(b, length, heads * t)  # (1, L, H*T)
+        k_in = (wq.transpose(-1, -2) @ kt).permute(0, 2, 1, 3).reshape(b, -1, heads * t)  # (1, C, H*T)
+        k_bias = (attn.q_proj.bias.reshape(heads, 1, d) @ kt).reshape(b, 1, heads * t)
+        if layer == 0:
+            scores = scores + lhs @ (rhs @ k_in) + k_bias
+        else:
+            s, z, r, c = self._factored()
+            pe_scores = (
+                ((image_pe[0] @ wq.transpose(-1, -2)) @ kt).transpose(1, 2).reshape(b, length, heads * t)
+            )
+            scores = scores * s + z @ (r @ k_in) + pe_scores + k_bias
+            if c is not None:
+                scores = scores + c @ k_in
+        weights = torch.softmax(scores.reshape(b, length, heads, t), dim=-1).reshape(b, length, heads * t)
+        # every row of weights sums to H (one softmax per head): the output bias rides in the values
+        values = _values_through_out_proj(attn, vh) + attn.out_proj.bias / heads  # (1, H*T, C)
+        if layer == 0:  # keys are E alone (see forward): the dense prompt joins in the same Gemm
+            z0, r0 = (
+                torch.cat([lhs.unsqueeze(0), weights], dim=2),
+                torch.cat([rhs.unsqueeze(0), values], dim=1),
+            )
+            self._residual = (z0, r0)
+            return torch.addmm(keys[0], z0[0], r0[0]).unsqueeze(0)
+        self._residual = (weights, values)
+        return torch.addmm(keys[0], weights[0], values[0]).unsqueeze(0)
 
     def _norm4(self, layer: int, norm: nn.LayerNorm, x: Tensor) -> Tensor:
         y, mean, inv_std = _LayerNormStats.apply(x, norm.weight, norm.bias, float(norm.eps))
-        self._blocks[layer].update(mean=mean, inv_std=inv_std, norm_weight=norm.weight, norm_bias=norm.bias)
+        if self._residual is None:
+            raise RuntimeError("_norm4 follows _i2t_residual")
+        z_new, r_new = self._residual
+        gain, bias = norm.weight.reshape(1, 1, -1), norm.bias
+        # LN(keys + Z R) = inv_std * (s (E g) + Zk Rk + c + Z R - mean) * gain + bias
+        s, z, r, c = (self._keys.get(k) for k in ("s", "z", "r", "c"))
+        zs, rs = [], []
+        if z is not None and r is not None:
+            zs.append(inv_std * z)
+            rs.append(r * gain)
+        zs.append(inv_std * z_new)
+        rs.append(r_new * gain)
+        if c is not None:
+            zs.append(inv_std)
+            rs.append(c.reshape(1, 1, -1) * gain)
+        zs.append(inv_std * mean)
+        rs.append(-gain)
+        self._keys = {
+            "s": inv_std if s is None else inv_std * s,
+            "z": torch.cat(zs, dim=2),
+            "r": torch.cat(rs, dim=1),
+            "c": bias,
+        }
         return cast(Tensor, y)
 
     factor_upscaler = True  # the split first upscaler product (off: plain product, for benchmarks)
@@ -656,58 +719,30 @@ class PrecomputedDecoderGraph(DecoderGraph):
     def _upscale(self, image: Tensor, hyper: Tensor) -> Tensor:
         if not self.factor_upscaler:
             return super()._upscale(image, hyper)
-        # keys_i = r_i * (x_i - m_i) * g_i + b_i with x_i = keys_{i-1} + A_i V_i + bo_i and
-        # keys_{-1} = embedding + lhs @ rhs. Unrolled, keys_last @ W is
-        #   s_0 * (embedding + lhs rhs) W_0 + sum_i s_i * (A_i V_i W_i + bo_i W_i - m_i 1'W_i)
-        #   + sum_i s_{i+1} * b_i W_{i+1},
-        # with s_i = r_i ... r_last (row scales) and W_i = diag(g_i ... g_last) W.
-        (_, _, _, base), (lhs, rhs) = self._state()
+        pre, _ = self._state()
+        s, z, r, c = self._factored()
         h, w = self.embedding_hw
         weight = self.upscaler.stage1_weight()  # (C, 4*C1)
-        depth = len(self._blocks)
-        scaled = [weight]  # scaled[k] = W_{depth - k}
-        for block in reversed(self._blocks):
-            scaled.append(block["norm_weight"].unsqueeze(1) * scaled[-1])
-        w_at = list(reversed(scaled))  # w_at[i] = W_i, w_at[depth] = W
-        scale = [block["inv_std"] for block in self._blocks]  # r_i (1, L, 1)
-        s = [scale[-1]]
-        for r in reversed(scale[:-1]):
-            s.append(r * s[-1])
-        s = list(reversed(s))  # s[i] = r_i ... r_last
-        left = [s[0] * lhs.unsqueeze(0)]
-        right = [(rhs @ w_at[0]).unsqueeze(0)]
-        for i, block in enumerate(self._blocks):
-            row = block["bias"] @ w_at[i]
-            if i > 0:
-                row = row + self._blocks[i - 1]["norm_bias"] @ w_at[i]
-            left += [s[i] * block["weights"], s[i], s[i] * block["mean"]]
-            right += [block["values"] @ w_at[i], row.reshape(1, 1, -1), -w_at[i].sum(0).reshape(1, 1, -1)]
-        const = self._blocks[depth - 1]["norm_bias"] @ weight + self.upscaler.stage1_bias()
-        x = s[0] * base + torch.cat(left, dim=-1) @ torch.cat(right, dim=-2) + const
+        const = self.upscaler.stage1_bias() if c is None else c @ weight + self.upscaler.stage1_bias()
+        x = s * pre["upscale_base"] + z @ (r @ weight) + const
         return self.upscaler.finish(x, hyper, h, w)
 
-    def forward(  # type: ignore[override]
-        self,
-        image_tokens: Tensor,
-        l0_t2i_keys: Tensor,
-        l0_t2i_values: Tensor,
-        l0_i2t_queries: Tensor,
-        upscale_base: Tensor,
-        point_coords: Tensor,
-        point_labels: Tensor,
-        mask_input: Tensor,
-        has_mask_input: Tensor,
-    ) -> tuple[Tensor, ...]:
-        lhs, rhs = self._dense_factors(mask_input, has_mask_input)
-        self._pre = (l0_t2i_keys, l0_t2i_values, l0_i2t_queries, upscale_base)
-        self._dense, self._blocks = (lhs, rhs), []
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        """Inputs in the order of ``prep_names`` + point_coords, point_labels, mask_input, has_mask_input."""
+        n = len(self.prep_names)
+        if len(inputs) != n + 4:
+            raise TypeError(f"expected {n + 4} inputs ({', '.join(self.prep_names)} and the prompt)")
+        point_coords, point_labels, mask_input, has_mask_input = inputs[n:]
+        self._pre = dict(zip(self.prep_names, inputs[:n], strict=True))
+        self._dense = self._dense_factors(mask_input, has_mask_input)
+        self._keys, self._residual = {}, None
         try:
             sparse = self._embed_points(point_coords, point_labels)
             # block 0 reads the image tokens through the prep outputs and the dense factors only;
             # its residual adds embedding, dense prompt and attention output in one Gemm
-            return self._decode(image_tokens, sparse)
+            return self._decode(self._pre["image_tokens"], sparse)
         finally:
-            self._pre, self._dense, self._blocks = None, None, []
+            self._pre, self._dense, self._keys, self._residual = None, None, {}, None
 
 
 def click_graph(sam: Sam, options: GraphOptions) -> DecoderGraph:

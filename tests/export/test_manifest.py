@@ -47,13 +47,13 @@ def test_manifest_content(exported: Exported) -> None:
     prep = browser["prep"]
     assert prep["file"] == "decoder_browser_prep.onnx"
     assert prep["inputs"] == [{"name": "image_embeddings", "dtype": "float16", "shape": [1, 256, 64, 64]}]
-    assert prep["outputs"] == [
-        {"name": "image_tokens", "dtype": "float32", "shape": [1, 4096, 256]},
-        {"name": "l0_t2i_keys", "dtype": "float32", "shape": [1, 8, 16, 4096]},
-        {"name": "l0_t2i_values", "dtype": "float32", "shape": [1, 8, 4096, 16]},
-        {"name": "l0_i2t_queries", "dtype": "float32", "shape": [1, 8, 4096, 16]},
-        {"name": "upscale_base", "dtype": "float32", "shape": [1, 4096, 256]},
-    ]
+    projections = {"keys": [1, 8, 16, 4096], "values": [1, 8, 4096, 16], "queries": [1, 8, 4096, 16]}
+    expected = [("image_tokens", [1, 4096, 256])]
+    for name in ("l0_t2i_keys", "l0_t2i_values", "l0_i2t_queries", "l1_t2i_keys", "l1_t2i_values",
+                 "l1_i2t_queries", "final_t2i_keys", "final_t2i_values"):  # fmt: skip
+        expected.append((name, projections[name.rsplit("_", 1)[1]]))
+    expected.append(("upscale_base", [1, 4096, 256]))
+    assert prep["outputs"] == [{"name": n, "dtype": "float32", "shape": shape} for n, shape in expected]
     assert browser["inputs"][: len(prep["outputs"])] == prep["outputs"]
     assert [i["name"] for i in browser["inputs"]][len(prep["outputs"]) :] == [
         "point_coords", "point_labels", "mask_input", "has_mask_input",
