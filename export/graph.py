@@ -81,16 +81,25 @@ def _bias(conv: nn.Conv2d) -> Tensor:
     return conv.bias
 
 
-def _split_heads(x: Tensor, num_heads: int) -> Tensor:
-    """(B, N, C) -> (B, heads, N, C / heads)."""
-    b, n, c = x.shape
-    return x.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)
+# Shapes in this module come from the modules' sizes (Python ints) and -1, never from a tensor's
+# .shape: the number of prompt tokens is a dynamic axis, and every size read from it would be a
+# chain of Shape / Gather / Cast / Concat nodes run on every click.
 
 
-def _merge_heads(x: Tensor) -> Tensor:
-    """(B, heads, N, d) -> (B, N, heads * d)."""
-    b, h, n, d = x.shape
-    return x.transpose(1, 2).reshape(b, n, h * d)
+def _dims(attn: Attention) -> tuple[int, int]:
+    """(heads, width of one head) of an attention module."""
+    heads = int(attn.num_heads)
+    return heads, int(attn.internal_dim) // heads
+
+
+def _split_heads(x: Tensor, heads: int, d: int) -> Tensor:
+    """(1, N, heads * d) -> (1, heads, N, d)."""
+    return x.reshape(1, -1, heads, d).transpose(1, 2)
+
+
+def _merge_heads(x: Tensor, heads: int, d: int) -> Tensor:
+    """(1, heads, N, d) -> (1, N, heads * d)."""
+    return x.transpose(1, 2).reshape(1, -1, heads * d)
 
 
 def attention_plain(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -103,13 +112,12 @@ def attention_plain(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     Returns:
         (B, Nq, C).
     """
-    heads = int(attn.num_heads)
-    qh = _split_heads(attn.q_proj(q), heads)  # (B, H, Nq, d)
-    kh = _split_heads(attn.k_proj(k), heads)  # (B, H, Nk, d)
-    vh = _split_heads(attn.v_proj(v), heads)  # (B, H, Nk, d)
-    d = qh.shape[-1]
-    weights = torch.softmax((qh @ kh.transpose(-1, -2)) / math.sqrt(d), dim=-1)  # (B, H, Nq, Nk)
-    return attn.out_proj(_merge_heads(weights @ vh))
+    heads, d = _dims(attn)
+    qh = _split_heads(attn.q_proj(q), heads, d)  # (1, H, Nq, d)
+    kh = _split_heads(attn.k_proj(k), heads, d)  # (1, H, Nk, d)
+    vh = _split_heads(attn.v_proj(v), heads, d)  # (1, H, Nk, d)
+    weights = torch.softmax((qh @ kh.transpose(-1, -2)) / math.sqrt(d), dim=-1)  # (1, H, Nq, Nk)
+    return attn.out_proj(_merge_heads(weights @ vh, heads, d))
 
 
 def _head_weights(linear: nn.Linear, heads: int) -> Tensor:
@@ -139,21 +147,21 @@ def attention_tokens_to_image(
     Returns:
         (B, T, C).
     """
-    heads = int(attn.num_heads)
-    qh = _split_heads(attn.q_proj(q), heads)  # (B, H, T, d)
-    b, _, t, d = qh.shape
+    heads, d = _dims(attn)
+    c = int(attn.embedding_dim)
+    qh = _split_heads(attn.q_proj(q), heads, d)  # (1, H, T, d)
     wk = _head_weights(attn.k_proj, heads)  # (H, d, C)
-    q_in = ((qh @ wk) / math.sqrt(d)).reshape(b, heads * t, -1)  # (B, H*T, C): queries in input space
+    q_in = ((qh @ wk) / math.sqrt(d)).reshape(1, -1, c)  # (1, H*T, C): queries in input space
     # one (H*T x C) @ (C x L) product instead of a per-head batch: better GEMM shapes in the browser
     scores = q_in @ k.transpose(1, 2)  # (B, H*T, L)
     if pe is not None:
         pe_keys = wk @ pe.t()  # (H, d, L)
-        scores = scores + ((qh / math.sqrt(d)) @ pe_keys).reshape(b, heads * t, -1)
+        scores = scores + ((qh / math.sqrt(d)) @ pe_keys).reshape(1, -1, pe.shape[0])
     weights = torch.softmax(scores, dim=-1)
-    pooled = (weights @ v).reshape(b, heads, t, -1)  # (B, H, T, C): attention-weighted raw image tokens
+    pooled = (weights @ v).reshape(1, heads, -1, c)  # (1, H, T, C): attention-weighted raw image tokens
     wv = _head_weights(attn.v_proj, heads)  # (H, d, C)
-    vh = pooled @ wv.transpose(-1, -2) + attn.v_proj.bias.reshape(heads, 1, d)  # (B, H, T, d)
-    return attn.out_proj(_merge_heads(vh))
+    vh = pooled @ wv.transpose(-1, -2) + attn.v_proj.bias.reshape(heads, 1, d)  # (1, H, T, d)
+    return attn.out_proj(_merge_heads(vh, heads, d))
 
 
 def image_to_tokens_factors(
@@ -175,29 +183,28 @@ def image_to_tokens_factors(
         tokens; values (B, H*T, C): each head's values of the T prompt tokens through its slice of
         the output projection.
     """
-    heads = int(attn.num_heads)
-    kh = _split_heads(attn.k_proj(k), heads)  # (B, H, T, d)
-    vh = _split_heads(attn.v_proj(v), heads)  # (B, H, T, d)
-    b, _, t, d = kh.shape
+    heads, d = _dims(attn)
+    kh = _split_heads(attn.k_proj(k), heads, d)  # (1, H, T, d)
+    vh = _split_heads(attn.v_proj(v), heads, d)  # (1, H, T, d)
     wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
-    k_in = ((kh @ wq) / math.sqrt(d)).reshape(b, heads * t, -1)  # (B, H*T, C)
-    k_bias = ((kh @ attn.q_proj.bias.reshape(heads, d, 1)) / math.sqrt(d)).reshape(b, 1, heads * t)
-    scores = q @ k_in.transpose(1, 2) + k_bias  # (B, L, H*T): one GEMM for all heads
-    length = scores.shape[1]
+    k_in = ((kh @ wq) / math.sqrt(d)).reshape(1, -1, int(attn.embedding_dim))  # (1, H*T, C)
+    k_bias = ((kh @ attn.q_proj.bias.reshape(heads, d, 1)) / math.sqrt(d)).reshape(1, 1, -1)
+    scores = q @ k_in.transpose(1, 2) + k_bias  # (1, L, H*T): one GEMM for all heads
+    length = q.shape[1]  # the image tokens: a static axis
     if pe is not None:
         pe_queries = pe @ wq.transpose(-1, -2)  # (H, L, d)
         pe_scores = pe_queries @ (kh / math.sqrt(d)).transpose(-1, -2)  # (B, H, L, T)
-        scores = scores + pe_scores.transpose(1, 2).reshape(b, length, heads * t)
-    weights = torch.softmax(scores.reshape(b, length, heads, t), dim=-1).reshape(b, length, heads * t)
+        scores = scores + pe_scores.transpose(1, 2).reshape(1, length, -1)
+    weights = torch.softmax(scores.reshape(1, length, heads, -1), dim=-1).reshape(1, length, -1)
     return weights, _values_through_out_proj(attn, vh)
 
 
 def _values_through_out_proj(attn: Attention, vh: Tensor) -> Tensor:
     """(B, H, T, d) per-head values -> (B, H*T, C), each through its head's slice of ``out_proj``."""
-    b, heads, t, d = vh.shape
+    heads, d = _dims(attn)
     wo = attn.out_proj.weight  # (C, H*d)
     wo_h = wo.reshape(wo.shape[0], heads, d).permute(1, 2, 0)  # (H, d, C)
-    return (vh @ wo_h).reshape(b, heads * t, -1)
+    return (vh @ wo_h).reshape(1, -1, wo.shape[0])
 
 
 def _residual_output(attn: Attention, residual: Tensor, weights: Tensor, values: Tensor) -> Tensor:
@@ -219,6 +226,7 @@ class MatmulUpscaler(nn.Module):
     def __init__(self, decoder: MaskDecoder) -> None:
         super().__init__()
         self.up = decoder.output_upscaling
+        self.num_masks = int(decoder.num_mask_tokens)
 
     def stage1_weight(self) -> Tensor:
         """The first transposed convolution as a (Cin, 4 * C1) matrix, columns (dy1, dx1, c1)."""
@@ -246,7 +254,7 @@ class MatmulUpscaler(nn.Module):
         x = act2(
             (x @ w2).reshape(1, h * w * 16, c2) + cast(Tensor, conv2.bias)
         )  # rows (i, j, dy1, dx1, dy2, dx2)
-        n = hyper.shape[1]
+        n = self.num_masks
         # mask-major product (x is read transposed by the GEMM, never copied): (1, M, h*w*16)
         masks = hyper @ x.transpose(1, 2)
         masks = masks.reshape(n, h, w, 2, 2, 2, 2)  # (m, i, j, dy1, dx1, dy2, dx2)
@@ -618,9 +626,10 @@ class PrecomputedDecoderGraph(DecoderGraph):
 
     def _layer_t2i(self, layer: int, attn: Attention, q: Tensor, keys: Tensor, image_pe: Tensor) -> Tensor:
         pre, (lhs, rhs) = self._state()
-        heads = int(attn.num_heads)
-        qh = _split_heads(attn.q_proj(q), heads)  # (1, H, T, d)
-        b, _, t, d = qh.shape
+        heads, d = _dims(attn)
+        qh = _split_heads(attn.q_proj(q), heads, d)  # (1, H, T, d)
+        h, w = self.embedding_hw
+        length, c_dim = h * w, int(attn.embedding_dim)
         wk = _head_weights(attn.k_proj, heads)  # (H, d, C)
         wv = _head_weights(attn.v_proj, heads)  # (H, d, C)
         name = f"l{layer}" if layer < self.depth else "final"
@@ -634,47 +643,46 @@ class PrecomputedDecoderGraph(DecoderGraph):
             vh = weights @ pre_values + (weights @ lhs) @ (rhs @ wv.transpose(-1, -2))  # (1, H, T, d)
         else:
             s, z, r, c = self._factored()
-            length = s.shape[1]
-            q_in = (qs @ wk).reshape(b, heads * t, -1)  # (1, H*T, C): queries in input space
+            q_in = (qs @ wk).reshape(1, -1, c_dim)  # (1, H*T, C): queries in input space
             # keys = s (E g) + Z R + c + PE; c adds one number per query row (cancels)
-            scores = (qs @ pre_keys).reshape(b, heads * t, length) * s.transpose(1, 2)
+            scores = (qs @ pre_keys).reshape(1, -1, length) * s.transpose(1, 2)
             scores = scores + (q_in @ r.transpose(1, 2)) @ z.transpose(1, 2)
-            scores = scores + (qs @ (wk @ image_pe[0].t())).reshape(b, heads * t, length)
+            scores = scores + (qs @ (wk @ image_pe[0].t())).reshape(1, -1, length)
             weights = torch.softmax(scores, dim=-1)  # (1, H*T, L)
-            vh = (weights * s.transpose(1, 2)).reshape(b, heads, t, length) @ pre_values
-            vh = vh + (weights @ z).reshape(b, heads, t, -1) @ (r @ wv.transpose(-1, -2))
+            vh = (weights * s.transpose(1, 2)).reshape(1, heads, -1, length) @ pre_values
+            vh = vh + (weights @ z).reshape(1, heads, -1, z.shape[2]) @ (r @ wv.transpose(-1, -2))
             if c is not None:  # softmax rows sum to one
                 vh = vh + (c @ wv.transpose(-1, -2)).reshape(heads, 1, d)
         vh = vh + attn.v_proj.bias.reshape(heads, 1, d)
-        return attn.out_proj(_merge_heads(vh))
+        return attn.out_proj(_merge_heads(vh, heads, d))
 
     def _i2t_residual(
         self, layer: int, attn: Attention, keys: Tensor, image_pe: Tensor, q: Tensor, queries: Tensor
     ) -> Tensor:
         pre, (lhs, rhs) = self._state()
-        heads = int(attn.num_heads)
-        kh = _split_heads(attn.k_proj(q), heads)  # (1, H, T, d)
-        vh = _split_heads(attn.v_proj(queries), heads)  # (1, H, T, d)
-        b, _, t, d = kh.shape
+        heads, d = _dims(attn)
+        kh = _split_heads(attn.k_proj(q), heads, d)  # (1, H, T, d)
+        vh = _split_heads(attn.v_proj(queries), heads, d)  # (1, H, T, d)
         wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
         kt = kh.transpose(-1, -2) / math.sqrt(d)  # (1, H, d, T)
         pre_queries = pre[f"l{layer}_i2t_queries"]  # (1, H, L, d)
-        length = pre_queries.shape[2]
+        h, w = self.embedding_hw
+        length = h * w
         # image queries = keys Wq^T + bq (block 0: keys = E + PE + lhs @ rhs)
-        scores = (pre_queries @ kt).transpose(1, 2).reshape(b, length, heads * t)  # (1, L, H*T)
-        k_in = (wq.transpose(-1, -2) @ kt).permute(0, 2, 1, 3).reshape(b, -1, heads * t)  # (1, C, H*T)
-        k_bias = (attn.q_proj.bias.reshape(heads, 1, d) @ kt).reshape(b, 1, heads * t)
+        scores = (pre_queries @ kt).transpose(1, 2).reshape(1, length, -1)  # (1, L, H*T)
+        k_in = (
+            (wq.transpose(-1, -2) @ kt).permute(0, 2, 1, 3).reshape(1, int(attn.embedding_dim), -1)
+        )  # (1, C, H*T)
+        k_bias = (attn.q_proj.bias.reshape(heads, 1, d) @ kt).reshape(1, 1, -1)
         if layer == 0:
             scores = scores + lhs @ (rhs @ k_in) + k_bias
         else:
             s, z, r, c = self._factored()
-            pe_scores = (
-                ((image_pe[0] @ wq.transpose(-1, -2)) @ kt).transpose(1, 2).reshape(b, length, heads * t)
-            )
+            pe_scores = ((image_pe[0] @ wq.transpose(-1, -2)) @ kt).transpose(1, 2).reshape(1, length, -1)
             scores = scores * s + z @ (r @ k_in) + pe_scores + k_bias
             if c is not None:
                 scores = scores + c @ k_in
-        weights = torch.softmax(scores.reshape(b, length, heads, t), dim=-1).reshape(b, length, heads * t)
+        weights = torch.softmax(scores.reshape(1, length, heads, -1), dim=-1).reshape(1, length, -1)
         # every row of weights sums to H (one softmax per head): the output bias rides in the values
         values = _values_through_out_proj(attn, vh) + attn.out_proj.bias / heads  # (1, H*T, C)
         if layer == 0:  # keys are E alone (see forward): the dense prompt joins in the same Gemm
