@@ -41,11 +41,16 @@ for (const [H, W, h, w] of JSON.parse(displayJson)) {
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (needed for bench/browser)")
-def test_page_upsampling_matches_postprocess_masks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["smooth", "fragmented"])
+def test_page_upsampling_matches_postprocess_masks(tmp_path: Path, kind: str) -> None:
     sam = build_sam("vit_test", seed=0)
     gen = torch.Generator().manual_seed(0)
-    # smooth random logits: object-like blobs with long boundaries, where resampling errors would show
-    low = 6.0 * F.avg_pool2d(torch.randn(1, 1, 256, 256, generator=gen), 9, 1, 4)
+    noise = torch.randn(1, 1, 256, 256, generator=gen)
+    # smooth: object-like blobs with long boundaries, where resampling errors would show (the
+    # upsampler's per-segment path); fragmented: a boundary in every cell, as random decoder
+    # weights draw (its dense per-row path)
+    low = 6.0 * F.avg_pool2d(noise, 9, 1, 4) if kind == "smooth" else noise
+    min_iou = 0.9999 if kind == "smooth" else 0.999
     low_path = tmp_path / "low.bin"
     low.numpy().astype("<f4").tofile(low_path)
     script = tmp_path / "run.mjs"
@@ -60,10 +65,10 @@ def test_page_upsampling_matches_postprocess_masks(tmp_path: Path) -> None:
         ref = sam.postprocess_masks(low, (int(h * s + 0.5), int(w * s + 0.5)), (h, w))[0, 0].numpy() > 0
         got = np.fromfile(tmp_path / f"{w}x{h}.bin", dtype=np.uint8).reshape(h, w) == 1
         assert 0.05 < ref.mean() < 0.95
-        assert iou(got, ref) >= 0.9999, (h, w)
+        assert iou(got, ref) >= min_iou, (h, w)
     # a display-size canvas samples the same upsampled mask: SAM's postprocessing to that size
     for h, w, dh, dw in DISPLAY:
         s = 1024 / max(h, w)
         ref = sam.postprocess_masks(low, (int(h * s + 0.5), int(w * s + 0.5)), (dh, dw))[0, 0].numpy() > 0
         got = np.fromfile(tmp_path / f"{w}x{h}@{dw}x{dh}.bin", dtype=np.uint8).reshape(dh, dw) == 1
-        assert iou(got, ref) >= 0.9999, (h, w, dh, dw)
+        assert iou(got, ref) >= min_iou, (h, w, dh, dw)

@@ -75,20 +75,31 @@ export function makeUpsampler(W, H, imageSize, lowRes, origW = W, origH = H) {
         rows[dst + x] = tx.wt[k] * low[src + tx.idx[k]] + tx.wt[k + 1] * low[src + tx.idx[k + 1]] + tx.wt[k + 2] * low[src + tx.idx[k + 2]];
       }
     };
-    let on = 0, prevLo = -1, prevHi = -1;
+    let on = 0, prevLo = -1, prevHi = -1, mixed = 0;
     for (let y = 0; y < H; y++) {
       const rlo = sy.lo[y], rhi = sy.hi[y], o = y * W;
       if (rlo !== prevLo || rhi !== prevHi) {
+        mixed = 0;
         for (let c = 0; c < L; c++) {
           let allOn = true, allOff = true;
           for (let r = rlo; r <= rhi; r++) { if (low[r * L + c] > thr) allOff = false; else allOn = false; }
           colState[c] = allOn ? 1 : allOff ? -1 : 0;
+          if (!allOn && !allOff) mixed++;
         }
         prevLo = rlo; prevHi = rhi;
       }
       const k = 3 * y;
       const w0 = ty.wt[k], w1 = ty.wt[k + 1], w2 = ty.wt[k + 2];
       const i0 = ty.idx[k], i1 = ty.idx[k + 1], i2 = ty.idx[k + 2];
+      if (8 * mixed > L) {
+        // a fragmented row (many boundaries): one tight pass over all pixels beats the segment logic
+        hrow(i0); hrow(i1); hrow(i2);
+        const r0 = i0 * W, r1 = i1 * W, r2 = i2 * W;
+        for (let x = 0; x < W; x++) {
+          if (w0 * rows[r0 + x] + w1 * rows[r1 + x] + w2 * rows[r2 + x] > thr) { px[o + x] = color; on++; } else px[o + x] = 0;
+        }
+        continue;
+      }
       // runs of decided segments are filled with one call (fill() per segment costs more than it saves)
       let runStart = 0, runState = 0;
       const flush = (end) => {
