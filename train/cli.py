@@ -171,7 +171,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
-    from .evaluate import HELD_OUT_SEED, EvalConfig, evaluate, format_table
+    from .evaluate import HELD_OUT_SEED, EvalConfig, evaluate, format_breakdown, format_table
     from .loop import TrainingError, build_model
 
     torch.set_num_threads(args.threads)
@@ -194,6 +194,8 @@ def _eval(args: argparse.Namespace) -> int:
     )
     metrics = evaluate(model, cfg, progress=not args.no_progress)
     print(format_table(metrics))
+    print()
+    print(format_breakdown(metrics))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
     return 0

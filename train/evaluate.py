@@ -13,12 +13,16 @@ The protocol of the interactive segmentation literature (e.g. RITM, SimpleClick)
 - IoU is measured in the original image frame; NoC@t is the number of clicks until IoU >= t, counted as
   ``max_clicks`` when never reached;
 - box mIoU: the tight ground-truth box, single-mask output.
+
+The same metrics are also broken down by instance size (area as a fraction of the image, see
+:data:`AREA_BUCKETS`): a model can look fine on average and fail on every large object.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,12 +33,28 @@ from clicksam.model.frames import apply_boxes_torch, apply_coords_torch
 from .data import InstanceSource
 from .prompts import mask_box, next_click
 
-__all__ = ["HELD_OUT_SEED", "EvalConfig", "evaluate", "evaluate_image", "format_table"]
+__all__ = [
+    "AREA_BUCKETS",
+    "HELD_OUT_SEED",
+    "EvalConfig",
+    "evaluate",
+    "evaluate_image",
+    "format_breakdown",
+    "format_table",
+]
 
 logger = logging.getLogger(__name__)
 
 #: seed of the held-out procedural set; training runs use small seeds (the demo model used 0)
 HELD_OUT_SEED = 1_000_003
+
+#: instance-size buckets of the breakdown: (name, low, high) of the mask area / image area
+AREA_BUCKETS = (
+    ("small (<0.5%)", 0.0, 0.005),
+    ("medium (0.5-5%)", 0.005, 0.05),
+    ("large (5-15%)", 0.05, 0.15),
+    ("huge (>15%)", 0.15, 1.01),
+)
 
 
 @dataclass(frozen=True)
@@ -142,7 +162,7 @@ def _noc(ious: np.ndarray, threshold: float, max_clicks: int) -> float:
 
 def evaluate(
     model: Sam, cfg: EvalConfig | None = None, source: InstanceSource | None = None, progress: bool = False
-) -> dict[str, float | int | str]:
+) -> dict[str, Any]:
     """Run the protocol over ``cfg.images`` images; returns the metrics table as a dict."""
     from tqdm import tqdm
 
@@ -164,6 +184,7 @@ def evaluate(
     rng = np.random.default_rng(cfg.click_seed)
     all_clicks: list[np.ndarray] = []
     all_boxes: list[np.ndarray] = []
+    all_areas: list[np.ndarray] = []
     # images without a usable instance are skipped; look further (bounded) so that n images count
     index, limit = 0, min(len(source), 10 * n)
     with tqdm(total=n, disable=not progress, desc="eval", mininterval=5) as bar:
@@ -177,12 +198,25 @@ def evaluate(
             )
             all_clicks.append(clicks)
             all_boxes.append(boxes)
+            all_areas.append(item.masks.astype(bool).mean(axis=(1, 2)))
             bar.update(1)
     if not all_clicks:
         raise ValueError(f"none of the first {limit} images has an instance to evaluate")
     n = len(all_clicks)
     ious = np.concatenate(all_clicks)
     box = np.concatenate(all_boxes)
+    areas = np.concatenate(all_areas)
+    by_area: dict[str, dict[str, float | int]] = {}
+    for name, low, high in AREA_BUCKETS:
+        sel = (areas >= low) & (areas < high)
+        if sel.any():
+            by_area[name] = {
+                "instances": int(sel.sum()),
+                "miou@1": float(ious[sel, 0].mean()),
+                "miou@5": float(ious[sel, min(4, cfg.max_clicks - 1)].mean()),
+                "box_miou": float(box[sel].mean()),
+                "noc@90": _noc(ious[sel], 0.90, cfg.max_clicks),
+            }
     return {
         "data": cfg.data
         if cfg.data != "scenes"
@@ -196,10 +230,11 @@ def evaluate(
         "noc@85": _noc(ious, 0.85, cfg.max_clicks),
         "noc@90": _noc(ious, 0.90, cfg.max_clicks),
         "max_clicks": cfg.max_clicks,
+        "by_area": by_area,
     }
 
 
-def format_table(metrics: dict[str, float | int | str]) -> str:
+def format_table(metrics: dict[str, Any]) -> str:
     """The metrics as a Markdown table."""
     keys = ["miou@1", "miou@3", "miou@5", "box_miou", "noc@85", "noc@90"]
     head = "| " + " | ".join(["data", "images", "instances", *keys]) + " |"
@@ -210,3 +245,15 @@ def format_table(metrics: dict[str, float | int | str]) -> str:
         for k in keys
     ]
     return "\n".join([head, sep, "| " + " | ".join(vals) + " |"])
+
+
+def format_breakdown(metrics: dict[str, Any]) -> str:
+    """The per-size metrics (``metrics["by_area"]``) as a Markdown table."""
+    head = "| instance area | instances | miou@1 | miou@5 | box_miou | noc@90 |"
+    rows = [head, "|" + "---|" * 6]
+    for name, m in metrics.get("by_area", {}).items():
+        rows.append(
+            f"| {name} | {m['instances']} | {m['miou@1']:.3f} | {m['miou@5']:.3f} | "
+            f"{m['box_miou']:.3f} | {m['noc@90']:.2f} |"
+        )
+    return "\n".join(rows)

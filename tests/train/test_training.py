@@ -13,7 +13,7 @@ import torch
 from clicksam.cli import main
 from clicksam.model import Sam
 from clicksam.train.data import frame_sample
-from clicksam.train.evaluate import EvalConfig, _noc, evaluate, format_table
+from clicksam.train.evaluate import AREA_BUCKETS, EvalConfig, _noc, evaluate, format_breakdown, format_table
 from clicksam.train.loop import TrainConfig, Trainer, build_model, export_weights, lr_at, set_resolution
 from clicksam.train.losses import mask_losses
 from clicksam.train.prompts import distance_to_boundary
@@ -181,6 +181,14 @@ def test_noc_and_eval_table() -> None:
         assert 0.0 <= float(metrics[key]) <= 1.0
     assert 1.0 <= float(metrics["noc@90"]) <= 3.0
     assert "| miou@1 |" in format_table(metrics)
+    # the size breakdown covers every instance once, and its means recombine to the overall ones
+    by_area = metrics["by_area"]
+    assert set(by_area) <= {name for name, _, _ in AREA_BUCKETS}
+    assert sum(m["instances"] for m in by_area.values()) == metrics["instances"]
+    weighted = sum(m["miou@1"] * m["instances"] for m in by_area.values()) / metrics["instances"]
+    assert weighted == pytest.approx(metrics["miou@1"])
+    table = format_breakdown(metrics)
+    assert all(name in table for name in by_area)
 
 
 @pytest.mark.slow
