@@ -12,13 +12,13 @@ import os
 import re
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from loopback import NotReadyError, free_port, wait_ready
 from PIL import Image, ImageDraw
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -28,14 +28,6 @@ ARTIFACTS = REPO / "artifacts" / "journey"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PHOTO_SIZE = (1600, 1200)  # (W, H): a phone-ish photo, downscaled to the 1024 frame by the encoder
 OBJECT = (500, 350, 1000, 850)  # the disc the journey clicks on, x0 y0 x1 y1 in photo pixels
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _make_photo(path: Path) -> None:
@@ -56,28 +48,17 @@ def _product_command() -> list[str]:
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"step 'start the product': `make run` exited with {proc.returncode}:\n"
-                        f"{log.read_text()[-3000:]}")  # fmt: skip
-        try:
-            with urllib.request.urlopen(url + "readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            tail = log.read_text()[-3000:]
-            pytest.fail(f"step 'start the product': not ready after {timeout_s:.0f} s:\n{tail}")
-        time.sleep(0.5)
+    try:
+        wait_ready(url, proc, log, timeout_s, "`make run`")
+    except NotReadyError as exc:
+        pytest.fail(f"step 'start the product': {exc}")
 
 
 def test_fresh_journey_from_product_command_to_exported_mask(tmp_path: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     photo = tmp_path / "holiday photo.jpg"
     _make_photo(photo)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = ARTIFACTS / "make-run.log"
     env = {**os.environ, "CLICKSAM_CACHE_DIR": str(tmp_path / "cache"), "CLICKSAM_TORCH_THREADS": "1"}

@@ -10,10 +10,8 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from loopback import free_port, wait_ready
 from PIL import Image, ImageDraw, ImageOps
 
 from clicksam.model.amg import rle_to_mask
@@ -49,12 +48,6 @@ def _missing_tools() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class Server:
     url: str
@@ -72,7 +65,7 @@ def browser_tools() -> None:
 @pytest.fixture(scope="session")
 def clicksam_server(browser_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``clicksam serve`` on a free loopback port with the built page; waits for /readyz."""
-    port = _free_port()
+    port = free_port()
     cache = tmp_path_factory.mktemp("clicksam-cache")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = ARTIFACTS / "server.log"
@@ -88,21 +81,7 @@ def clicksam_server(browser_tools: None, tmp_path_factory: pytest.TempPathFactor
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 300  # the first start exports the decoder
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"clicksam serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
-                )
-            try:
-                with urllib.request.urlopen(url + "readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"clicksam serve not ready after 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_ready(url, proc, log, 300, "clicksam serve")  # the first start exports the decoder
         yield Server(url=url, port=port, log=log)
     finally:
         proc.terminate()
