@@ -21,8 +21,9 @@ def register(subparsers: Any) -> None:
         help="export the prompt encoder + mask decoder to ONNX (+ manifest.json)",
         description=(
             "Export SAM's prompt encoder + mask decoder as ONNX: 'official' (decoder.onnx, Meta's "
-            "interface, full-size masks) and 'browser' (decoder_browser.onnx, low-res masks for the "
-            "page). Every file is checked against PyTorch before the manifest is written."
+            "interface, full-size masks) and 'browser' (decoder_browser.onnx + decoder_browser_prep.onnx, "
+            "a per-image and a per-click graph with low-res masks for the page). Every file is "
+            "checked against PyTorch before the manifest is written."
         ),
     )
     p.add_argument("--model", required=True, help="model preset: vit_b, vit_l, vit_h, vit_t, vit_test")

@@ -4,8 +4,10 @@ Two variants (see ``manifest.py`` for the manifest, ``graph.py`` for the traced 
 
 * ``official`` -> ``decoder.onnx``: Meta's decoder interface (``orig_im_size`` input, full-size
   ``masks`` computed in the graph from that input, ``iou_predictions``, ``low_res_masks``), float32.
-* ``browser`` -> ``decoder_browser.onnx``: what the page runs by default: all four mask tokens as
-  256x256 low-res logits + their IoU predictions; the page crops, upsamples and thresholds.
+* ``browser`` -> ``decoder_browser.onnx`` + ``decoder_browser_prep.onnx``: what the page runs by
+  default. The prep graph runs once per image on the float16 embedding; the click graph takes its
+  outputs and returns all four mask tokens as 256x256 low-res logits + their IoU predictions; the
+  page crops, upsamples and thresholds (see ``graph.PrecomputedDecoderGraph``).
 
 Every exported file is checked with ``onnx.checker``, run with ONNX Runtime (CPU) on a set of probe
 prompts and compared with the PyTorch model through its public API (``prompt_encoder``,
