@@ -218,7 +218,6 @@ class Trainer:
             betas=(0.9, 0.999),
         )
         self.step = 0
-        self._cells: tuple[torch.Tensor, torch.Tensor] | None = None
         if resume:
             self._load(self.out_dir / "last.pt")
         self._update_frames()
@@ -280,7 +279,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
-    def _sample(self, rng: np.random.Generator) -> FramedSample | None:
+    def _sample(
+        self, rng: np.random.Generator
+    ) -> tuple[FramedSample, tuple[torch.Tensor, torch.Tensor] | None] | None:
+        """The step's image and objects in the model's frames, and the embedding cells' leaf-part
+        labels for the grouping loss (None when it is off); None when no instance is usable."""
         n = len(self.source)
         index = self.step if self.cfg.data == "scenes" else int(rng.integers(n))
         item = self.source[index % n]
@@ -299,9 +302,8 @@ class Trainer:
             return None
         framed.masks = framed.masks[keep]
         framed.original_masks = framed.original_masks[keep.numpy()]
-        if self.cfg.group_loss_weight > 0:
-            self._cells = self._cell_labels(masks, framed.original_size)
-        return framed
+        cells = self._cell_labels(masks, framed.original_size) if self.cfg.group_loss_weight > 0 else None
+        return framed, cells
 
     def _cell_labels(
         self, masks: np.ndarray, original_size: tuple[int, int]
@@ -342,10 +344,11 @@ class Trainer:
         start = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, 0x7EA1, self.step])
         lr = lr_at(self.step, cfg)
-        sample = self._sample(rng)
-        if sample is None:
+        drawn = self._sample(rng)
+        if drawn is None:
             self.step += 1
             return None
+        sample, cells = drawn
         targets = sample.masks  # (P, 1, L, L)
         gt = targets[:, 0].numpy() > 0.5
         valid = sample.valid.numpy()
@@ -361,9 +364,8 @@ class Trainer:
         with torch.set_grad_enabled(train_encoder), autocast:
             embedding = self.model.image_encoder(self.model.preprocess(sample.image))  # (1, 256, 64, 64)
         group_loss = embedding.new_zeros(()).float()
-        if cfg.group_loss_weight > 0 and train_encoder:
-            assert self._cells is not None
-            group_loss = grouping_loss(embedding[0], *self._cells)
+        if cells is not None and train_encoder:
+            group_loss = grouping_loss(embedding[0], *cells)
 
         # first prompt: the same kind for all P objects, so their prompts batch into one decoder call
         use_box = rng.random() < cfg.box_prob
