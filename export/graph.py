@@ -13,7 +13,11 @@ re-states the forward pass in a form that traces into a clean, branch-free ONNX 
 * optional: the dense positional encoding is computed in the graph from the (2, 128) Gaussian matrix
   instead of being stored as a (1, 256, 64, 64) constant (ONNX Runtime folds it once at session
   creation), the embedding input is float16, and the attention between the few prompt tokens and
-  the 4096 image tokens is re-associated so that no (4096 x 256) x (256 x 128) projection is done.
+  the 4096 image tokens is re-associated so that no (4096 x 256) x (256 x 128) projection is done;
+* ``precompute_image`` (the page's default): the decoder is split into a per-image graph
+  (:class:`ImagePrepGraph`, run once when the embedding arrives) and a per-click graph
+  (:class:`PrecomputedDecoderGraph`) in which the image tokens stay factored through every block,
+  so no product over the 4096 tokens is 256 wide on a click.
 
 Coordinate frames: ``point_coords`` are xy in the resized-input frame (the image resized so that
 its long side is ``image_size`` = 1024, top-left aligned in the padded square); ``orig_im_size`` is
@@ -126,9 +130,7 @@ def _head_weights(linear: nn.Linear, heads: int) -> Tensor:
     return w.reshape(heads, w.shape[0] // heads, w.shape[1])
 
 
-def attention_tokens_to_image(
-    attn: Attention, q: Tensor, k: Tensor, v: Tensor, pe: Tensor | None = None
-) -> Tensor:
+def attention_tokens_to_image(attn: Attention, q: Tensor, image: Tensor, pe: Tensor) -> Tensor:
     """Few queries (prompt tokens) attending to many keys (image tokens), re-associated.
 
     Instead of projecting all L image tokens to keys and values ((L x C) @ (C x d*H) twice), the
@@ -138,14 +140,14 @@ def attention_tokens_to_image(
     because softmax rows sum to one. Equal to :func:`attention_plain` in exact arithmetic.
 
     Args:
-        q: (B, T, C) prompt tokens (+ their PE); k: (B, L, C) image tokens + dense PE, or the
-            image tokens alone when ``pe`` is given; v: (B, L, C) image tokens.
-        pe: (L, C) dense PE of the keys: its key projection (a constant of the weights, folded
-            once by ONNX Runtime) is scored against the d-wide head queries, instead of adding
-            the PE to all L x C keys on every click.
+        q: (1, T, C) prompt tokens (+ their PE).
+        image: (1, L, C) image tokens, the values; the keys are image + pe.
+        pe: (L, C) dense PE: its key projection (a constant of the weights, folded once by ONNX
+            Runtime) is scored against the d-wide head queries, instead of adding the PE to all
+            L x C keys on every click.
 
     Returns:
-        (B, T, C).
+        (1, T, C).
     """
     heads, d = _dims(attn)
     c = int(attn.embedding_dim)
@@ -153,19 +155,17 @@ def attention_tokens_to_image(
     wk = _head_weights(attn.k_proj, heads)  # (H, d, C)
     q_in = ((qh @ wk) / math.sqrt(d)).reshape(1, -1, c)  # (1, H*T, C): queries in input space
     # one (H*T x C) @ (C x L) product instead of a per-head batch: better GEMM shapes in the browser
-    scores = q_in @ k.transpose(1, 2)  # (B, H*T, L)
-    if pe is not None:
-        pe_keys = wk @ pe.t()  # (H, d, L)
-        scores = scores + ((qh / math.sqrt(d)) @ pe_keys).reshape(1, -1, pe.shape[0])
+    scores = q_in @ image.transpose(1, 2)  # (1, H*T, L)
+    scores = scores + ((qh / math.sqrt(d)) @ (wk @ pe.t())).reshape(1, -1, pe.shape[0])
     weights = torch.softmax(scores, dim=-1)
-    pooled = (weights @ v).reshape(1, heads, -1, c)  # (1, H, T, C): attention-weighted raw image tokens
+    pooled = (weights @ image).reshape(1, heads, -1, c)  # (1, H, T, C): attention-weighted raw image tokens
     wv = _head_weights(attn.v_proj, heads)  # (H, d, C)
     vh = pooled @ wv.transpose(-1, -2) + attn.v_proj.bias.reshape(heads, 1, d)  # (1, H, T, d)
     return attn.out_proj(_merge_heads(vh, heads, d))
 
 
 def image_to_tokens_factors(
-    attn: Attention, q: Tensor, k: Tensor, v: Tensor, pe: Tensor | None = None
+    attn: Attention, image: Tensor, k: Tensor, v: Tensor, pe: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Many queries (image tokens) attending to few keys (prompt tokens), re-associated, as two
     factors: the attention output is ``weights @ values + b_out``.
@@ -175,12 +175,14 @@ def image_to_tokens_factors(
     of each head before the softmax-weighted sum, so no (L x d*H) tensor is ever formed.
 
     Args:
-        q: (B, L, C) image tokens + dense PE, or the image tokens alone when ``pe`` (L, C) is
-            given (its query projection is then a folded constant, see :func:`attention_tokens_to_image`).
+        image: (1, L, C) image tokens; the queries are image + pe.
+        k: (1, T, C) prompt tokens + their PE; v: (1, T, C) prompt tokens.
+        pe: (L, C) dense PE (its query projection is a folded constant, see
+            :func:`attention_tokens_to_image`).
 
     Returns:
-        weights (B, L, H*T): the per-head softmax weights of every image token over the T prompt
-        tokens; values (B, H*T, C): each head's values of the T prompt tokens through its slice of
+        weights (1, L, H*T): the per-head softmax weights of every image token over the T prompt
+        tokens; values (1, H*T, C): each head's values of the T prompt tokens through its slice of
         the output projection.
     """
     heads, d = _dims(attn)
@@ -189,12 +191,10 @@ def image_to_tokens_factors(
     wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
     k_in = ((kh @ wq) / math.sqrt(d)).reshape(1, -1, int(attn.embedding_dim))  # (1, H*T, C)
     k_bias = ((kh @ attn.q_proj.bias.reshape(heads, d, 1)) / math.sqrt(d)).reshape(1, 1, -1)
-    scores = q @ k_in.transpose(1, 2) + k_bias  # (1, L, H*T): one GEMM for all heads
-    length = q.shape[1]  # the image tokens: a static axis
-    if pe is not None:
-        pe_queries = pe @ wq.transpose(-1, -2)  # (H, L, d)
-        pe_scores = pe_queries @ (kh / math.sqrt(d)).transpose(-1, -2)  # (B, H, L, T)
-        scores = scores + pe_scores.transpose(1, 2).reshape(1, length, -1)
+    scores = image @ k_in.transpose(1, 2) + k_bias  # (1, L, H*T): one GEMM for all heads
+    length = pe.shape[0]  # the image tokens: a static axis
+    pe_scores = (pe @ wq.transpose(-1, -2)) @ (kh / math.sqrt(d)).transpose(-1, -2)  # (1, H, L, T)
+    scores = scores + pe_scores.transpose(1, 2).reshape(1, length, -1)
     weights = torch.softmax(scores.reshape(1, length, heads, -1), dim=-1).reshape(1, length, -1)
     return weights, _values_through_out_proj(attn, vh)
 
@@ -382,7 +382,7 @@ class DecoderGraph(nn.Module):
         """Token -> image attention of two-way block ``layer`` (the final attention: ``depth``);
         keys + PE are the attention keys."""
         if self.options.fold_attention:
-            return attention_tokens_to_image(attn, q, keys, keys, image_pe[0])
+            return attention_tokens_to_image(attn, q, keys, image_pe[0])
         return attention_plain(attn, q, keys + image_pe, keys)
 
     def _i2t_residual(
