@@ -129,6 +129,7 @@ def main() -> int:
         "steady_click_to_mask_p50_ms": round(pct(steady, 50), 1),
         "steady_click_to_mask_p95_ms": round(pct(steady, 95), 1),
         "steady_clicks": len(steady),
+        "steady_click_to_mask_ms": [round(v, 1) for v in steady],
     }
     width = max(len(k) for k in results)
     for key, value in results.items():

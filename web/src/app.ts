@@ -410,7 +410,9 @@ export class App {
       try {
         // A first foreground click where the pointer rested reuses that hover decode (same feeds).
         const h = this.hoverAtPoint;
-        const reuse = h && !maskInput && isSingleClick(prompts) && prompts.points[0]!.label === LABEL.foreground && samePoint(h.p, prompts.points[0]!) ? await h.reply.catch(() => null) : null;
+        const reusable = h && !maskInput && isSingleClick(prompts) && prompts.points[0]!.label === LABEL.foreground && samePoint(h.p, prompts.points[0]!);
+        if (reusable) this.decoder.startPendingHover(); // no dwell for a preview the click will use
+        const reuse = reusable ? await h.reply.catch(() => null) : null;
         const r = reuse ?? (await this.decoder.decode({ coords: feeds.coords, labels: feeds.labels, maskInput }));
         this.lastDecodeMs = r.runMs;
         this.backend = r.backend === 'webgpu' ? 'WebGPU' : `WASM ×${r.threads}`;

@@ -1,5 +1,7 @@
 // Page-side client of the decoder worker: request ids, promises, and hover back-pressure (at most one
-// hover decode in flight; a newer hover replaces the waiting one, stale ones are dropped).
+// hover decode in flight; a newer hover replaces the waiting one, stale ones are dropped; a hover
+// starts only once the pointer has rested HOVER_DWELL_MS, so a sweep across the image does not keep
+// the worker busy and a click right after a move does not queue behind a preview it never wanted).
 
 import type { DecodeReply, EmbeddingReply, FromWorker, ReadyReply, ToWorker } from './protocol';
 
@@ -17,12 +19,16 @@ export class DecoderError extends Error {
 
 type Omitted<T> = T extends unknown ? Omit<T, 'id'> : never;
 
+/** How long the pointer must rest before a hover preview is decoded. */
+export const HOVER_DWELL_MS = 40;
+
 export class DecoderClient {
   private readonly worker: Worker;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private hoverBusy = false;
   private hoverWaiting: { input: DecodeInput; resolve: (r: DecodeReply | null) => void } | null = null;
+  private hoverTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor() {
     this.worker = new Worker(new URL('./decoder.worker.ts', import.meta.url), { type: 'module' });
@@ -60,6 +66,7 @@ export class DecoderClient {
   /** Decode a committed prompt (click, box, undo...): always runs, in order. */
   async decode(input: DecodeInput): Promise<DecodeReply> {
     // A click supersedes any hover preview that has not started yet.
+    this.clearHoverTimer();
     if (this.hoverWaiting) {
       this.hoverWaiting.resolve(null);
       this.hoverWaiting = null;
@@ -72,11 +79,33 @@ export class DecoderClient {
    * started, so previews never queue up behind each other.
    */
   hover(input: DecodeInput): Promise<DecodeReply | null> {
-    if (!this.hoverBusy) return this.startHover(input);
     if (this.hoverWaiting) this.hoverWaiting.resolve(null);
-    return new Promise((resolve) => {
+    const reply = new Promise<DecodeReply | null>((resolve) => {
       this.hoverWaiting = { input, resolve };
     });
+    this.clearHoverTimer();
+    this.hoverTimer = setTimeout(() => {
+      this.hoverTimer = null;
+      if (!this.hoverBusy) this.startWaitingHover();
+    }, HOVER_DWELL_MS);
+    return reply;
+  }
+
+  /** Start the waiting hover now (a click at its point will reuse it), unless one is running. */
+  startPendingHover(): void {
+    this.clearHoverTimer();
+    if (!this.hoverBusy) this.startWaitingHover();
+  }
+
+  private clearHoverTimer(): void {
+    if (this.hoverTimer !== null) clearTimeout(this.hoverTimer);
+    this.hoverTimer = null;
+  }
+
+  private startWaitingHover(): void {
+    const next = this.hoverWaiting;
+    this.hoverWaiting = null;
+    if (next) this.startHover(next.input).then(next.resolve, () => next.resolve(null));
   }
 
   private async startHover(input: DecodeInput): Promise<DecodeReply | null> {
@@ -85,9 +114,8 @@ export class DecoderClient {
       return await this.run(input, true);
     } finally {
       this.hoverBusy = false;
-      const next = this.hoverWaiting;
-      this.hoverWaiting = null;
-      if (next) this.startHover(next.input).then(next.resolve, () => next.resolve(null));
+      // a newer hover that arrived meanwhile starts now if the pointer has rested long enough
+      if (this.hoverTimer === null) this.startWaitingHover();
     }
   }
 
