@@ -1,35 +1,76 @@
 // Low-res mask logits -> binary masks at any resolution over the original image, and painting.
 //
 // The decoder's low-res logits (L x L, L = low_res_size) cover the padded model frame; only the
-// input_size * L / image_size corner is image. SAM's postprocessing upsamples to the model frame,
-// crops input_size and upsamples again to the original size. We sample that crop directly with one
-// bilinear pass (align_corners=False, edge clamped) from each output pixel's centre, which needs no
-// intermediate 1024x1024 buffer and lets the same code draw the display-size overlay, thumbnails
-// and the full-resolution export mask.
+// input_size * L / image_size corner is image. SAM's postprocess_masks upsamples bilinearly to the
+// model frame, crops input_size and upsamples bilinearly again to the original size. Both steps are
+// linear per axis, so each output column (row) is a fixed combination of at most 3 low-res columns
+// (rows): the exact composition is computed from per-axis tap tables, separably, with no
+// intermediate model-frame buffer. The same code draws the display-size overlay, thumbnails and the
+// full-resolution export mask (a smaller grid samples SAM's postprocessing to that size).
 
 import { type Geometry, type Size, lowResImageExtent } from './frames';
 
-/** Per-axis source indices and weights for bilinear sampling of `n` outputs over `extent` inputs. */
-function axisTable(n: number, extent: number, size: number): { i0: Int32Array; i1: Int32Array; w: Float32Array } {
-  const i0 = new Int32Array(n);
-  const i1 = new Int32Array(n);
-  const w = new Float32Array(n);
-  const scale = extent / n;
-  for (let k = 0; k < n; k++) {
-    let src = (k + 0.5) * scale - 0.5;
-    if (src < 0) src = 0;
-    if (src > size - 1) src = size - 1;
-    const f = Math.floor(src);
-    i0[k] = f;
-    i1[k] = Math.min(f + 1, size - 1);
-    w[k] = src - f;
+/** For each of `out` outputs along one axis: up to 3 low-res indices and weights (zeros pad). */
+interface AxisTaps {
+  readonly idx: Int32Array;
+  readonly wt: Float64Array;
+  /** Smallest / largest low-res index with a non-zero weight, per output. */
+  readonly lo: Int32Array;
+  readonly hi: Int32Array;
+}
+
+/**
+ * Taps of SAM's two bilinear resizes (align_corners=False, edge clamped) along one axis:
+ * `low` samples -> `side` (the model frame) -> the first `crop` of them -> `out` samples.
+ */
+function axisTaps(out: number, crop: number, low: number, side: number): AxisTaps {
+  const idx = new Int32Array(3 * out);
+  const wt = new Float64Array(3 * out);
+  const lo = new Int32Array(out);
+  const hi = new Int32Array(out);
+  const s1 = low / side;
+  const s2 = crop / out;
+  for (let x = 0; x < out; x++) {
+    const p = Math.max(0, (x + 0.5) * s2 - 0.5);
+    const j0 = Math.floor(p);
+    const j1 = Math.min(j0 + 1, crop - 1);
+    const f = p - j0;
+    const acc = new Map<number, number>();
+    for (const [j, wj] of [[j0, 1 - f], [j1, f]] as const) {
+      const r = Math.max(0, (j + 0.5) * s1 - 0.5);
+      const a0 = Math.floor(r);
+      const a1 = Math.min(a0 + 1, low - 1);
+      const g = r - a0;
+      acc.set(a0, (acc.get(a0) ?? 0) + wj * (1 - g));
+      acc.set(a1, (acc.get(a1) ?? 0) + wj * g);
+    }
+    const taps = [...acc.entries()].sort((u, v) => u[0] - v[0]);
+    let a = Infinity;
+    let b = -Infinity;
+    for (let k = 0; k < 3; k++) {
+      const t = taps[k];
+      idx[3 * x + k] = t ? t[0] : taps[0]![0];
+      wt[3 * x + k] = t ? t[1] : 0;
+      if (t && t[1] !== 0) {
+        a = Math.min(a, t[0]);
+        b = Math.max(b, t[0]);
+      }
+    }
+    lo[x] = a === Infinity ? taps[0]![0] : a;
+    hi[x] = b === -Infinity ? taps[0]![0] : b;
   }
-  return { i0, i1, w };
+  return { idx, wt, lo, hi };
 }
 
 /**
  * Threshold one mask token of the low-res logits, sampled on an `out` grid spanning the whole
- * original image (out = original size for exports, display size for the overlay).
+ * original image (out = original size for exports, display size for the overlay): equal to SAM's
+ * postprocess_masks to that size followed by `> threshold`.
+ *
+ * Every output value is a convex combination of the low-res values in its tap window, so where the
+ * whole window is above (or not above) the threshold the pixels are decided without arithmetic:
+ * runs of such columns are filled at once, and only windows that straddle the threshold are
+ * computed per pixel (a row with many of them in one tight pass).
  *
  * Args:
  *   logits: (1, C, L, L) low-res mask logits, flattened; the token's plane starts at token * L * L.
@@ -43,31 +84,85 @@ export function logitsToMask(logits: Float32Array, token: number, g: Geometry, o
   const L = g.lowResSize;
   const off = token * L * L;
   if (logits.length < off + L * L) throw new Error(`logits hold ${logits.length} values, token ${token} needs ${off + L * L}`);
-  const ext = lowResImageExtent(g);
-  const cols = axisTable(out.w, ext.w, L);
-  const rows = axisTable(out.h, ext.h, L);
-  // Horizontal pass per low-res row, computed once and reused by every output row that needs it.
-  const rowCache: Array<Float32Array | undefined> = new Array<Float32Array | undefined>(L);
-  const hrow = (r: number): Float32Array => {
-    let row = rowCache[r];
-    if (row) return row;
-    row = new Float32Array(out.w);
-    const base = off + r * L;
-    for (let i = 0; i < out.w; i++) {
-      const wx = cols.w[i]!;
-      row[i] = logits[base + cols.i0[i]!]! * (1 - wx) + logits[base + cols.i1[i]!]! * wx;
+  const W = out.w;
+  const H = out.h;
+  const tx = axisTaps(W, g.input.w, L, g.imageSize);
+  const ty = axisTaps(H, g.input.h, L, g.imageSize);
+  // column segments [x0, x1) that share one low-res window [c0, c1]
+  const segX0: number[] = [];
+  const segX1: number[] = [];
+  const segC0: number[] = [];
+  const segC1: number[] = [];
+  for (let x = 0; x < W; x++) {
+    const n = segX0.length;
+    if (n > 0 && tx.lo[x] === segC0[n - 1] && tx.hi[x] === segC1[n - 1]) segX1[n - 1] = x + 1;
+    else {
+      segX0.push(x);
+      segX1.push(x + 1);
+      segC0.push(tx.lo[x]!);
+      segC1.push(tx.hi[x]!);
     }
-    rowCache[r] = row;
+  }
+  // horizontally resampled low-res rows, computed when a row first needs one
+  const rows: Array<Float64Array | undefined> = new Array<Float64Array | undefined>(L);
+  const hrow = (r: number): Float64Array => {
+    let row = rows[r];
+    if (row) return row;
+    row = new Float64Array(W);
+    const src = off + r * L;
+    for (let x = 0; x < W; x++) {
+      const k = 3 * x;
+      row[x] = tx.wt[k]! * logits[src + tx.idx[k]!]! + tx.wt[k + 1]! * logits[src + tx.idx[k + 1]!]! + tx.wt[k + 2]! * logits[src + tx.idx[k + 2]!]!;
+    }
+    rows[r] = row;
     return row;
   };
-  const mask = new Uint8Array(out.w * out.h);
-  for (let j = 0; j < out.h; j++) {
-    const a = hrow(rows.i0[j]!);
-    const b = hrow(rows.i1[j]!);
-    const wy = rows.w[j]!;
-    const o = j * out.w;
-    for (let i = 0; i < out.w; i++) {
-      mask[o + i] = a[i]! * (1 - wy) + b[i]! * wy > threshold ? 1 : 0;
+  const colState = new Int8Array(L); // per low-res column over the current row window: 1 all on, -1 all off, 0 mixed
+  const mask = new Uint8Array(W * H);
+  let prevLo = -1;
+  let prevHi = -1;
+  let mixed = 0;
+  for (let y = 0; y < H; y++) {
+    const rlo = ty.lo[y]!;
+    const rhi = ty.hi[y]!;
+    if (rlo !== prevLo || rhi !== prevHi) {
+      mixed = 0;
+      for (let c = 0; c < L; c++) {
+        let allOn = true;
+        let allOff = true;
+        for (let r = rlo; r <= rhi; r++) {
+          if (logits[off + r * L + c]! > threshold) allOff = false;
+          else allOn = false;
+        }
+        colState[c] = allOn ? 1 : allOff ? -1 : 0;
+        if (!allOn && !allOff) mixed++;
+      }
+      prevLo = rlo;
+      prevHi = rhi;
+    }
+    const k = 3 * y;
+    const w0 = ty.wt[k]!;
+    const w1 = ty.wt[k + 1]!;
+    const w2 = ty.wt[k + 2]!;
+    const o = y * W;
+    const dense = 8 * mixed > L; // a fragmented row: one tight pass beats the per-segment checks
+    let r0: Float64Array | null = null;
+    let r1: Float64Array | null = null;
+    let r2: Float64Array | null = null;
+    for (let s = 0; s < segX0.length; s++) {
+      const x0 = segX0[s]!;
+      const x1 = segX1[s]!;
+      let st = dense ? 0 : colState[segC0[s]!]!;
+      for (let c = segC0[s]! + 1; c <= segC1[s]! && st !== 0; c++) if (colState[c] !== st) st = 0;
+      if (st === 1) mask.fill(1, o + x0, o + x1);
+      else if (st === 0) {
+        if (!r0 || !r1 || !r2) {
+          r0 = hrow(ty.idx[k]!);
+          r1 = hrow(ty.idx[k + 1]!);
+          r2 = hrow(ty.idx[k + 2]!);
+        }
+        for (let x = x0; x < x1; x++) mask[o + x] = w0 * r0[x]! + w1 * r1[x]! + w2 * r2[x]! > threshold ? 1 : 0;
+      }
     }
   }
   return mask;
