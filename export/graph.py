@@ -130,6 +130,18 @@ def _head_weights(linear: nn.Linear, heads: int) -> Tensor:
     return w.reshape(heads, w.shape[0] // heads, w.shape[1])
 
 
+def _pe_key_scores(qs: Tensor, wk: Tensor, pe: Tensor) -> Tensor:
+    """Scores of scaled head queries qs (1, H, T, d) against the PE's keys pe @ Wk_h^T, as
+    (1, H*T, L); ``wk @ pe.t()`` depends on weights only and is folded once by ONNX Runtime."""
+    return (qs @ (wk @ pe.t())).reshape(1, -1, pe.shape[0])
+
+
+def _pe_query_scores(pe: Tensor, wq: Tensor, kt: Tensor) -> Tensor:
+    """Scores of the PE's queries pe @ Wq_h^T against scaled head keys kt (1, H, d, T), as
+    (1, L, H*T); ``pe @ wq^T`` is a folded constant."""
+    return ((pe @ wq.transpose(-1, -2)) @ kt).transpose(1, 2).reshape(1, pe.shape[0], -1)
+
+
 def attention_tokens_to_image(attn: Attention, q: Tensor, image: Tensor, pe: Tensor) -> Tensor:
     """Few queries (prompt tokens) attending to many keys (image tokens), re-associated.
 
@@ -156,7 +168,7 @@ def attention_tokens_to_image(attn: Attention, q: Tensor, image: Tensor, pe: Ten
     q_in = ((qh @ wk) / math.sqrt(d)).reshape(1, -1, c)  # (1, H*T, C): queries in input space
     # one (H*T x C) @ (C x L) product instead of a per-head batch: better GEMM shapes in the browser
     scores = q_in @ image.transpose(1, 2)  # (1, H*T, L)
-    scores = scores + ((qh / math.sqrt(d)) @ (wk @ pe.t())).reshape(1, -1, pe.shape[0])
+    scores = scores + _pe_key_scores(qh / math.sqrt(d), wk, pe)
     weights = torch.softmax(scores, dim=-1)
     pooled = (weights @ image).reshape(1, heads, -1, c)  # (1, H, T, C): attention-weighted raw image tokens
     wv = _head_weights(attn.v_proj, heads)  # (H, d, C)
@@ -193,8 +205,7 @@ def image_to_tokens_factors(
     k_bias = ((kh @ attn.q_proj.bias.reshape(heads, d, 1)) / math.sqrt(d)).reshape(1, 1, -1)
     scores = image @ k_in.transpose(1, 2) + k_bias  # (1, L, H*T): one GEMM for all heads
     length = pe.shape[0]  # the image tokens: a static axis
-    pe_scores = (pe @ wq.transpose(-1, -2)) @ (kh / math.sqrt(d)).transpose(-1, -2)  # (1, H, L, T)
-    scores = scores + pe_scores.transpose(1, 2).reshape(1, length, -1)
+    scores = scores + _pe_query_scores(pe, wq, (kh / math.sqrt(d)).transpose(-1, -2))
     weights = torch.softmax(scores.reshape(1, length, heads, -1), dim=-1).reshape(1, length, -1)
     return weights, _values_through_out_proj(attn, vh)
 
@@ -647,7 +658,7 @@ class PrecomputedDecoderGraph(DecoderGraph):
             # keys = s (E g) + Z R + c + PE; c adds one number per query row (cancels)
             scores = (qs @ pre_keys).reshape(1, -1, length) * s.transpose(1, 2)
             scores = scores + (q_in @ r.transpose(1, 2)) @ z.transpose(1, 2)
-            scores = scores + (qs @ (wk @ image_pe[0].t())).reshape(1, -1, length)
+            scores = scores + _pe_key_scores(qs, wk, image_pe[0])
             weights = torch.softmax(scores, dim=-1)  # (1, H*T, L)
             vh = (weights * s.transpose(1, 2)).reshape(1, heads, -1, length) @ pre_values
             vh = vh + (weights @ z).reshape(1, heads, -1, z.shape[2]) @ (r @ wv.transpose(-1, -2))
@@ -678,8 +689,7 @@ class PrecomputedDecoderGraph(DecoderGraph):
             scores = scores + lhs @ (rhs @ k_in) + k_bias
         else:
             s, z, r, c = self._factored()
-            pe_scores = ((image_pe[0] @ wq.transpose(-1, -2)) @ kt).transpose(1, 2).reshape(1, length, -1)
-            scores = scores * s + z @ (r @ k_in) + pe_scores + k_bias
+            scores = scores * s + z @ (r @ k_in) + _pe_query_scores(image_pe[0], wq, kt) + k_bias
             if c is not None:
                 scores = scores + c @ k_in
         weights = torch.softmax(scores.reshape(1, length, heads, -1), dim=-1).reshape(1, length, -1)
@@ -722,11 +732,7 @@ class PrecomputedDecoderGraph(DecoderGraph):
         }
         return cast(Tensor, y)
 
-    factor_upscaler = True  # the split first upscaler product (off: plain product, for benchmarks)
-
     def _upscale(self, image: Tensor, hyper: Tensor) -> Tensor:
-        if not self.factor_upscaler:
-            return super()._upscale(image, hyper)
         pre, _ = self._state()
         s, z, r, c = self._factored()
         h, w = self.embedding_hw
