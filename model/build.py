@@ -136,7 +136,7 @@ MODEL_CONFIGS: dict[str, SamConfig] = {
     "vit_t": SamConfig("vit_t", TinyViTConfig()),
     # tiny ViT encoder (one windowed + one global block) with the standard prompt encoder / decoder
     "vit_test": SamConfig("vit_test", ViTConfig(32, 2, 2, (1,))),
-    # the embedded demo model: a light conv encoder trained by `clicksam train` (docs/training.md)
+    # the embedded demo model: a small encoder trained by `clicksam train` (docs/training.md)
     "demo": SamConfig("demo", DemoEncoderConfig()),
 }
 

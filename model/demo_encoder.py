@@ -1,12 +1,14 @@
-"""A light convolutional image encoder for the embedded demo model.
+"""A light image encoder for the embedded demo model: convolutions, then two global attention blocks.
 
 It keeps SAM's interface, so the standard prompt encoder, mask decoder, ONNX export and page work
 unchanged: input (B, 3, 1024, 1024) normalised and zero-padded (the resized-input frame), output the
 (B, 256, 64, 64) image embedding (one cell per 16x16 input pixels). It is small enough to train from
-scratch on two CPU cores in about an hour: a patchify stem to the 256x256 grid, ConvNeXt-style blocks
-(depthwise 7x7 conv, LayerNorm, pointwise MLP) at 128x128 and 64x64, a few of them dilated so the
-receptive field covers large objects, and a cheap neck to 256 channels (1x1, LayerNorm, depthwise 3x3,
-1x1, LayerNorm) in place of SAM's dense 3x3 neck.
+scratch on two CPU cores in about two hours: a patchify stem to the 256x256 grid, ConvNeXt-style
+blocks (depthwise 7x7 conv, LayerNorm, pointwise MLP) at 128x128 and 64x64, a few of them dilated,
+then two transformer blocks with global self-attention on the 64x64 grid, so a cell in the middle of
+a large object can be tied to the object's far edge (the convolutions alone see a few dozen cells),
+and a cheap neck to 256 channels (1x1, LayerNorm, depthwise 3x3, 1x1, LayerNorm) in place of SAM's
+dense 3x3 neck.
 
 Unlike a ViT, a convolutional stack is translation-equivariant and so tells the decoder nothing about
 where a feature is. SAM's decoder only adds positional encodings to attention queries and keys, so it
@@ -26,7 +28,7 @@ from torch import nn
 
 from .common import LayerNorm2d
 
-__all__ = ["ConvBlock", "DemoEncoder", "DemoEncoderConfig"]
+__all__ = ["ConvBlock", "DemoEncoder", "DemoEncoderConfig", "GlobalBlock"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class DemoEncoderConfig:
         mlp_ratio: hidden width of each block's pointwise MLP, relative to its channels.
         coord_freqs: number of octaves of the positional Fourier features (sin and cos of x and y at
             frequencies 1, 2, 4, ... cycles per input side).
+        global_depth: transformer blocks (global self-attention + MLP) after the stride-16 conv
+            blocks, so every cell can see the whole image (0: a purely local, convolutional encoder).
+        global_heads: attention heads of those blocks.
         out_chans: embedding channels (256, what the prompt encoder and mask decoder expect).
     """
 
@@ -50,6 +55,8 @@ class DemoEncoderConfig:
     dilations: tuple[int, ...] = (1, 2, 1, 3)
     mlp_ratio: float = 2.0
     coord_freqs: int = 6
+    global_depth: int = 2
+    global_heads: int = 4
     out_chans: int = 256
 
 
@@ -75,6 +82,38 @@ class ConvBlock(nn.Module):
         return x + self.gamma * y
 
 
+class GlobalBlock(nn.Module):
+    """Pre-norm transformer block over all cells of the grid: LayerNorm -> multi-head
+    self-attention -> residual, LayerNorm -> MLP -> residual (both residuals scaled by a learnable
+    per-channel factor that starts at 0.1, like :class:`ConvBlock`).
+
+    (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"{dim} channels do not split into {num_heads} heads")
+        self.num_heads = num_heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.gamma1 = nn.Parameter(torch.full((dim,), 0.1))
+        self.gamma2 = nn.Parameter(torch.full((dim,), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)  # (B, HW, C)
+        q, k, v = self.qkv(self.norm1(t)).view(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        a = nn.functional.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, C / heads)
+        t = t + self.gamma1 * self.proj(a.transpose(1, 2).reshape(b, h * w, c))
+        t = t + self.gamma2 * self.mlp(self.norm2(t))
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+
 class DemoEncoder(nn.Module):
     """(B, 3, 1024, 1024) normalised resized-input frame -> (B, out_chans, 64, 64) embedding."""
 
@@ -95,6 +134,9 @@ class DemoEncoder(nn.Module):
         self.coord_freqs = cfg.coord_freqs
         self.coord_proj = nn.Conv2d(4 * cfg.coord_freqs, d2, 1)
         self.stage2 = nn.Sequential(*(ConvBlock(d2, cfg.mlp_ratio, dilation=d) for d in cfg.dilations))
+        self.global_blocks = nn.Sequential(
+            *(GlobalBlock(d2, cfg.global_heads, cfg.mlp_ratio) for _ in range(cfg.global_depth))
+        )
         self.neck = nn.Sequential(
             nn.Conv2d(d2, cfg.out_chans, 1, bias=False),
             LayerNorm2d(cfg.out_chans),
@@ -128,5 +170,5 @@ class DemoEncoder(nn.Module):
         x = self.stage1(self.down1(x))  # (B, d1, 128, 128)
         x = self.down2(x)  # (B, d2, 64, 64)
         x = x + self.coord_proj(self.coord_features(x.shape[-2], x.shape[-1], side, x))
-        x = self.stage2(x)  # (B, d2, 64, 64)
+        x = self.global_blocks(self.stage2(x))  # (B, d2, 64, 64)
         return self.neck(x)  # (B, out_chans, 64, 64)

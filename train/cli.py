@@ -83,6 +83,12 @@ def register(subparsers: Any) -> None:
     tp.add_argument(
         "--scene-long-side", type=int, default=d.scene_long_side, help="procedural scene size (px)"
     )
+    tp.add_argument(
+        "--large-object-prob",
+        type=float,
+        default=d.large_object_prob,
+        help="chance that a procedural scene's first object is large (0: the generator's own mix)",
+    )
     tp.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     tp.add_argument("--export", default=None, help="also write the final weights in fp16 to this .pt file")
     tp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -145,6 +151,7 @@ def _train(args: argparse.Namespace) -> int:
         aligned_init=args.aligned_init,
         group_loss_weight=args.group_loss_weight,
         scene_long_side=args.scene_long_side,
+        large_object_prob=args.large_object_prob,
         extra={"command": " ".join(["clicksam", *sys.argv[1:]])},
     )
     try:

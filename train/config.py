@@ -36,6 +36,9 @@ class TrainConfig:
         checkpoint_every_s: seconds between checkpoints.
         out_dir: where ``last.pt`` and ``log.jsonl`` go.
         scene_long_side: long side of procedural scenes in pixels.
+        large_object_prob: chance that a procedural scene's first object is large
+            (:class:`~clicksam.train.scenes.SceneConfig`; 0 keeps the generator's own mix, which is
+            also the held-out evaluation set's).
         threads: torch CPU threads.
         bf16: run forward passes under bfloat16 autocast (about 25% faster on CPUs with AVX512-BF16;
             weights, optimiser and losses stay float32).
@@ -78,6 +81,7 @@ class TrainConfig:
     checkpoint_every_s: float = 180.0
     out_dir: str = "runs/train"
     scene_long_side: int = 256
+    large_object_prob: float = 0.0
     threads: int = 1
     bf16: bool = False
     train_image_size: int | None = None

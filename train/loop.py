@@ -177,7 +177,8 @@ def make_source(cfg: TrainConfig) -> InstanceSource:
     if cfg.data == "scenes":
         from .scenes import ProceduralScenes, SceneConfig
 
-        return ProceduralScenes(cfg.seed, SceneConfig(long_side=cfg.scene_long_side))
+        scenes = SceneConfig(long_side=cfg.scene_long_side, large_object_prob=cfg.large_object_prob)
+        return ProceduralScenes(cfg.seed, scenes)
     from .coco import CocoInstances
 
     return CocoInstances(cfg.data, cfg.image_dir)

@@ -61,3 +61,14 @@ def test_masks_to_low_res_frames() -> None:
     assert valid.sum() == 256 * 192
     sample = frame_sample(np.zeros((512, 384, 3), np.uint8), big)
     assert tuple(sample.image.shape) == (1, 3, 1024, 768) and sample.input_size == (1024, 768)
+
+
+def test_large_object_option_adds_large_instances() -> None:
+    def huge_share(prob: float) -> float:
+        scenes = ProceduralScenes(seed=5, config=SceneConfig(long_side=96, large_object_prob=prob))
+        fractions = np.concatenate(
+            [s.masks.reshape(len(s.masks), -1).mean(1) for s in (scenes[i] for i in range(60))]
+        )
+        return float((fractions > 0.15).mean())
+
+    assert huge_share(1.0) > 2 * huge_share(0.0), (huge_share(1.0), huge_share(0.0))
