@@ -160,6 +160,19 @@ def _noc(ious: np.ndarray, threshold: float, max_clicks: int) -> float:
     return float(first.mean())
 
 
+def _summary(ious: np.ndarray, box: np.ndarray, max_clicks: int) -> dict[str, float | int]:
+    """The metrics of a set of instances: per-click IoUs (N, max_clicks) and box IoUs (N,)."""
+    return {
+        "instances": int(ious.shape[0]),
+        "miou@1": float(ious[:, 0].mean()),
+        "miou@3": float(ious[:, min(2, max_clicks - 1)].mean()),
+        "miou@5": float(ious[:, min(4, max_clicks - 1)].mean()),
+        "box_miou": float(box.mean()),
+        "noc@85": _noc(ious, 0.85, max_clicks),
+        "noc@90": _noc(ious, 0.90, max_clicks),
+    }
+
+
 def evaluate(
     model: Sam, cfg: EvalConfig | None = None, source: InstanceSource | None = None, progress: bool = False
 ) -> dict[str, Any]:
@@ -206,29 +219,17 @@ def evaluate(
     ious = np.concatenate(all_clicks)
     box = np.concatenate(all_boxes)
     areas = np.concatenate(all_areas)
-    by_area: dict[str, dict[str, float | int]] = {}
+    by_area = {}
     for name, low, high in AREA_BUCKETS:
         sel = (areas >= low) & (areas < high)
         if sel.any():
-            by_area[name] = {
-                "instances": int(sel.sum()),
-                "miou@1": float(ious[sel, 0].mean()),
-                "miou@5": float(ious[sel, min(4, cfg.max_clicks - 1)].mean()),
-                "box_miou": float(box[sel].mean()),
-                "noc@90": _noc(ious[sel], 0.90, cfg.max_clicks),
-            }
+            by_area[name] = _summary(ious[sel], box[sel], cfg.max_clicks)
     return {
         "data": cfg.data
         if cfg.data != "scenes"
         else f"scenes(seed={cfg.seed}, long_side={cfg.scene_long_side})",
         "images": n,
-        "instances": int(ious.shape[0]),
-        "miou@1": float(ious[:, 0].mean()),
-        "miou@3": float(ious[:, min(2, cfg.max_clicks - 1)].mean()),
-        "miou@5": float(ious[:, min(4, cfg.max_clicks - 1)].mean()),
-        "box_miou": float(box.mean()),
-        "noc@85": _noc(ious, 0.85, cfg.max_clicks),
-        "noc@90": _noc(ious, 0.90, cfg.max_clicks),
+        **_summary(ious, box, cfg.max_clicks),
         "max_clicks": cfg.max_clicks,
         "by_area": by_area,
     }

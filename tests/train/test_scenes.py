@@ -71,4 +71,5 @@ def test_large_object_option_adds_large_instances() -> None:
         )
         return float((fractions > 0.15).mean())
 
-    assert huge_share(1.0) > 2 * huge_share(0.0), (huge_share(1.0), huge_share(0.0))
+    with_large, without = huge_share(1.0), huge_share(0.0)
+    assert with_large > 2 * without, (with_large, without)
