@@ -12,7 +12,10 @@ The protocol of the interactive segmentation literature (e.g. RITM, SimpleClick)
   ``mask_input``;
 - IoU is measured in the original image frame; NoC@t is the number of clicks until IoU >= t, counted as
   ``max_clicks`` when never reached;
-- box mIoU: the tight ground-truth box, single-mask output.
+- box mIoU: the tight ground-truth box, single-mask output;
+- ``oracle@1``: the 1-click mIoU if the best of the three candidates were always shown first (SAM's
+  "oracle" number). Its gap to ``miou@1`` is what a better ranking by the IoU head could win; the rest
+  of the gap to 1.0 is mask quality.
 
 The same metrics are also broken down by instance size (area as a fraction of the image, see
 :data:`AREA_BUCKETS`): a model can look fine on average and fail on every large object.
@@ -88,7 +91,7 @@ def _iou(pred: np.ndarray, gt: np.ndarray) -> float:
 @torch.no_grad()
 def evaluate_image(
     predictor: SamPredictor, image: np.ndarray, gts: np.ndarray, max_clicks: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Click and box IoUs for every instance of one image.
 
     Args:
@@ -100,7 +103,8 @@ def evaluate_image(
         rng: breaks ties between equally deep click positions.
 
     Returns:
-        click IoUs (K, max_clicks) (entry c is the IoU after c + 1 clicks) and box IoUs (K,).
+        click IoUs (K, max_clicks) (entry c is the IoU after c + 1 clicks), box IoUs (K,) and the
+        best first-click candidate's IoU (K,).
     """
     model = predictor.model
     predictor.set_image(image)
@@ -119,6 +123,7 @@ def evaluate_image(
     labels = np.zeros((k, 0), dtype=np.int64)
     prev_logits = torch.zeros((k, 1, *model.prompt_encoder.mask_input_size))
     active = np.ones(k, dtype=bool)
+    oracle = np.zeros(k)
     for c in range(max_clicks):
         new = np.zeros((k, 1, 2), dtype=np.float32)
         new_label = np.full((k, 1), -1, dtype=np.int64)  # padding when the mask is already exact
@@ -137,6 +142,8 @@ def evaluate_image(
             mask_input=None if c == 0 else prev_logits[idx],
             multimask_output=c == 0,
         )
+        if c == 0:
+            oracle = np.array([max(_iou(m.numpy(), gts[i]) for m in masks[j]) for j, i in enumerate(idx)])
         best = scores.argmax(dim=1)
         pick = torch.arange(len(idx))
         prev_logits[idx] = low_res[pick, best][:, None]
@@ -151,7 +158,7 @@ def evaluate_image(
         if not active.any():
             ious[:, c + 1 :] = ious[:, c : c + 1]
             break
-    return ious, box_ious
+    return ious, box_ious, oracle
 
 
 def _noc(ious: np.ndarray, threshold: float, max_clicks: int) -> float:
@@ -160,11 +167,15 @@ def _noc(ious: np.ndarray, threshold: float, max_clicks: int) -> float:
     return float(first.mean())
 
 
-def _summary(ious: np.ndarray, box: np.ndarray, max_clicks: int) -> dict[str, float | int]:
-    """The metrics of a set of instances: per-click IoUs (N, max_clicks) and box IoUs (N,)."""
+def _summary(
+    ious: np.ndarray, box: np.ndarray, oracle: np.ndarray, max_clicks: int
+) -> dict[str, float | int]:
+    """The metrics of a set of instances: per-click IoUs (N, max_clicks), box IoUs (N,) and the best
+    first-click candidates' IoUs (N,)."""
     return {
         "instances": int(ious.shape[0]),
         "miou@1": float(ious[:, 0].mean()),
+        "oracle@1": float(oracle.mean()),
         "miou@3": float(ious[:, min(2, max_clicks - 1)].mean()),
         "miou@5": float(ious[:, min(4, max_clicks - 1)].mean()),
         "box_miou": float(box.mean()),
@@ -197,6 +208,7 @@ def evaluate(
     rng = np.random.default_rng(cfg.click_seed)
     all_clicks: list[np.ndarray] = []
     all_boxes: list[np.ndarray] = []
+    all_oracle: list[np.ndarray] = []
     all_areas: list[np.ndarray] = []
     # images without a usable instance are skipped; look further (bounded) so that n images count
     index, limit = 0, min(len(source), 10 * n)
@@ -206,11 +218,12 @@ def evaluate(
             index += 1
             if item.masks.shape[0] == 0:
                 continue
-            clicks, boxes = evaluate_image(
+            clicks, boxes, oracle = evaluate_image(
                 predictor, item.image, item.masks.astype(bool), cfg.max_clicks, rng
             )
             all_clicks.append(clicks)
             all_boxes.append(boxes)
+            all_oracle.append(oracle)
             all_areas.append(item.masks.astype(bool).mean(axis=(1, 2)))
             bar.update(1)
     if not all_clicks:
@@ -218,18 +231,19 @@ def evaluate(
     n = len(all_clicks)
     ious = np.concatenate(all_clicks)
     box = np.concatenate(all_boxes)
+    best = np.concatenate(all_oracle)
     areas = np.concatenate(all_areas)
     by_area = {}
     for name, low, high in AREA_BUCKETS:
         sel = (areas >= low) & (areas < high)
         if sel.any():
-            by_area[name] = _summary(ious[sel], box[sel], cfg.max_clicks)
+            by_area[name] = _summary(ious[sel], box[sel], best[sel], cfg.max_clicks)
     return {
         "data": cfg.data
         if cfg.data != "scenes"
         else f"scenes(seed={cfg.seed}, long_side={cfg.scene_long_side})",
         "images": n,
-        **_summary(ious, box, cfg.max_clicks),
+        **_summary(ious, box, best, cfg.max_clicks),
         "max_clicks": cfg.max_clicks,
         "by_area": by_area,
     }
@@ -237,12 +251,12 @@ def evaluate(
 
 def format_table(metrics: dict[str, Any]) -> str:
     """The metrics as a Markdown table."""
-    keys = ["miou@1", "miou@3", "miou@5", "box_miou", "noc@85", "noc@90"]
+    keys = ["miou@1", "miou@3", "miou@5", "box_miou", "noc@85", "noc@90", "oracle@1"]
     head = "| " + " | ".join(["data", "images", "instances", *keys]) + " |"
     sep = "|" + "---|" * (3 + len(keys))
     vals = [str(metrics["data"]), str(metrics["images"]), str(metrics["instances"])]
     vals += [
-        f"{float(metrics[k]):.3f}" if k.startswith(("miou", "box")) else f"{float(metrics[k]):.2f}"
+        f"{float(metrics[k]):.3f}" if k.startswith(("miou", "box", "oracle")) else f"{float(metrics[k]):.2f}"
         for k in keys
     ]
     return "\n".join([head, sep, "| " + " | ".join(vals) + " |"])
@@ -250,11 +264,11 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 def format_breakdown(metrics: dict[str, Any]) -> str:
     """The per-size metrics (``metrics["by_area"]``) as a Markdown table."""
-    head = "| instance area | instances | miou@1 | miou@5 | box_miou | noc@90 |"
-    rows = [head, "|" + "---|" * 6]
+    head = "| instance area | instances | miou@1 | miou@5 | box_miou | noc@90 | oracle@1 |"
+    rows = [head, "|" + "---|" * 7]
     for name, m in metrics.get("by_area", {}).items():
         rows.append(
             f"| {name} | {m['instances']} | {m['miou@1']:.3f} | {m['miou@5']:.3f} | "
-            f"{m['box_miou']:.3f} | {m['noc@90']:.2f} |"
+            f"{m['box_miou']:.3f} | {m['noc@90']:.2f} | {m['oracle@1']:.3f} |"
         )
     return "\n".join(rows)
