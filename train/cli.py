@@ -89,6 +89,12 @@ def register(subparsers: Any) -> None:
         default=d.large_object_prob,
         help="chance that a procedural scene's first object is large (0: the generator's own mix)",
     )
+    tp.add_argument(
+        "--oracle-embedding",
+        action="store_true",
+        help="diagnostic: train the decoder on ground-truth instance codes instead of the image "
+        "encoder's embedding (how fast can the decoder learn with a perfect embedding?)",
+    )
     tp.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     tp.add_argument("--export", default=None, help="also write the final weights in fp16 to this .pt file")
     tp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -152,6 +158,7 @@ def _train(args: argparse.Namespace) -> int:
         group_loss_weight=args.group_loss_weight,
         scene_long_side=args.scene_long_side,
         large_object_prob=args.large_object_prob,
+        oracle_embedding=args.oracle_embedding,
         extra={"command": " ".join(["clicksam", *sys.argv[1:]])},
     )
     try:

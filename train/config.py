@@ -58,6 +58,10 @@ class TrainConfig:
         group_loss_weight: weight of the auxiliary grouping loss on the image embedding
             (:func:`~clicksam.train.losses.grouping_loss`; 0 = SAM's losses only). It helps an
             encoder trained from scratch; pointless with a frozen or pre-trained encoder.
+        oracle_embedding: a diagnostic, not a way to train a usable model: the image encoder's output
+            is replaced by ground-truth instance codes (:func:`~clicksam.train.data.instance_codes`)
+            and only the prompt encoder and decoder train on them, which shows how fast the decoder
+            learns when the embedding separates every object perfectly.
     """
 
     model: str = "demo"
@@ -90,4 +94,5 @@ class TrainConfig:
     focal_ramp_steps: int = 0
     aligned_init: bool = False
     group_loss_weight: float = 0.0
+    oracle_embedding: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -34,7 +34,7 @@ from clicksam.model import MODEL_CONFIGS, Sam, build_sam
 from clicksam.model.build import SamConfig, build_sam_from_config
 
 from .config import TrainConfig
-from .data import FramedSample, InstanceSource, frame_sample, masks_to_low_res
+from .data import FramedSample, InstanceSource, frame_sample, instance_codes, masks_to_low_res
 from .losses import MaskLosses, grouping_loss, leaf_labels, mask_losses
 from .prompts import next_click, noisy_box, sample_point
 
@@ -202,7 +202,7 @@ class Trainer:
         self.source_is_default = source is None
         if cfg.train_image_size is not None:
             set_resolution(self.model, cfg.train_image_size)
-        if cfg.freeze_image_encoder:
+        if cfg.freeze_image_encoder or cfg.oracle_embedding:
             self.model.image_encoder.requires_grad_(False)
             self.model.image_encoder.eval()
         if cfg.iou_head_only:
@@ -282,9 +282,10 @@ class Trainer:
 
     def _sample(
         self, rng: np.random.Generator
-    ) -> tuple[FramedSample, tuple[torch.Tensor, torch.Tensor] | None] | None:
-        """The step's image and objects in the model's frames, and the embedding cells' leaf-part
-        labels for the grouping loss (None when it is off); None when no instance is usable."""
+    ) -> tuple[FramedSample, tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None] | None:
+        """The step's image and objects in the model's frames, the embedding cells' leaf-part labels
+        for the grouping loss (None when it is off) and the ground-truth embedding (None unless
+        ``oracle_embedding``); None when no instance is usable."""
         n = len(self.source)
         index = self.step if self.cfg.data == "scenes" else int(rng.integers(n))
         item = self.source[index % n]
@@ -304,7 +305,11 @@ class Trainer:
         framed.masks = framed.masks[keep]
         framed.original_masks = framed.original_masks[keep.numpy()]
         cells = self._cell_labels(masks, framed.original_size) if self.cfg.group_loss_weight > 0 else None
-        return framed, cells
+        oracle = None
+        if self.cfg.oracle_embedding:
+            grid = self.model.prompt_encoder.image_embedding_size[0]
+            oracle = instance_codes(masks, framed.original_size, self.image_size, grid, rng)
+        return framed, cells, oracle
 
     def _cell_labels(
         self, masks: np.ndarray, original_size: tuple[int, int]
@@ -349,7 +354,7 @@ class Trainer:
         if drawn is None:
             self.step += 1
             return None
-        sample, cells = drawn
+        sample, cells, oracle = drawn
         targets = sample.masks  # (P, 1, L, L)
         gt = targets[:, 0].numpy() > 0.5
         valid = sample.valid.numpy()
@@ -361,9 +366,12 @@ class Trainer:
         )
 
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
-        train_encoder = not (cfg.freeze_image_encoder or cfg.iou_head_only)
-        with torch.set_grad_enabled(train_encoder), autocast:
-            embedding = self.model.image_encoder(self.model.preprocess(sample.image))  # (1, 256, 64, 64)
+        train_encoder = not (cfg.freeze_image_encoder or cfg.iou_head_only or cfg.oracle_embedding)
+        if oracle is not None:
+            embedding = oracle
+        else:
+            with torch.set_grad_enabled(train_encoder), autocast:
+                embedding = self.model.image_encoder(self.model.preprocess(sample.image))  # (1, 256, 64, 64)
         group_loss = embedding.new_zeros(()).float()
         if cells is not None and train_encoder:
             group_loss = grouping_loss(embedding[0], *cells)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from clicksam.train.data import frame_sample, masks_to_low_res
+from clicksam.train.data import frame_sample, instance_codes, masks_to_low_res
 from clicksam.train.scenes import ProceduralScenes, SceneConfig
 
 
@@ -73,3 +74,26 @@ def test_large_object_option_adds_large_instances() -> None:
 
     with_large, without = huge_share(1.0), huge_share(0.0)
     assert with_large > 2 * without, (with_large, without)
+
+
+def test_instance_codes_separate_objects_and_mix_parts_with_wholes() -> None:
+    # a 128x96 image at a 512 input: the 32x32 grid has 4x4 image px per cell, 24 rows on the image
+    masks = np.zeros((3, 96, 128), dtype=bool)
+    masks[0, 0:48, 0:64] = True  # a whole
+    masks[1, 0:24, 0:32] = True  # its part
+    masks[2, 48:96, 64:128] = True  # another object
+    codes = instance_codes(masks, (96, 128), 512, 32, np.random.default_rng(0))
+    assert codes.shape == (1, 256, 32, 32)
+    cells = codes[0]
+    assert torch.allclose(cells[:, :24].norm(dim=0), torch.full((24, 32), 4.0), atol=1e-4)
+    assert not cells[:, 24:].any()  # padding below the image
+    unit = torch.nn.functional.normalize(cells, dim=0)
+
+    def cos(a: tuple[int, int], b: tuple[int, int]) -> float:
+        return float(unit[:, a[0], a[1]] @ unit[:, b[0], b[1]])
+
+    assert cos((1, 1), (4, 6)) == pytest.approx(1.0, abs=1e-5)  # two cells of the part
+    assert cos((8, 12), (10, 14)) == pytest.approx(1.0, abs=1e-5)  # two cells of the whole outside the part
+    assert 0.5 < cos((1, 1), (10, 14)) < 0.9  # part and whole share the whole's vector
+    assert abs(cos((1, 1), (20, 30))) < 0.3  # different objects: independent random vectors
+    assert abs(cos((10, 14), (2, 28))) < 0.3  # the whole and the background

@@ -169,6 +169,31 @@ def test_iou_head_only_moves_nothing_else(tmp_path: Path) -> None:
     assert all(k.startswith("mask_decoder.iou_prediction_head.") for k in moved), moved
 
 
+def test_oracle_embedding_trains_the_decoder_without_running_the_encoder(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        model="vit_test",
+        steps=2,
+        prompts_per_image=2,
+        max_rounds=1,
+        oracle_embedding=True,
+        group_loss_weight=1.0,
+        out_dir=str(tmp_path),
+    )
+    trainer = Trainer(cfg, source=OneScene(_scene()))
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the image encoder ran")
+
+    trainer.model.image_encoder.forward = refuse  # type: ignore[method-assign]
+    enc_before = {k: v.clone() for k, v in trainer.model.image_encoder.state_dict().items()}
+    dec_before = {k: v.clone() for k, v in trainer.model.mask_decoder.state_dict().items()}
+    result = trainer.train_step()
+    assert result is not None and result.group == 0.0 and np.isfinite(result.loss)
+    for k, v in trainer.model.image_encoder.state_dict().items():
+        torch.testing.assert_close(v, enc_before[k])
+    assert any(not torch.equal(v, dec_before[k]) for k, v in trainer.model.mask_decoder.state_dict().items())
+
+
 def test_lr_schedule_warms_up_and_decays() -> None:
     cfg = TrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
     lrs = [lr_at(s, cfg) for s in range(100)]
