@@ -121,6 +121,12 @@ def register(subparsers: Any) -> None:
     ep.add_argument("--images", type=int, default=100, help="number of images")
     ep.add_argument("--max-clicks", type=int, default=20)
     ep.add_argument("--threads", type=int, default=1)
+    ep.add_argument(
+        "--oracle-embedding",
+        action="store_true",
+        help="diagnostic: feed the decoder ground-truth instance codes instead of the image embedding "
+        "(for checkpoints trained with --oracle-embedding)",
+    )
     ep.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     ep.add_argument("--no-progress", action="store_true")
     ep.set_defaults(func=_eval)
@@ -205,6 +211,7 @@ def _eval(args: argparse.Namespace) -> int:
         seed=HELD_OUT_SEED if args.seed is None else args.seed,
         images=args.images,
         max_clicks=args.max_clicks,
+        oracle_embedding=args.oracle_embedding,
     )
     metrics = evaluate(model, cfg, progress=not args.no_progress)
     print(format_table(metrics))

@@ -33,7 +33,7 @@ import torch
 from clicksam.model import Sam, SamPredictor
 from clicksam.model.frames import apply_boxes_torch, apply_coords_torch
 
-from .data import InstanceSource
+from .data import InstanceSource, instance_codes
 from .prompts import mask_box, next_click
 
 __all__ = [
@@ -72,6 +72,9 @@ class EvalConfig:
         max_clicks: click budget for NoC.
         scene_long_side: long side of the procedural scenes.
         click_seed: seeds tie-breaking between equally deep click positions.
+        oracle_embedding: a diagnostic for decoders trained with ``--oracle-embedding``: feed them
+            ground-truth instance codes (:func:`~clicksam.train.data.instance_codes`) in place of
+            the image encoder's embedding.
     """
 
     data: str = "scenes"
@@ -81,6 +84,7 @@ class EvalConfig:
     max_clicks: int = 20
     scene_long_side: int = 256
     click_seed: int = 0
+    oracle_embedding: bool = False
 
 
 def _iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -90,7 +94,12 @@ def _iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 @torch.no_grad()
 def evaluate_image(
-    predictor: SamPredictor, image: np.ndarray, gts: np.ndarray, max_clicks: int, rng: np.random.Generator
+    predictor: SamPredictor,
+    image: np.ndarray,
+    gts: np.ndarray,
+    max_clicks: int,
+    rng: np.random.Generator,
+    oracle_embedding: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Click and box IoUs for every instance of one image.
 
@@ -100,7 +109,8 @@ def evaluate_image(
         gts: (K, H, W) bool ground-truth masks, original frame.
         max_clicks: clicks per instance (clicking stops early once an instance has had 5 clicks and
             reached 90% IoU; later entries then repeat its last IoU).
-        rng: breaks ties between equally deep click positions.
+        rng: breaks ties between equally deep click positions (and draws the oracle codes).
+        oracle_embedding: replace the image embedding by ground-truth instance codes of ``gts``.
 
     Returns:
         click IoUs (K, max_clicks) (entry c is the IoU after c + 1 clicks), box IoUs (K,) and the
@@ -111,6 +121,9 @@ def evaluate_image(
     k = gts.shape[0]
     original_size = (int(image.shape[0]), int(image.shape[1]))
     long_side = model.image_size
+    if oracle_embedding:
+        grid = model.prompt_encoder.image_embedding_size[0]
+        predictor.features = instance_codes(gts, original_size, long_side, grid, rng)
 
     boxes_np = np.array([mask_box(g) for g in gts], dtype=np.float32)  # (K, 4) xyxy, original frame
     boxes = apply_boxes_torch(torch.from_numpy(boxes_np), original_size, long_side)
@@ -219,7 +232,7 @@ def evaluate(
             if item.masks.shape[0] == 0:
                 continue
             clicks, boxes, oracle = evaluate_image(
-                predictor, item.image, item.masks.astype(bool), cfg.max_clicks, rng
+                predictor, item.image, item.masks.astype(bool), cfg.max_clicks, rng, cfg.oracle_embedding
             )
             all_clicks.append(clicks)
             all_boxes.append(boxes)
@@ -243,6 +256,7 @@ def evaluate(
         if cfg.data != "scenes"
         else f"scenes(seed={cfg.seed}, long_side={cfg.scene_long_side})",
         "images": n,
+        **({"oracle_embedding": True} if cfg.oracle_embedding else {}),
         **_summary(ious, box, best, cfg.max_clicks),
         "max_clicks": cfg.max_clicks,
         "by_area": by_area,

@@ -234,6 +234,24 @@ def test_noc_and_eval_table() -> None:
     assert all(name in table for name in by_area)
 
 
+def test_eval_with_oracle_embedding_ignores_the_pixels() -> None:
+    scene = _scene()
+    blank = Scene(**{**scene.__dict__, "image": np.zeros_like(scene.image)})
+    model = build_model("vit_test", seed=0)
+    cfg = EvalConfig(images=1, max_clicks=2)
+
+    def run(s: Scene, oracle: bool) -> dict[str, float]:
+        m = evaluate(model, EvalConfig(**{**cfg.__dict__, "oracle_embedding": oracle}), source=OneScene(s))
+        return {k: m[k] for k in ("miou@1", "miou@3", "box_miou", "oracle@1")}
+
+    # the decoder sees the ground-truth codes, not the image: blanking the pixels changes nothing
+    assert run(scene, True) == run(blank, True)
+    assert run(scene, False) != run(blank, False)
+    assert evaluate(model, EvalConfig(images=1, max_clicks=2, oracle_embedding=True), OneScene(scene))[
+        "oracle_embedding"
+    ]
+
+
 @pytest.mark.slow
 def test_cli_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
