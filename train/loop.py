@@ -304,7 +304,9 @@ class Trainer:
             return None
         framed.masks = framed.masks[keep]
         framed.original_masks = framed.original_masks[keep.numpy()]
-        cells = self._cell_labels(masks, framed.original_size) if self.cfg.group_loss_weight > 0 else None
+        # the grouping loss trains the encoder, which an oracle embedding replaces
+        grouping = self.cfg.group_loss_weight > 0 and not self.cfg.oracle_embedding
+        cells = self._cell_labels(masks, framed.original_size) if grouping else None
         oracle = None
         if self.cfg.oracle_embedding:
             grid = self.model.prompt_encoder.image_embedding_size[0]

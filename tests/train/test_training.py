@@ -14,7 +14,15 @@ from clicksam.cli import main
 from clicksam.model import Sam
 from clicksam.train.data import frame_sample
 from clicksam.train.evaluate import AREA_BUCKETS, EvalConfig, _noc, evaluate, format_breakdown, format_table
-from clicksam.train.loop import TrainConfig, Trainer, build_model, export_weights, lr_at, set_resolution
+from clicksam.train.loop import (
+    StepResult,
+    TrainConfig,
+    Trainer,
+    build_model,
+    export_weights,
+    lr_at,
+    set_resolution,
+)
 from clicksam.train.losses import mask_losses
 from clicksam.train.prompts import distance_to_boundary
 from clicksam.train.scenes import ProceduralScenes, Scene, SceneConfig
@@ -134,6 +142,17 @@ def test_grouping_loss_enters_the_step_only_when_asked(tmp_path: Path) -> None:
     assert grouped.loss == pytest.approx(plain.loss + grouped.group, rel=1e-4)
 
 
+def _step_moves_the_decoder_only(trainer: Trainer) -> StepResult | None:
+    """One step; the image encoder's weights stay, the mask decoder's move."""
+    enc_before = {k: v.clone() for k, v in trainer.model.image_encoder.state_dict().items()}
+    dec_before = {k: v.clone() for k, v in trainer.model.mask_decoder.state_dict().items()}
+    result = trainer.train_step()
+    for k, v in trainer.model.image_encoder.state_dict().items():
+        torch.testing.assert_close(v, enc_before[k])
+    assert any(not torch.equal(v, dec_before[k]) for k, v in trainer.model.mask_decoder.state_dict().items())
+    return result
+
+
 def test_frozen_encoder_does_not_move(tmp_path: Path) -> None:
     cfg = TrainConfig(
         model="vit_test",
@@ -143,13 +162,7 @@ def test_frozen_encoder_does_not_move(tmp_path: Path) -> None:
         freeze_image_encoder=True,
         out_dir=str(tmp_path),
     )
-    trainer = Trainer(cfg, source=OneScene(_scene()))
-    enc_before = {k: v.clone() for k, v in trainer.model.image_encoder.state_dict().items()}
-    dec_before = {k: v.clone() for k, v in trainer.model.mask_decoder.state_dict().items()}
-    trainer.train_step()
-    for k, v in trainer.model.image_encoder.state_dict().items():
-        torch.testing.assert_close(v, enc_before[k])
-    assert any(not torch.equal(v, dec_before[k]) for k, v in trainer.model.mask_decoder.state_dict().items())
+    _step_moves_the_decoder_only(Trainer(cfg, source=OneScene(_scene())))
 
 
 def test_iou_head_only_moves_nothing_else(tmp_path: Path) -> None:
@@ -185,13 +198,8 @@ def test_oracle_embedding_trains_the_decoder_without_running_the_encoder(tmp_pat
         raise AssertionError("the image encoder ran")
 
     trainer.model.image_encoder.forward = refuse  # type: ignore[method-assign]
-    enc_before = {k: v.clone() for k, v in trainer.model.image_encoder.state_dict().items()}
-    dec_before = {k: v.clone() for k, v in trainer.model.mask_decoder.state_dict().items()}
-    result = trainer.train_step()
+    result = _step_moves_the_decoder_only(trainer)
     assert result is not None and result.group == 0.0 and np.isfinite(result.loss)
-    for k, v in trainer.model.image_encoder.state_dict().items():
-        torch.testing.assert_close(v, enc_before[k])
-    assert any(not torch.equal(v, dec_before[k]) for k, v in trainer.model.mask_decoder.state_dict().items())
 
 
 def test_lr_schedule_warms_up_and_decays() -> None:
