@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parent.parent
 WEB = REPO / "web"
+Server = tuple[subprocess.Popen[bytes], str]
 
 
 def make_image(path: Path, w: int, h: int) -> None:
@@ -46,12 +47,16 @@ def make_image(path: Path, w: int, h: int) -> None:
     im.save(path, quality=92) if path.suffix == ".jpg" else im.save(path)
 
 
-def start_server(model: str, cache: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(model: str, cache: Path, web_dir: Path = WEB / "dist") -> Server:
+    """``clicksam serve`` of ``web_dir`` on a free loopback port; returns the process and its URL.
+
+    The decoder is exported into ``cache`` on its first start, unless $CLICKSAM_E2E_DECODER_DIR holds one.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     cmd = [sys.executable, "-m", "clicksam.cli", "serve", "--model", model, "--port", str(port)]
-    cmd += ["--web-dir", str(WEB / "dist"), "--cache-dir", str(cache), "--torch-threads", "1"]
+    cmd += ["--web-dir", str(web_dir), "--cache-dir", str(cache), "--torch-threads", "1"]
     if os.environ.get("CLICKSAM_E2E_DECODER_DIR"):
         cmd += ["--decoder-dir", os.environ["CLICKSAM_E2E_DECODER_DIR"]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)

@@ -10,12 +10,12 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update', '--disable-sync', '--no-first-run',
 ];
 
-/** Fresh-profile Chromium; returns {ctx, page, close}. */
-export async function launch({ executablePath = process.env.CHROMIUM || '/usr/bin/chromium', viewport = { width: 1280, height: 860 }, log = null, touch = false } = {}) {
+/** Fresh-profile Chromium; returns {ctx, page, close}. `args` replaces CHROMIUM_ARGS (e.g. to add WebGPU flags). */
+export async function launch({ executablePath = process.env.CHROMIUM || '/usr/bin/chromium', viewport = { width: 1280, height: 860 }, log = null, touch = false, args = CHROMIUM_ARGS } = {}) {
   const profile = mkdtempSync(path.join(tmpdir(), 'clicksam-e2e-'));
   // Playwright refuses --user-data-dir in args; launchPersistentContext(dir) passes it.
   const ctx = await chromium.launchPersistentContext(profile, {
-    executablePath, headless: true, args: CHROMIUM_ARGS, viewport, acceptDownloads: true,
+    executablePath, headless: true, args, viewport, acceptDownloads: true,
     ...(touch ? { hasTouch: true, isMobile: true, deviceScaleFactor: 2 } : {}),
   });
   const page = ctx.pages()[0] ?? (await ctx.newPage());

@@ -19,6 +19,12 @@ export class DecoderError extends Error {
 
 type Omitted<T> = T extends unknown ? Omit<T, 'id'> : never;
 
+/**
+ * Name of the decoder-run entries (performance.getEntriesByName): the worker's session.run of each
+ * decode, on the page's clock, with detail {hover}; beside the page's 'clicksam:click-to-mask'.
+ */
+export const DECODE_MEASURE = 'clicksam:decode';
+
 /** How long the pointer must rest before a hover preview is decoded. */
 export const HOVER_DWELL_MS = 40;
 
@@ -122,7 +128,10 @@ export class DecoderClient {
   private async run(input: DecodeInput, hover: boolean): Promise<DecodeReply> {
     const transfer: Transferable[] = [input.coords.buffer, input.labels.buffer];
     if (input.maskInput) transfer.push(input.maskInput.buffer);
-    return (await this.send({ type: 'decode', coords: input.coords, labels: input.labels, maskInput: input.maskInput, hover }, transfer)) as DecodeReply;
+    const r = (await this.send({ type: 'decode', coords: input.coords, labels: input.labels, maskInput: input.maskInput, hover }, transfer)) as DecodeReply;
+    // the worker's clock has its own origin: both are converted through the epoch
+    performance.measure(DECODE_MEASURE, { start: r.runStart - performance.timeOrigin, duration: r.runMs, detail: { hover } });
+    return r;
   }
 
   terminate(): void {

@@ -217,7 +217,7 @@ async function decode(req: DecodeRequest): Promise<void> {
   const iouCopy = new Float32Array(iouData);
   low.dispose();
   iou.dispose();
-  reply({ type: 'decoded', id: req.id, lowRes: lowCopy, iou: iouCopy, tokens, runMs, backend: s.backend, threads: wasmThreads() }, [lowCopy.buffer, iouCopy.buffer]);
+  reply({ type: 'decoded', id: req.id, lowRes: lowCopy, iou: iouCopy, tokens, runMs, runStart: performance.timeOrigin + t0, backend: s.backend, threads: wasmThreads() }, [lowCopy.buffer, iouCopy.buffer]);
 }
 
 function need(): State {

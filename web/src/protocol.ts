@@ -73,6 +73,8 @@ export interface DecodeReply {
   readonly tokens: number;
   /** Time of session.run alone. */
   readonly runMs: number;
+  /** When session.run started, ms since the Unix epoch (performance.timeOrigin + now in the worker). */
+  readonly runStart: number;
   /** Backend that ran it (WebGPU falls back to WASM for good if a run fails). */
   readonly backend: 'webgpu' | 'wasm';
   readonly threads: number;
