@@ -209,7 +209,34 @@ class PatchMerging(nn.Module):
         return self.conv3(x)
 
 
-class ConvLayer(nn.Module):
+class _Stage(nn.Module):
+    """A stage: its blocks (gradient-checkpointed in training when asked), then an optional merging.
+
+    Subclasses build the blocks; the attribute names (``blocks``, ``downsample``) are the official ones.
+    """
+
+    def __init__(
+        self, dim: int, blocks: list[nn.Module], downsample: PatchMerging | None, use_checkpoint: bool
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.depth = len(blocks)
+        self.use_checkpoint = use_checkpoint
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (B, dim, H, W) -> (B, out_dim, H', W')."""
+        x = self._run_blocks(x)
+        return x if self.downsample is None else self.downsample(x)
+
+    def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            x = _maybe_checkpoint(blk, x, self.use_checkpoint and self.training)
+        return x
+
+
+class ConvLayer(_Stage):
     """The first stage: ``depth`` MBConv blocks, then an optional :class:`PatchMerging`."""
 
     def __init__(
@@ -222,23 +249,10 @@ class ConvLayer(nn.Module):
         downsample: PatchMerging | None = None,
         use_checkpoint: bool = False,
     ) -> None:
-        super().__init__()
-        self.dim = dim
-        self.depth = depth
-        self.use_checkpoint = use_checkpoint
-        rates = _per_block(drop_path, depth)
-        self.blocks = nn.ModuleList(
-            [MBConv(dim, expand_ratio=expand_ratio, drop_path=rates[i]) for i in range(depth)]
-        )
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: (B, dim, H, W) -> (B, out_dim, H', W')."""
-        for blk in self.blocks:
-            x = _maybe_checkpoint(blk, x, self.use_checkpoint and self.training)
-        if self.downsample is not None:
-            x = self.downsample(x)
-        return x
+        blocks: list[nn.Module] = [
+            MBConv(dim, expand_ratio=expand_ratio, drop_path=rate) for rate in _per_block(drop_path, depth)
+        ]
+        super().__init__(dim, blocks, downsample, use_checkpoint)
 
 
 class Mlp(nn.Module):
@@ -394,7 +408,7 @@ class TinyViTBlock(nn.Module):
         )
 
 
-class BasicLayer(nn.Module):
+class BasicLayer(_Stage):
     """An attention stage: ``depth`` :class:`TinyViTBlock`, then an optional :class:`PatchMerging`."""
 
     def __init__(
@@ -411,36 +425,23 @@ class BasicLayer(nn.Module):
         use_checkpoint: bool = False,
         local_conv_size: int = 3,
     ) -> None:
-        super().__init__()
-        self.dim = dim
-        self.depth = depth
-        self.use_checkpoint = use_checkpoint
-        rates = _per_block(drop_path, depth)
-        self.blocks = nn.ModuleList(
-            [
-                TinyViTBlock(
-                    dim,
-                    num_heads=num_heads,
-                    window_size=window_size,
-                    mlp_ratio=mlp_ratio,
-                    drop=drop,
-                    drop_path=rates[i],
-                    local_conv_size=local_conv_size,
-                )
-                for i in range(depth)
-            ]
-        )
-        self.downsample = downsample
+        blocks: list[nn.Module] = [
+            TinyViTBlock(
+                dim,
+                num_heads=num_heads,
+                window_size=window_size,
+                mlp_ratio=mlp_ratio,
+                drop=drop,
+                drop_path=rate,
+                local_conv_size=local_conv_size,
+            )
+            for rate in _per_block(drop_path, depth)
+        ]
+        super().__init__(dim, blocks, downsample, use_checkpoint)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: (B, dim, H, W) -> (B, out_dim, H', W')."""
-        x = x.permute(0, 2, 3, 1)  # (B, H, W, C); free when x is channels-last
-        for blk in self.blocks:
-            x = _maybe_checkpoint(blk, x, self.use_checkpoint and self.training)
-        x = x.permute(0, 3, 1, 2)  # (B, C, H, W)
-        if self.downsample is not None:
-            x = self.downsample(x)
-        return x
+    def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        # the blocks work on (B, H, W, C): a free view of the channels-last (B, C, H, W) input
+        return super()._run_blocks(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class TinyViT(nn.Module):
@@ -549,7 +550,7 @@ class TinyViT(nn.Module):
         out = {f"patch_embed.{k}": scales[0] for k, _ in self.patch_embed.named_parameters()}
         i = 0
         for li, layer in enumerate(self.layers):
-            assert isinstance(layer, ConvLayer | BasicLayer)
+            assert isinstance(layer, _Stage)
             for bi, blk in enumerate(layer.blocks):
                 out.update({f"layers.{li}.blocks.{bi}.{k}": scales[i] for k, _ in blk.named_parameters()})
                 i += 1
