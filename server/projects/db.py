@@ -1,0 +1,90 @@
+"""Open the projects database and bring its schema up to date (Alembic, on start).
+
+SQLite by default: one file in the data directory, WAL journal, foreign keys on, ``synchronous=FULL`` (a
+save that was answered survives a power cut, not only a killed process). Its transactions are begun by us
+(``BEGIN`` / ``BEGIN IMMEDIATE``) instead of by the sqlite3 module, so a write transaction holds the write
+lock from its first statement. Any other SQLAlchemy URL works, PostgreSQL through psycopg 3
+(``postgresql+psycopg://user@host/db``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR: Final[Path] = Path(__file__).resolve().parent / "migrations"
+SQLITE_FILE: Final[str] = "clicksam.sqlite3"
+#: seconds a SQLite writer waits for another writer's lock before giving up
+SQLITE_BUSY_TIMEOUT_S: Final[float] = 30.0
+
+
+class DatabaseDriverMissingError(RuntimeError):
+    """The URL names a database whose driver is not installed (the message names the extra)."""
+
+
+def default_url(data_dir: Path) -> str:
+    """The SQLite file in ``data_dir`` (created with its folder on first use)."""
+    return f"sqlite:///{data_dir / SQLITE_FILE}"
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_on_begin)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    immediate = connection.get_execution_options().get("sqlite_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for ``url``; for SQLite the file's folder is created and the pragmas are set per connection.
+
+    Raises:
+        DatabaseDriverMissingError: the driver of the URL's dialect is not installed.
+    """
+    parsed = make_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+            )
+            event.listen(engine, "connect", _sqlite_on_connect)
+            event.listen(engine, "begin", _sqlite_on_begin)
+            return engine
+        return create_engine(parsed, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise DatabaseDriverMissingError(
+            f"no driver for {parsed.drivername} ({exc.name} is not installed): "
+            "pip install 'clicksam[server]' brings SQLite and PostgreSQL (psycopg 3)"
+        ) from exc
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine whose transactions take SQLite's write lock at BEGIN (no-op elsewhere)."""
+    return engine.execution_options(sqlite_immediate=True)
+
+
+def upgrade(engine: Engine) -> None:
+    """Run every Alembic migration not yet applied (``upgrade head``) on ``engine``'s database."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    logger.info("projects database at %s is up to date", engine.url.render_as_string(hide_password=True))
