@@ -37,6 +37,7 @@ __all__ = [
     "attention_path",
     "get_attention_path",
     "linear",
+    "neck",
 ]
 
 AttentionPath = Literal["auto", "sdpa", "plain"]
@@ -232,3 +233,17 @@ class MLPBlock(nn.Module):
         if isinstance(self.act, nn.GELU) and self.act.approximate == "none":
             return linear(linear(x, self.lin1, "gelu"), self.lin2)  # the encoder's MLP: fused kernels
         return self.lin2(self.act(self.lin1(x)))
+
+
+def neck(in_chans: int, out_chans: int) -> nn.Sequential:
+    """SAM's encoder neck, (B, in_chans, H, W) -> (B, out_chans, H, W): the image embedding.
+
+    conv 1x1 -> LayerNorm2d -> conv 3x3 -> LayerNorm2d, convolutions without bias; the indices 0-3 are
+    the official checkpoint keys (``neck.0.weight``, ``neck.1.bias``, ...) of the ViT and TinyViT.
+    """
+    return nn.Sequential(
+        nn.Conv2d(in_chans, out_chans, kernel_size=1, bias=False),
+        LayerNorm2d(out_chans),
+        nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+        LayerNorm2d(out_chans),
+    )

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from .common import LayerNorm2d, attention
+from .common import attention, neck
 
 __all__ = [
     "Attention",
@@ -532,12 +532,7 @@ class TinyViT(nn.Module):
         self.head: nn.Module = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
         # created after the init above so its convolutions keep PyTorch's default init, as the official
-        self.neck = nn.Sequential(
-            nn.Conv2d(embed_dims[-1], out_chans, kernel_size=1, bias=False),
-            LayerNorm2d(out_chans),
-            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
-            LayerNorm2d(out_chans),
-        )
+        self.neck = neck(embed_dims[-1], out_chans)
 
     def layer_lr_scales(self) -> dict[str, float]:
         """Learning-rate factor per parameter name for layer-wise decay (``layer_lr_decay``).
