@@ -12,6 +12,8 @@ since rounding makes the two ratios differ slightly.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -27,6 +29,8 @@ __all__ = [
     "resize_to_long_side",
     "unapply_coords",
 ]
+
+_Coords = TypeVar("_Coords", npt.NDArray[np.float64], torch.Tensor)
 
 
 def get_preprocess_shape(oldh: int, oldw: int, long_side: int) -> tuple[int, int]:
@@ -57,28 +61,34 @@ def resize_to_long_side(image: npt.NDArray[np.uint8], long_side: int) -> npt.NDA
     return np.array(resized)  # a writable copy: torch refuses read-only buffers
 
 
+def _scale_xy(
+    out: _Coords, original_size: tuple[int, int], long_side: int, *, inverse: bool = False
+) -> _Coords:
+    """Scale xy ``out`` (..., 2) in place from the original frame (H, W) to the resized-input frame.
+
+    ``inverse=True`` scales back, by ``W / w`` and ``H / h`` themselves (not their reciprocals, which
+    can round differently).
+    """
+    old_h, old_w = original_size
+    new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
+    sx, sy = (old_w / new_w, old_h / new_h) if inverse else (new_w / old_w, new_h / old_h)
+    out[..., 0] *= sx
+    out[..., 1] *= sy
+    return out
+
+
 def apply_coords(
     coords: npt.ArrayLike, original_size: tuple[int, int], long_side: int
 ) -> npt.NDArray[np.float64]:
     """xy coordinates (..., 2) from the original frame (H, W) to the resized-input frame (float64 copy)."""
-    old_h, old_w = original_size
-    new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
-    out = np.array(coords, dtype=np.float64, copy=True)
-    out[..., 0] = out[..., 0] * (new_w / old_w)
-    out[..., 1] = out[..., 1] * (new_h / old_h)
-    return out
+    return _scale_xy(np.array(coords, dtype=np.float64, copy=True), original_size, long_side)
 
 
 def unapply_coords(
     coords: npt.ArrayLike, original_size: tuple[int, int], long_side: int
 ) -> npt.NDArray[np.float64]:
     """Inverse of :func:`apply_coords`: xy (..., 2) from the resized-input frame to the original frame."""
-    old_h, old_w = original_size
-    new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
-    out = np.array(coords, dtype=np.float64, copy=True)
-    out[..., 0] = out[..., 0] * (old_w / new_w)
-    out[..., 1] = out[..., 1] * (old_h / new_h)
-    return out
+    return _scale_xy(np.array(coords, dtype=np.float64, copy=True), original_size, long_side, inverse=True)
 
 
 def apply_boxes(
@@ -91,12 +101,7 @@ def apply_boxes(
 
 def apply_coords_torch(coords: torch.Tensor, original_size: tuple[int, int], long_side: int) -> torch.Tensor:
     """Torch variant of :func:`apply_coords`: (..., 2) xy, returned as a new float tensor."""
-    old_h, old_w = original_size
-    new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
-    out = coords.detach().clone().to(torch.float)
-    out[..., 0] = out[..., 0] * (new_w / old_w)
-    out[..., 1] = out[..., 1] * (new_h / old_h)
-    return out
+    return _scale_xy(coords.detach().clone().to(torch.float), original_size, long_side)
 
 
 def apply_boxes_torch(boxes: torch.Tensor, original_size: tuple[int, int], long_side: int) -> torch.Tensor:
