@@ -1,3 +1,4 @@
+// Export encoders: file names, COCO JSON, mask / cut-out / union pixels.
 import { describe, expect, it } from 'vitest';
 import { applyAlpha, buildCoco, exportFileName, fileStem, maskRgba, unionMasks } from './exporters';
 import { decodeRle } from './rle';

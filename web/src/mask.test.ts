@@ -1,24 +1,23 @@
+// Mask postprocessing against a plain-loop reference of SAM's postprocess_masks, and the mask helpers
+// (stats, edges, label maps, resampling, mask -> low-res logits).
 import { describe, expect, it } from 'vitest';
 import { makeGeometry } from './frames';
 import { labelMap, logitsToMask, maskDifference, maskEdges, maskStats, maskToLowResLogits, resampleNearest, tokenPlane } from './mask';
 
+/** Source samples of output `i` for a bilinear resize of `n` samples by `scale` (align_corners=False): [i0, i1, weight of i1]. */
+function sourceTaps(i: number, scale: number, n: number): [number, number, number] {
+  const p = Math.max(0, (i + 0.5) * scale - 0.5);
+  const i0 = Math.min(Math.floor(p), n - 1);
+  return [i0, Math.min(i0 + 1, n - 1), p - i0];
+}
+
 /** Reference: SAM's postprocess_masks in plain loops (upsample to 1024, crop input, upsample to original). */
 function bilinear(src: Float32Array, sw: number, sh: number, dw: number, dh: number): Float32Array {
   const out = new Float32Array(dw * dh);
-  const sx = sw / dw;
-  const sy = sh / dh;
   for (let j = 0; j < dh; j++) {
-    let y = (j + 0.5) * sy - 0.5;
-    if (y < 0) y = 0;
-    const y0 = Math.min(Math.floor(y), sh - 1);
-    const y1 = Math.min(y0 + 1, sh - 1);
-    const wy = y - y0;
+    const [y0, y1, wy] = sourceTaps(j, sh / dh, sh);
     for (let i = 0; i < dw; i++) {
-      let x = (i + 0.5) * sx - 0.5;
-      if (x < 0) x = 0;
-      const x0 = Math.min(Math.floor(x), sw - 1);
-      const x1 = Math.min(x0 + 1, sw - 1);
-      const wx = x - x0;
+      const [x0, x1, wx] = sourceTaps(i, sw / dw, sw);
       const a = src[y0 * sw + x0]! * (1 - wx) + src[y0 * sw + x1]! * wx;
       const b = src[y1 * sw + x0]! * (1 - wx) + src[y1 * sw + x1]! * wx;
       out[j * dw + i] = a * (1 - wy) + b * wy;

@@ -1,3 +1,4 @@
+// Prompt state -> decoder feeds (padding point, box corners, frames) and the undo/redo history.
 import { describe, expect, it } from 'vitest';
 import { makeGeometry } from './frames';
 import { EMPTY, History, LABEL, addPoint, boxFromCorners, isSingleClick, promptToFeeds, removePoint, setBox } from './prompts';

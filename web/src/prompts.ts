@@ -118,23 +118,23 @@ export class History<T> {
     this.future = [];
   }
   undo(): T | null {
-    const prev = this.past.pop();
-    if (prev === undefined) return null;
-    this.future.push(this.present);
-    this.present = prev;
-    return prev;
+    return this.step(this.past, this.future);
   }
   redo(): T | null {
-    const next = this.future.pop();
-    if (next === undefined) return null;
-    this.past.push(this.present);
-    this.present = next;
-    return next;
+    return this.step(this.future, this.past);
   }
   /** Forget everything and start from `state` (e.g. a new image). */
   reset(state: T): void {
     this.past = [];
     this.future = [];
     this.present = state;
+  }
+  /** Move to the top state of `from`, leaving the present on `to`; null when `from` is empty. */
+  private step(from: T[], to: T[]): T | null {
+    const next = from.pop();
+    if (next === undefined) return null;
+    to.push(this.present);
+    this.present = next;
+    return next;
   }
 }

@@ -1,3 +1,4 @@
+// COCO RLE encode/decode, checked against masks the Python side encoded (testdata/rle_python.json).
 import { describe, expect, it } from 'vitest';
 import pythonCases from './testdata/rle_python.json';
 import { countsToString, decodeCounts, decodeRle, encodeCounts, encodeRle, stringToCounts } from './rle';

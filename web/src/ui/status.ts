@@ -10,6 +10,13 @@ export class StatusBar {
     this.statusEl.textContent = text;
   }
 
+  /** Show `label` with the seconds since now, updated every 100 ms until the returned function is called. */
+  progress(label: string): () => void {
+    const t0 = performance.now();
+    const timer = window.setInterval(() => this.status(`${label} ${((performance.now() - t0) / 1000).toFixed(1)} s`), 100);
+    return () => clearInterval(timer);
+  }
+
   error(message: string): void {
     const text = document.createElement('span');
     text.textContent = message;
