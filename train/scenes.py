@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
+from .prompts import sample_point
+
 __all__ = [
     "SHAPE_KINDS",
     "ProceduralScenes",
@@ -288,14 +290,6 @@ def _place(
     return cx, cy, r
 
 
-def _inside_point(rng: np.random.Generator, mask: np.ndarray) -> tuple[float, float] | None:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    i = int(rng.integers(len(xs)))
-    return float(xs[i]), float(ys[i])
-
-
 def render_scene(rng: np.random.Generator, config: SceneConfig | None = None) -> Scene:
     """Draw one scene with the generator ``rng``.
 
@@ -356,7 +350,7 @@ def _add_parts(
 ) -> None:
     """Draw 1-3 parts inside ``parent_shape`` (in place on ``image``), recursing once for sub-parts."""
     for _ in range(int(rng.integers(1, 4))):
-        centre = _inside_point(rng, parent_shape)
+        centre = sample_point(rng, parent_shape)
         if centre is None:
             return
         kind = str(rng.choice(_KIND_NAMES, p=_KIND_WEIGHTS))
