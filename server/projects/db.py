@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,8 @@ SQLITE_FILE: Final[str] = "clicksam.sqlite3"
 SQLITE_BUSY_TIMEOUT_S: Final[float] = 30.0
 
 
-class DatabaseDriverMissingError(RuntimeError):
-    """The URL names a database whose driver is not installed (the message names the extra)."""
+class DatabaseUrlError(RuntimeError):
+    """The database URL cannot be used: malformed, an unknown dialect, or its driver is not installed."""
 
 
 def default_url(data_dir: Path) -> str:
@@ -51,9 +52,14 @@ def create_db_engine(url: str) -> Engine:
     """An engine for ``url``; for SQLite the file's folder is created and the pragmas are set per connection.
 
     Raises:
-        DatabaseDriverMissingError: the driver of the URL's dialect is not installed.
+        DatabaseUrlError: a malformed URL, an unknown dialect, or a driver that is not installed.
     """
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseUrlError(
+            f"not a database URL: {url!r}; use e.g. postgresql+psycopg://user@host/db or sqlite:///file"
+        ) from exc
     try:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -65,8 +71,10 @@ def create_db_engine(url: str) -> Engine:
             event.listen(engine, "begin", _sqlite_on_begin)
             return engine
         return create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError as exc:
+        raise DatabaseUrlError(f"SQLAlchemy knows no database {parsed.drivername!r}: {exc}") from exc
     except ModuleNotFoundError as exc:
-        raise DatabaseDriverMissingError(
+        raise DatabaseUrlError(
             f"no driver for {parsed.drivername} ({exc.name} is not installed): "
             "pip install 'clicksam[server]' brings SQLite and PostgreSQL (psycopg 3)"
         ) from exc

@@ -38,8 +38,7 @@ from clicksam.server.projects.schemas import (
     Saved,
     UploadError,
 )
-from clicksam.server.routes.deps import ServiceDep, SettingsDep
-from clicksam.server.routes.embeddings import upload_too_large_message
+from clicksam.server.routes.deps import ServiceDep, SettingsDep, upload_too_large_message
 from clicksam.server.schemas import ErrorResponse
 
 router = APIRouter(

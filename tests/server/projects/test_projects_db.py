@@ -1,0 +1,48 @@
+"""The database: migrations equal the models, SQLite settings, migrations are idempotent on start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from clicksam.server.projects.db import DatabaseUrlError, create_db_engine, default_url, upgrade
+from clicksam.server.projects.models import Base
+
+
+def test_migrations_build_exactly_the_models(database: str | None, tmp_path: Path) -> None:
+    engine = create_db_engine(database or default_url(tmp_path))
+    try:
+        upgrade(engine)
+        upgrade(engine)  # a second start finds nothing to do
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_is_one_wal_file_with_foreign_keys_in_the_data_dir(tmp_path: Path) -> None:
+    engine = create_db_engine(default_url(tmp_path / "data"))
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert (tmp_path / "data" / "clicksam.sqlite3").is_file()
+    finally:
+        engine.dispose()
+
+
+def test_unusable_urls_say_why() -> None:
+    with pytest.raises(
+        DatabaseUrlError, match=r"pymysql is not installed\): pip install 'clicksam\[server\]'"
+    ):
+        create_db_engine("mysql+pymysql://x@127.0.0.1/db")
+    with pytest.raises(DatabaseUrlError, match=r"SQLAlchemy knows no database 'mysql\+nosuchdriver'"):
+        create_db_engine("mysql+nosuchdriver://x@127.0.0.1/db")
+    with pytest.raises(DatabaseUrlError, match="not a database URL: 'just words'"):
+        create_db_engine("just words")
