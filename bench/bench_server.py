@@ -132,7 +132,7 @@ class RawHttpClient:
 
 def prepare_onnx_encoder(args: argparse.Namespace, cache_dir: Path) -> float:
     """Export + verify the ONNX encoder into the server's cache folder, as ``clicksam serve`` would."""
-    from clicksam.server.cli import ensure_onnx_encoder
+    from clicksam.serve import ensure_onnx_encoder
     from clicksam.server.loading import load_model, resolve_model
     from clicksam.server.onnx_encoder import encoder_dir
 

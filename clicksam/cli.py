@@ -3,6 +3,11 @@
 Each subcommand lives next to the code it drives, in a module with a ``register(subparsers)`` function
 that adds its parser and sets ``func`` (taking the parsed namespace, returning an exit code). Heavy imports
 (torch, onnx, fastapi) happen inside ``func`` so that ``clicksam --help`` stays fast.
+
+Expected failures are ``ClickSamError`` subclasses, raised by the library code and the subcommands alike;
+``main`` is the one place that reports them: one line on stderr (``clicksam <command>: error: <message>``)
+and the exit code of ``clicksam.errors.exit_code`` (2 for bad input, 1 for a failure), never a traceback.
+An ``OSError`` (a file that cannot be read or written) is reported the same way, with exit code 1.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from clicksam.errors import ClickSamError, exit_code
+
 # subcommand modules, in the order ``--help`` lists them
 _COMMAND_MODULES: tuple[str, ...] = (
-    "clicksam.server.cli",
+    "clicksam.serve",
     "clicksam.model.weights_cli",
     "clicksam.export.cli",
     "clicksam.model.everything_cli",
@@ -56,7 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    code: int = func(args)
+    try:
+        code: int = func(args)
+    except ClickSamError as exc:
+        print(f"clicksam {args.command}: error: {exc}", file=sys.stderr)
+        return exit_code(exc)
+    except OSError as exc:  # a file or folder that cannot be read or written: the environment, not a bug
+        print(f"clicksam {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"clicksam {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

@@ -63,52 +63,45 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the model, export, print where the files went. Returns the exit code."""
-    from clicksam.export.decoder import ExportError, export_decoder
+    """Build the model, export, print where the files went. Returns the exit code.
+
+    Raises:
+        ClickSamError: bad arguments, an unreadable checkpoint, a failed export (``clicksam.cli`` reports it).
+    """
+    from clicksam.errors import UsageError
+    from clicksam.export.decoder import export_decoder
     from clicksam.export.manifest import sha256_file
-    from clicksam.model import CheckpointError, UnknownModelError, build_sam
+    from clicksam.model import build_sam
 
     if args.checkpoint is not None and args.seed is not None:
-        logger.error("--seed only applies to random weights; drop it or drop --checkpoint")
-        return 2
+        raise UsageError("--seed only applies to random weights; drop it or drop --checkpoint")
     if args.checkpoint is not None and not args.checkpoint.is_file():
-        logger.error(
-            "checkpoint %s does not exist (download it with `clicksam weights download`)", args.checkpoint
+        raise UsageError(
+            f"checkpoint {args.checkpoint} does not exist (download it with `clicksam weights download`)"
         )
-        return 2
     seed = args.seed
     if args.checkpoint is None and seed is None and args.model != "demo":
         seed = 0
         logger.warning("no --checkpoint: exporting seeded random weights (seed 0); masks will be meaningless")
-    try:
-        sam = build_sam(
-            args.model, checkpoint=args.checkpoint, seed=seed if args.checkpoint is None else None
-        )
-    except (UnknownModelError, CheckpointError) as exc:
-        logger.error("%s", exc)
-        return 2
+    sam = build_sam(args.model, checkpoint=args.checkpoint, seed=seed if args.checkpoint is None else None)
     checkpoint_sha = sha256_file(args.checkpoint) if args.checkpoint is not None else None
     if args.model == "demo" and args.checkpoint is None and seed is None:
         from clicksam.model.build import DEMO_WEIGHTS  # the trained weights build_sam loaded
 
         checkpoint_sha = sha256_file(DEMO_WEIGHTS)
     variants = tuple(dict.fromkeys(args.variant)) if args.variant else ("official", "browser")
-    try:
-        manifest = export_decoder(
-            sam,
-            args.out,
-            model_name=args.model,
-            checkpoint_sha256=checkpoint_sha,
-            seed=seed if args.checkpoint is None else None,
-            variants=variants,
-            opset=args.opset,
-            quantize=args.quantize,
-            browser_weights=args.browser_weights,
-            single_mask=args.single_mask,
-        )
-    except ExportError as exc:
-        logger.error("%s", exc)
-        return 1
+    manifest = export_decoder(
+        sam,
+        args.out,
+        model_name=args.model,
+        checkpoint_sha256=checkpoint_sha,
+        seed=seed if args.checkpoint is None else None,
+        variants=variants,
+        opset=args.opset,
+        quantize=args.quantize,
+        browser_weights=args.browser_weights,
+        single_mask=args.single_mask,
+    )
     for name, entry in manifest.variants.items():
         print(f"{name}: {args.out / entry.file} ({entry.bytes} bytes, sha256 {entry.sha256[:12]}...)")
     print(f"manifest: {args.out / 'manifest.json'}")

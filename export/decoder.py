@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from clicksam.errors import ClickSamError
 from clicksam.export.graph import GraphOptions, ImagePrepGraph, PrecomputedDecoderGraph, click_graph
-from clicksam.export.manifest import Manifest, PrepEntry, TensorSpec, VariantEntry, sha256_file
+from clicksam.export.manifest import Manifest, MaskTokens, PrepEntry, TensorSpec, VariantEntry, sha256_file
 from clicksam.model.frames import get_preprocess_shape
 from clicksam.model.sam import Sam
 
@@ -46,7 +47,7 @@ FP32_MIN_IOU = 0.999
 LOSSY_MIN_IOU = 0.98
 
 
-class ExportError(RuntimeError):
+class ExportError(ClickSamError, RuntimeError):
     """The export could not be done as asked (bad option, unknown variant, ...)."""
 
 
@@ -734,6 +735,6 @@ def _entry(path: Path, cfg: VariantConfig, report: VerifyReport | None, prep: Pa
         inputs=_tensor_specs(model.graph.input),
         outputs=_tensor_specs(model.graph.output),
         masks_frame="low_res" if low_res else "original",
-        mask_tokens={"single": 0, "multi": [1, 2, 3]} if low_res or not cfg.graph.single_mask else None,
+        mask_tokens=MaskTokens(single=0, multi=[1, 2, 3]) if low_res or not cfg.graph.single_mask else None,
         prep=prep_entry,
     )

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from clicksam.errors import UsageError
+
 from .demo_encoder import DemoEncoder, DemoEncoderConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
@@ -40,11 +42,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UsageError, ValueError):
     """The model name is not in :data:`MODEL_CONFIGS`."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsageError, RuntimeError):
     """A checkpoint file cannot be read as a SAM state dict."""
 
 

@@ -16,6 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from clicksam.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 #: generator options exposed as flags: (flag name, type, help)
@@ -69,6 +71,7 @@ def register(subparsers: Any) -> None:
 
 
 def _load_image(path: Path) -> Any:
+    """(H, W, 3) uint8 RGB, EXIF-oriented; raises ``UsageError`` when the file is not an image."""
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -77,7 +80,7 @@ def _load_image(path: Path) -> Any:
             upright = ImageOps.exif_transpose(im)
             return np.array(upright.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"{path}: cannot read it as an image ({exc})") from exc
+        raise UsageError(f"{path}: cannot read it as an image ({exc})") from exc
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:
@@ -114,45 +117,38 @@ def _write_pngs(records: list[dict[str, Any]], folder: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the generator on every image; returns the exit code (2 for bad input)."""
+    """Run the generator on every image; returns the exit code.
+
+    Raises:
+        ClickSamError: bad input (missing or unreadable image, unknown model, no checkpoint, options out
+            of range); ``clicksam.cli`` reports it.
+    """
     import torch
     from tqdm import tqdm
 
-    from clicksam.model import CheckpointError, UnknownModelError, build_sam, weights
-    from clicksam.model.automatic import EverythingError, SamAutomaticMaskGenerator
+    from clicksam.model import build_sam, weights
+    from clicksam.model.automatic import SamAutomaticMaskGenerator
 
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     paths = [Path(p) for p in args.images]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        logger.error("no such image file: %s", ", ".join(missing))
-        return 2
+        raise UsageError(f"no such image file: {', '.join(missing)}")
     if args.random_weights is not None:
         checkpoint = None
     elif args.checkpoint is not None:
         checkpoint = Path(args.checkpoint)
     else:
-        try:
-            checkpoint = weights.find_checkpoint(args.model)
-        except weights.UnknownWeightsError as exc:
-            logger.error("%s", exc)
-            return 2
+        checkpoint = weights.find_checkpoint(args.model)
         if checkpoint is None:
-            logger.error(
-                "no checkpoint for %s: run 'clicksam weights download %s', pass --checkpoint PATH, "
-                "or --random-weights SEED to try the pipeline",
-                args.model,
-                args.model,
+            raise UsageError(
+                f"no checkpoint for {args.model}: run 'clicksam weights download {args.model}', pass "
+                "--checkpoint PATH, or --random-weights SEED to try the pipeline"
             )
-            return 2
     options = {name: getattr(args, name) for name, _, _ in _OPTIONS if getattr(args, name) is not None}
-    try:
-        sam = build_sam(args.model, checkpoint, seed=args.random_weights).eval()
-        generator = SamAutomaticMaskGenerator(sam, output_mode="uncompressed_rle", **options)
-    except (EverythingError, UnknownModelError, CheckpointError, OSError) as exc:
-        logger.error("%s", exc)
-        return 2
+    sam = build_sam(args.model, checkpoint, seed=args.random_weights).eval()
+    generator = SamAutomaticMaskGenerator(sam, output_mode="uncompressed_rle", **options)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,11 +162,7 @@ def run(args: argparse.Namespace) -> int:
     from clicksam.model import amg
 
     for image_id, path in enumerate(paths, start=1):
-        try:
-            image = _load_image(path)
-        except ValueError as exc:
-            logger.error("%s", exc)
-            return 2
+        image = _load_image(path)
         total = generator.total_points(image.shape[:2])
         with tqdm(total=total, desc=path.name, unit="pt", disable=args.quiet) as bar:
             records = generator.generate(image, progress=lambda done, _total: bar.update(done - bar.n))

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from clicksam.errors import ClickSamError, UsageError
+
 __all__ = [
     "CACHE_DIR_ENV",
     "WEIGHTS",
@@ -102,11 +104,11 @@ WEIGHTS: dict[str, WeightsInfo] = {
 }
 
 
-class WeightsError(Exception):
+class WeightsError(ClickSamError):
     """Base class of the checkpoint errors; the message says what to do."""
 
 
-class UnknownWeightsError(WeightsError, ValueError):
+class UnknownWeightsError(WeightsError, UsageError, ValueError):
     """A model name that has no official checkpoint."""
 
 

@@ -4,13 +4,13 @@
     clicksam weights download NAME [--dir D] [--force]
     clicksam weights verify PATH [--name NAME]
 
-Exit codes: 0 success, 1 download or verification failed, 2 bad arguments (unknown name, no such file).
+Exit codes: 0 success, 1 download or verification failed, 2 bad arguments (unknown name, no such file);
+the errors are ``WeightsError`` subclasses, reported by ``clicksam.cli``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 
@@ -71,28 +71,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_download(args: argparse.Namespace) -> int:
     from clicksam.model import weights
 
-    try:
-        path = weights.download(args.name, args.dest_dir, progress=not args.quiet, force=args.force)
-    except weights.UnknownWeightsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except weights.WeightsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(path)
+    print(weights.download(args.name, args.dest_dir, progress=not args.quiet, force=args.force))
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from clicksam.errors import UsageError
     from clicksam.model import weights
 
     try:
         info = weights.verify(args.path, args.name)
-    except (FileNotFoundError, weights.UnknownWeightsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except weights.WeightsVerificationError as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
     print(f"OK: {args.path} is {info.name} ({info.file}, {info.bytes} bytes, sha256 {info.sha256})")
     return 0

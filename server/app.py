@@ -27,6 +27,7 @@ from clicksam.server.cache import EmbeddingCache
 from clicksam.server.decoder_files import check_decoder_dir
 from clicksam.server.encoder import Encoder
 from clicksam.server.errors import install_error_handlers
+from clicksam.server.everything import EverythingService
 from clicksam.server.loading import ModelSpec, load_model, resolve_model
 from clicksam.server.middleware import (
     IsolationHeadersMiddleware,
@@ -35,7 +36,7 @@ from clicksam.server.middleware import (
 )
 from clicksam.server.onnx_encoder import encoder_dir, load_onnx_encoder
 from clicksam.server.routes import embeddings, everything, system
-from clicksam.server.routes.embeddings import upload_too_large_message
+from clicksam.server.routes.deps import upload_too_large_message
 from clicksam.server.service import EmbeddingService
 from clicksam.server.settings import Settings
 
@@ -138,9 +139,11 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
                 logger.warning("no usable ONNX Runtime encoder for %s: falling back to PyTorch", spec.name)
         disk_dir = settings.cache_dir / "embeddings" / f"{spec.name}-{spec.short_hash}"
         cache = EmbeddingCache(settings.cache_bytes, disk_dir if settings.disk_cache else None)
-        app.state.service = EmbeddingService(
+        service = EmbeddingService(
             model, spec, cache, encoder, max_pixels=settings.max_pixels, onnx_encoder=onnx_encoder
         )
+        app.state.service = service
+        app.state.everything = EverythingService(service)
         logger.info(
             "serving %s%s: %s encoder, %d threads, encoder queue %d, memory cache %d MiB%s",
             spec.name,
@@ -154,7 +157,7 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
         try:
             yield
         finally:
-            app.state.service = None
+            app.state.service = app.state.everything = None
             encoder.shutdown()
 
     app = FastAPI(
@@ -166,7 +169,7 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
     app.state.settings = settings
     app.state.spec = spec
     app.state.decoder_dir = decoder_dir
-    app.state.service = None
+    app.state.service = app.state.everything = None
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(embeddings.router)

@@ -3,8 +3,8 @@
 An entry holds the embedding twice, as ready-to-send little-endian bytes: float16 (what the page fetches)
 and float32 (on request). Sending a cached tensor is then a dictionary lookup and one write, with no
 conversion per request. The disk layer keeps ``<id>.f32`` (raw float32 bytes) and ``<id>.json`` (the
-metadata); file names come only from ids that passed ``is_valid_id``, never from anything a client sent
-as a name.
+metadata, ``clicksam.formats.EmbeddingMeta``); file names come only from ids that passed ``is_valid_id``,
+never from anything a client sent as a name.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
+
+from clicksam.formats import EmbeddingMeta, FormatError
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +39,12 @@ class CachedEmbedding:
     """One cached embedding.
 
     Attributes:
-        meta: the JSON metadata of ``POST /api/embeddings`` without the per-request fields
-            (``cached``); includes ``id``, ``model``, ``original_size``, ``input_size``, ``shape``.
+        meta: the metadata of ``POST /api/embeddings`` without the per-request field ``cached``.
         float16: the embedding (1, 256, 64, 64) as little-endian float16 bytes, C order.
         float32: the same as little-endian float32 bytes.
     """
 
-    meta: dict[str, Any]
+    meta: EmbeddingMeta
     float16: bytes
     float32: bytes
 
@@ -52,7 +53,7 @@ class CachedEmbedding:
         return len(self.float16) + len(self.float32)
 
     @classmethod
-    def from_array(cls, meta: dict[str, Any], embedding: np.ndarray) -> CachedEmbedding:
+    def from_array(cls, meta: EmbeddingMeta, embedding: np.ndarray) -> CachedEmbedding:
         """Build an entry from a float32 array (any shape, stored in C order)."""
         f32 = np.ascontiguousarray(embedding, dtype="<f4")
         return cls(meta=meta, float16=f32.astype("<f2").tobytes(), float32=f32.tobytes())
@@ -136,7 +137,7 @@ class EmbeddingCache:
         try:
             # write-then-rename, tensor before metadata: a reader that finds the .json finds a whole .f32
             _atomic_write(tensor_path, entry.float32)
-            _atomic_write(meta_path, json.dumps(entry.meta).encode())
+            _atomic_write(meta_path, json.dumps(entry.meta.to_json()).encode())
         except OSError as exc:
             # a full or read-only disk must not fail the request: the embedding is still in memory
             logger.warning("could not write embedding %s to %s: %s", embedding_id[:12], self.disk_dir, exc)
@@ -146,14 +147,14 @@ class EmbeddingCache:
             return None
         tensor_path, meta_path = self._paths(embedding_id)
         try:
-            meta = json.loads(meta_path.read_bytes())
+            meta = EmbeddingMeta.from_json(json.loads(meta_path.read_bytes()))
             raw = tensor_path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, FormatError) as exc:
             logger.warning("ignoring unreadable cached embedding %s: %s", embedding_id[:12], exc)
             return None
-        expected = int(np.prod(meta.get("shape", [0]))) * 4
+        expected = int(np.prod(meta.shape)) * 4
         if len(raw) != expected:
             logger.warning(
                 "ignoring cached embedding %s of %d bytes, expected %d", embedding_id[:12], len(raw), expected

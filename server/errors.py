@@ -13,72 +13,65 @@ import math
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from clicksam.errors import ClickSamError
+
 logger = logging.getLogger(__name__)
 
 
-class ServerError(Exception):
-    """Base of every error the server answers with a 4xx/503; ``status_code`` is the HTTP status."""
+class ServerError(ClickSamError):
+    """Base of every error the server answers with a 4xx/503; ``status_code`` is the HTTP status.
+
+    A subclass names its status in its bases: ``class X(ServerError, status=404)``.
+    """
 
     status_code: int = 400
+
+    def __init_subclass__(cls, *, status: int = 0, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status_code = status or cls.status_code
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class InvalidImageError(ServerError):
-    """The upload is empty, truncated or cannot be decoded although its type is supported (400)."""
-
-    status_code = 400
+class InvalidImageError(ServerError, status=400):
+    """The upload is empty, truncated or cannot be decoded although its type is supported."""
 
 
-class UnsupportedImageTypeError(ServerError):
-    """The upload's bytes are not a supported image format (415). Decided by sniffing, never by name."""
-
-    status_code = 415
+class UnsupportedImageTypeError(ServerError, status=415):
+    """The upload's bytes are not a supported image format. Decided by sniffing, never by name."""
 
 
-class UploadTooLargeError(ServerError):
-    """The upload has more bytes than ``max_upload_bytes`` (413)."""
-
-    status_code = 413
+class UploadTooLargeError(ServerError, status=413):
+    """The upload has more bytes than ``max_upload_bytes``."""
 
 
-class ImageTooLargeError(ServerError):
-    """The image header declares more pixels than ``max_pixels`` (413): a decompression bomb guard."""
-
-    status_code = 413
+class ImageTooLargeError(ServerError, status=413):
+    """The image header declares more pixels than ``max_pixels``: a decompression bomb guard."""
 
 
-class MissingImageError(ServerError):
+class MissingImageError(ServerError, status=422):
     """The multipart request has no ``image`` file field (422, as FastAPI's own validation)."""
 
-    status_code = 422
+
+class EmbeddingNotFoundError(ServerError, status=404):
+    """No embedding with this id is cached."""
 
 
-class EmbeddingNotFoundError(ServerError):
-    """No embedding with this id is cached (404)."""
-
-    status_code = 404
-
-
-class EncoderBusyError(ServerError):
-    """The encoder queue is full (503); the client should retry after ``retry_after`` seconds."""
-
-    status_code = 503
+class EncoderBusyError(ServerError, status=503):
+    """The encoder queue is full; the client should retry after ``retry_after`` seconds."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class NotReadyError(ServerError):
-    """The model is not loaded (yet, or any more): 503."""
-
-    status_code = 503
+class NotReadyError(ServerError, status=503):
+    """The model is not loaded (yet, or any more)."""
 
 
-class DecoderMismatchError(RuntimeError):
+class DecoderMismatchError(ClickSamError, RuntimeError):
     """The decoder export in the decoder dir does not belong to the loaded model (start-up refuses)."""
 
 

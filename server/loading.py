@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clicksam.model.build import DEMO_WEIGHTS
+from clicksam.model.build import DEMO_WEIGHTS, CheckpointError
 from clicksam.model.weights import sha256_file
 
 if TYPE_CHECKING:
@@ -78,11 +78,11 @@ def resolve_model(
     (flagged as a demo) instead of the demo model; for benchmarks, which need the real encoder's cost.
 
     Raises:
-        FileNotFoundError: ``checkpoint`` was given but does not exist.
+        CheckpointError: ``checkpoint`` was given but does not exist.
     """
     if checkpoint is not None:
         if not checkpoint.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+            raise CheckpointError(f"checkpoint not found: {checkpoint}")
         return ModelSpec(name, checkpoint, sha256_file(checkpoint), seed, demo=False, notice=None)
     from clicksam.model.weights import WEIGHTS, find_checkpoint, get_info
 

@@ -1,4 +1,4 @@
-"""Response models of the HTTP API (they are what ``/docs`` shows)."""
+"""Response models of the HTTP API that are not wire formats (those are in ``clicksam.formats``)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,6 @@ class ErrorResponse(BaseModel):
     """Every 4xx/503 answer: FastAPI's ``{"detail": message}``."""
 
     detail: str = Field(description="what went wrong and what to do about it")
-
-
-class EmbeddingMeta(BaseModel):
-    """Metadata of one image embedding (``POST /api/embeddings`` and ``GET .../meta``)."""
-
-    id: str = Field(description="content id: sha256 of the decoded RGB pixels, their shape and the model")
-    model: str = Field(description="model preset that computed it (must match the decoder manifest)")
-    original_size: list[int] = Field(description="[H, W] of the image in pixels, after EXIF orientation")
-    input_size: list[int] = Field(description="[h, w] of the image resized into the model's input frame")
-    shape: list[int] = Field(description="tensor shape, [1, 256, 64, 64]")
-    dtype: str = Field(description="default wire dtype of GET url (float16; ?dtype=float32 on request)")
-    url: str = Field(description="where to GET the raw little-endian tensor bytes")
-    cached: bool = Field(description="true when no encode was needed for this request")
-    encode_ms: float = Field(description="time the image encoder took for this image, in milliseconds")
 
 
 class ConfigResponse(BaseModel):

@@ -10,12 +10,13 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import numpy as np
 
+from clicksam.formats import EmbeddingMeta
 from clicksam.server.cache import CachedEmbedding, EmbeddingCache
 from clicksam.server.encoder import Encoder, OnnxImageEncoder, encode_resized
 from clicksam.server.errors import EmbeddingNotFoundError
@@ -44,16 +45,29 @@ def embedding_id(model_id: str, pixels: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class EmbeddingResult:
-    """The answer to one upload: the metadata and whether it came from the cache."""
+    """The answer to one upload.
 
-    meta: dict[str, Any]
+    Attributes:
+        entry: the cached embedding (metadata and tensor bytes).
+        cached: True when no encode was needed for this request.
+        pixels: (H, W, 3) uint8 RGB of the decoded upload, original (EXIF-oriented) frame, for callers
+            that need the image too (segment-everything), so it is never decoded twice.
+    """
+
+    entry: CachedEmbedding
     cached: bool
+    pixels: np.ndarray
+
+    @property
+    def meta(self) -> EmbeddingMeta:
+        return self.entry.meta
 
 
+@dataclass(eq=False)
 class EmbeddingService:
     """Everything between an uploaded file and its cached embedding.
 
-    Args:
+    Attributes:
         sam: the loaded model (eval mode).
         spec: what ``sam`` is (name and weights identity).
         cache: the embedding cache.
@@ -61,37 +75,34 @@ class EmbeddingService:
         max_pixels: decoding limit, see ``decode_image``.
         onnx_encoder: a verified ONNX Runtime export of ``sam.image_encoder`` to run instead of PyTorch.
         decode_threads: decodes that may run at once (each holds a full-size RGB copy of its image).
+        encodes: images encoded (not counting cache hits or shared encodes).
+        joined: requests that waited for another request's encode of the same image.
     """
 
-    def __init__(
-        self,
-        sam: Sam,
-        spec: ModelSpec,
-        cache: EmbeddingCache,
-        encoder: Encoder,
-        *,
-        max_pixels: int,
-        onnx_encoder: OnnxImageEncoder | None = None,
-        decode_threads: int = 2,
-    ) -> None:
-        from clicksam.model.frames import get_preprocess_shape
+    sam: Sam
+    spec: ModelSpec
+    cache: EmbeddingCache
+    encoder: Encoder
+    max_pixels: int
+    onnx_encoder: OnnxImageEncoder | None = None
+    decode_threads: int = 2
+    encodes: int = field(default=0, init=False)
+    joined: int = field(default=0, init=False)
 
-        self.sam = sam
-        self.spec = spec
-        self.cache = cache
-        self.encoder = encoder
-        self.max_pixels = max_pixels
-        self.onnx_encoder = onnx_encoder
-        self.image_size = int(sam.image_size)
-        self._get_preprocess_shape = get_preprocess_shape
-        self._decode_limiter = anyio.CapacityLimiter(decode_threads)
+    def __post_init__(self) -> None:
+        self._decode_limiter = anyio.CapacityLimiter(self.decode_threads)
         self._inflight: dict[str, asyncio.Task[CachedEmbedding]] = {}
-        self.encodes = 0  # images encoded (not counting cache hits or shared encodes)
-        self.joined = 0  # requests that waited for another request's encode of the same image
+
+    @property
+    def image_size(self) -> int:
+        """Long side of the model's input frame."""
+        return int(self.sam.image_size)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(h, w) of an (height, width) image in the resized input frame."""
-        newh, neww = self._get_preprocess_shape(height, width, self.image_size)
+        from clicksam.model.frames import get_preprocess_shape
+
+        newh, neww = get_preprocess_shape(height, width, self.image_size)
         return int(newh), int(neww)
 
     def _decode_and_hash(self, data: bytes) -> tuple[DecodedImage, str]:
@@ -111,7 +122,7 @@ class EmbeddingService:
         entry = self.cache.get(key)
         if entry is not None:
             logger.info("cache hit %s (%s %s)", key[:12], decoded.format, decoded.source_mode)
-            return EmbeddingResult(entry.meta, cached=True)
+            return EmbeddingResult(entry, cached=True, pixels=decoded.pixels)
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(self._encode_and_store(key, decoded))
@@ -123,7 +134,7 @@ class EmbeddingService:
         # shield: a client that goes away must not cancel an encode that others wait for or that will
         # land in the cache anyway
         entry = await asyncio.shield(task)
-        return EmbeddingResult(entry.meta, cached=False)
+        return EmbeddingResult(entry, cached=False, pixels=decoded.pixels)
 
     async def _encode_and_store(self, key: str, decoded: DecodedImage) -> CachedEmbedding:
         from clicksam.model.frames import resize_to_long_side
@@ -141,16 +152,16 @@ class EmbeddingService:
 
         embedding, encode_ms = await self.encoder.run(job)
         self.encodes += 1
-        meta: dict[str, Any] = {
-            "id": key,
-            "model": self.spec.name,
-            "original_size": [height, width],
-            "input_size": list(self.input_size(height, width)),
-            "shape": list(embedding.shape),
-            "dtype": "float16",
-            "url": f"/api/embeddings/{key}",
-            "encode_ms": round(encode_ms, 1),
-        }
+        meta = EmbeddingMeta(
+            id=key,
+            model=self.spec.name,
+            original_size=(height, width),
+            input_size=self.input_size(height, width),
+            shape=tuple(int(d) for d in embedding.shape),
+            dtype="float16",
+            url=f"/api/embeddings/{key}",
+            encode_ms=round(encode_ms, 1),
+        )
         entry = CachedEmbedding.from_array(meta, embedding)
         self.cache.put(key, entry)
         logger.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,39 @@ def test_model_package_resolves_names_lazily() -> None:
     assert sorted(model.__all__) == sorted(n for n in model.__all__ if hasattr(model, n))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = model.nope  # type: ignore[attr-defined]
+
+
+def _clicksam(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script (not ``python -m``): what a user types."""
+    script = Path(sys.executable).with_name("clicksam")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["export", "--model", "vit_nope", "--out", "out"], 2, "unknown model 'vit_nope'"),
+        (["serve", "--checkpoint", "nope.pt"], 2, "checkpoint not found: nope.pt"),
+        (["serve", "--port", "not-a-port"], 2, "invalid settings: port:"),
+        # the decoder export on first start fails: its folder cannot be created (a file is in the way)
+        (["serve", "--model", "vit_test", "--decoder-dir", "blocker"], 1, "blocker"),
+        (["weights", "verify", "nope.pt"], 2, "not found"),
+        (["everything", "nope.png", "--out", "out"], 2, "no such image file: nope.png"),
+        (["train", "--model", "nope", "--out", "out", "--steps", "1"], 2, "unknown model 'nope'"),
+        (["eval", "--model", "nope", "--checkpoint", "nope.pt"], 2, "nope"),
+    ],
+)
+def test_expected_failures_give_one_line_and_an_exit_code(
+    args: list[str], code: int, message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "blocker").write_text("not a folder")
+    proc = (
+        _clicksam(*args, "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+        if args[0] == "serve"
+        else (_clicksam(*args, cwd=tmp_path))
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == code, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(f"clicksam {args[0]}: error: ")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-3000:]

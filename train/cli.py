@@ -1,4 +1,8 @@
-"""``clicksam train`` and ``clicksam eval``: thin command lines over ``loop.Trainer`` and ``evaluate``."""
+"""``clicksam train`` and ``clicksam eval``: thin command lines over ``loop.Trainer`` and ``evaluate``.
+
+Bad input (unknown model, unreadable checkpoint or COCO file) raises ``ClickSamError`` subclasses
+(``TrainingError``, ``CheckpointError``, ``CocoFormatError``), which ``clicksam.cli`` reports.
+"""
 
 from __future__ import annotations
 
@@ -133,7 +137,7 @@ def register(subparsers: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .loop import TrainConfig, Trainer, TrainingError, export_weights
+    from .loop import TrainConfig, Trainer, export_weights
 
     cfg = TrainConfig(
         model=args.model,
@@ -167,11 +171,7 @@ def _train(args: argparse.Namespace) -> int:
         oracle_embedding=args.oracle_embedding,
         extra={"command": " ".join(["clicksam", *sys.argv[1:]])},
     )
-    try:
-        trainer = Trainer(cfg, resume=args.resume)
-    except (TrainingError, ValueError, FileNotFoundError) as exc:
-        print(f"clicksam train: {exc}", file=sys.stderr)
-        return 2
+    trainer = Trainer(cfg, resume=args.resume)
     results = trainer.run(progress=not args.no_progress)
     tail = results[-50:]
     if tail:
@@ -192,19 +192,15 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
 
     from .evaluate import HELD_OUT_SEED, EvalConfig, evaluate, format_breakdown, format_table
-    from .loop import TrainingError, build_model
+    from .loop import build_model
 
     torch.set_num_threads(args.threads)
-    try:
-        if args.checkpoint is None and args.model == "demo":
-            from clicksam.model import build_sam
+    if args.checkpoint is None and args.model == "demo":
+        from clicksam.model import build_sam
 
-            model = build_sam("demo")
-        else:
-            model = build_model(args.model, args.checkpoint)
-    except (TrainingError, ValueError, RuntimeError) as exc:
-        print(f"clicksam eval: {exc}", file=sys.stderr)
-        return 2
+        model = build_sam("demo")
+    else:
+        model = build_model(args.model, args.checkpoint)
     cfg = EvalConfig(
         data=args.data,
         image_dir=args.image_dir,

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+from clicksam.errors import UsageError
+
 __all__ = [
     "CocoFormatError",
     "CocoInstances",
@@ -40,7 +42,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class CocoFormatError(ValueError):
+class CocoFormatError(UsageError, ValueError):
     """A COCO file or segmentation that does not follow the format; the message says what is wrong."""
 
 

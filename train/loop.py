@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clicksam.errors import UsageError
 from clicksam.model import MODEL_CONFIGS, Sam, build_sam
 from clicksam.model.build import SamConfig, build_sam_from_config
 
@@ -51,7 +52,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UsageError, RuntimeError):
     """A training run that cannot start or resume; the message says what to change."""
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, UploadFile
 
-from clicksam.server.errors import NotReadyError
+from clicksam.server.errors import MissingImageError, NotReadyError, UploadTooLargeError
+from clicksam.server.everything import EverythingService
+from clicksam.server.schemas import ErrorResponse
 from clicksam.server.service import EmbeddingService
 from clicksam.server.settings import Settings
 
@@ -19,10 +21,49 @@ def get_service(request: Request) -> EmbeddingService:
     return service
 
 
+def get_everything(request: Request) -> EverythingService:
+    """The app's segment-everything service; 503 while the model is not loaded."""
+    everything: EverythingService | None = getattr(request.app.state, "everything", None)
+    if everything is None:
+        raise NotReadyError("the model is still loading; retry in a few seconds")
+    return everything
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
+#: the answers of a route that takes an image upload besides 200 (each route adds its 422)
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "empty, truncated or undecodable image"},
+    413: {"model": ErrorResponse, "description": "upload bytes or declared pixel count over the limit"},
+    415: {"model": ErrorResponse, "description": "not a supported image type (decided from the bytes)"},
+    503: {"model": ErrorResponse, "description": "busy (see Retry-After) or model loading"},
+}
+
+
+def upload_too_large_message(limit: int) -> str:
+    return f"upload too large: the limit is {limit:,} bytes; send a smaller or more compressed image"
+
+
+async def read_upload(image: UploadFile | None, settings: Settings) -> bytes:
+    """The bytes of the multipart ``image`` field.
+
+    Raises:
+        MissingImageError: there is no ``image`` file.
+        UploadTooLargeError: it has more than ``settings.max_upload_bytes`` bytes.
+    """
+    if image is None:
+        raise MissingImageError("no image: send the file as multipart/form-data in the field 'image'")
+    if image.size is not None and image.size > settings.max_upload_bytes:
+        raise UploadTooLargeError(upload_too_large_message(settings.max_upload_bytes))
+    data = await image.read()
+    if len(data) > settings.max_upload_bytes:
+        raise UploadTooLargeError(upload_too_large_message(settings.max_upload_bytes))
+    return data
+
+
 ServiceDep = Annotated[EmbeddingService, Depends(get_service)]
+EverythingDep = Annotated[EverythingService, Depends(get_everything)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

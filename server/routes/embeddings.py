@@ -6,49 +6,38 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
-from clicksam.server.errors import MissingImageError, UploadTooLargeError
-from clicksam.server.routes.deps import ServiceDep, SettingsDep
-from clicksam.server.schemas import EmbeddingMeta, ErrorResponse
+from clicksam.formats import EmbeddingResponse
+from clicksam.server.routes.deps import UPLOAD_ERRORS, ServiceDep, SettingsDep, read_upload
+from clicksam.server.routes.deps import (
+    upload_too_large_message as upload_too_large_message,
+)  # for old importers
+from clicksam.server.schemas import ErrorResponse
 
 router = APIRouter(prefix="/api/embeddings", tags=["embeddings"])
 
 TENSOR_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "empty, truncated or undecodable image"},
-    413: {"model": ErrorResponse, "description": "upload bytes or declared pixel count over the limit"},
-    415: {"model": ErrorResponse, "description": "not a supported image type (decided from the bytes)"},
+    **UPLOAD_ERRORS,
     422: {"model": ErrorResponse, "description": "no 'image' file in the multipart form"},
-    503: {"model": ErrorResponse, "description": "encoder busy (see Retry-After) or model loading"},
 }
 
 
-def upload_too_large_message(limit: int) -> str:
-    return f"upload too large: the limit is {limit:,} bytes; send a smaller or more compressed image"
-
-
-@router.post("", response_model=EmbeddingMeta, responses=_UPLOAD_ERRORS)
+@router.post("", response_model=EmbeddingResponse, responses=_UPLOAD_ERRORS)
 async def create_embedding(
     service: ServiceDep,
     settings: SettingsDep,
     image: Annotated[
         UploadFile | None, File(description="the image file (JPEG, PNG, WebP, HEIC, ...)")
     ] = None,
-) -> dict[str, Any]:
+) -> EmbeddingResponse:
     """Upload an image and get its embedding's metadata; the tensor is at the returned ``url``.
 
     The image is decoded (EXIF orientation applied), identified by a hash of its pixels, and encoded
     once: repeated uploads of the same picture are answered from the cache (``cached: true``).
     """
-    if image is None:
-        raise MissingImageError("no image: send the file as multipart/form-data in the field 'image'")
-    if image.size is not None and image.size > settings.max_upload_bytes:
-        raise UploadTooLargeError(upload_too_large_message(settings.max_upload_bytes))
-    data = await image.read()
-    if len(data) > settings.max_upload_bytes:
-        raise UploadTooLargeError(upload_too_large_message(settings.max_upload_bytes))
-    result = await service.embed(data)
-    return {**result.meta, "cached": result.cached}
+    result = await service.embed(await read_upload(image, settings))
+    return result.meta.response(cached=result.cached)
 
 
 @router.get(
@@ -79,7 +68,7 @@ async def get_embedding(
     headers = {
         "ETag": etag,
         "Cache-Control": TENSOR_CACHE_CONTROL,
-        "X-Embedding-Shape": ",".join(str(d) for d in entry.meta["shape"]),
+        "X-Embedding-Shape": ",".join(str(d) for d in entry.meta.shape),
         "X-Embedding-Dtype": dtype,
     }
     if etag in request.headers.get("if-none-match", ""):
@@ -90,10 +79,9 @@ async def get_embedding(
 
 @router.get(
     "/{embedding_id}/meta",
-    response_model=EmbeddingMeta,
+    response_model=EmbeddingResponse,
     responses={404: {"model": ErrorResponse, "description": "unknown embedding id"}},
 )
-async def get_embedding_meta(embedding_id: str, service: ServiceDep) -> dict[str, Any]:
+async def get_embedding_meta(embedding_id: str, service: ServiceDep) -> EmbeddingResponse:
     """The metadata of a cached embedding, as ``POST`` returned it: a page that has an id skips the upload."""
-    entry = service.get(embedding_id)
-    return {**entry.meta, "cached": True}
+    return service.get(embedding_id).meta.response(cached=True)

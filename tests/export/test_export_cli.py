@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -25,37 +24,24 @@ def test_cli_exports_browser_variant(tmp_path: Path) -> None:
     assert not list(out.glob("*.tmp"))
 
 
-def test_cli_unknown_model(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR):
-        assert main(["export", "--model", "vit_nope", "--out", str(tmp_path)]) == 2
-    assert "unknown model 'vit_nope'" in caplog.text
+def test_cli_unknown_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--model", "vit_nope", "--out", str(tmp_path)]) == 2
+    assert "unknown model 'vit_nope'" in capsys.readouterr().err
 
 
-def test_cli_missing_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR):
-        code = main(
-            ["export", "--model", "vit_test", "--checkpoint", str(tmp_path / "x.pth"), "--out", str(tmp_path)]
-        )
+def test_cli_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["export", "--model", "vit_test", "--checkpoint", str(tmp_path / "x.pth"), "--out", str(tmp_path)]
+    )
     assert code == 2
-    assert "does not exist" in caplog.text
+    assert "does not exist" in capsys.readouterr().err
 
 
-def test_cli_seed_with_checkpoint_rejected(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_cli_seed_with_checkpoint_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = tmp_path / "x.pth"
     ckpt.write_bytes(b"")
-    with caplog.at_level(logging.ERROR):
-        code = main(
-            [
-                "export",
-                "--model",
-                "vit_test",
-                "--checkpoint",
-                str(ckpt),
-                "--seed",
-                "1",
-                "--out",
-                str(tmp_path),
-            ]
-        )
+    code = main(
+        ["export", "--model", "vit_test", "--checkpoint", str(ckpt), "--seed", "1", "--out", str(tmp_path)]
+    )
     assert code == 2
-    assert "--seed only applies to random weights" in caplog.text
+    assert "--seed only applies to random weights" in capsys.readouterr().err

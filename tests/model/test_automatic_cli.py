@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -76,19 +75,18 @@ def test_coco_only(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["everything.json"]
 
 
-def test_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR)
+def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "o"
     assert main(["everything", str(tmp_path / "nope.png"), "--out", str(out), *FAST]) == 2
-    assert "no such image file" in caplog.text
+    assert "no such image file" in capsys.readouterr().err
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     assert main(["everything", str(bad), "--out", str(out), *FAST]) == 2
-    assert "cannot read it as an image" in caplog.text
+    assert "cannot read it as an image" in capsys.readouterr().err
     good = tmp_path / "good.png"
     _write_image(good, 10, 10, 3)
     # no official checkpoint exists for the test preset: say what to do instead
     assert main(["everything", str(good), "--out", str(out), "--model", "vit_test", "--quiet"]) == 2
-    assert "no official checkpoint" in caplog.text
+    assert "no official checkpoint" in capsys.readouterr().err
     assert main(["everything", str(good), "--out", str(out), *FAST, "--pred-iou-thresh", "2"]) == 2
-    assert "pred_iou_thresh must lie in [0, 1]" in caplog.text
+    assert "pred_iou_thresh must lie in [0, 1]" in capsys.readouterr().err

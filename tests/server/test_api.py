@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from server_helpers import encode, post_image, random_rgb
 
+from clicksam.formats import Manifest, VariantEntry
 from clicksam.model import Sam, SamPredictor
 from clicksam.server.app import create_app
 from clicksam.server.cache import CachedEmbedding, EmbeddingCache
@@ -240,13 +241,19 @@ def test_decoder_mismatch_refuses_to_start(tmp_path: Path, spec: ModelSpec, sam:
     decoder = tmp_path / "decoder"
     decoder.mkdir()
     (decoder / "decoder.onnx").write_bytes(b"x")
-    manifest: dict[str, Any] = {
-        "format": "clicksam-decoder",
-        "version": 1,  # an export of an older clicksam: re-exported, never served
-        "model": "vit_b",
-        "checkpoint_sha256": None,
-        "variants": {"official": {"file": "decoder.onnx"}},
-    }
+    variant = VariantEntry("decoder.onnx", 1, "0" * 64, {}, [], [], masks_frame="original")
+    manifest: dict[str, Any] = Manifest(
+        model="vit_b",
+        checkpoint_sha256=None,
+        image_size=1024,
+        low_res_size=256,
+        mask_threshold=0.0,
+        opset=17,
+        embedding_shape=[1, 256, 64, 64],
+        default_variant="official",
+        variants={"official": variant},
+    ).to_json()
+    manifest["version"] = 1  # an export of an older clicksam: re-exported, never served
     (decoder / "manifest.json").write_text(json.dumps(manifest))
     settings = Settings(model="vit_test", decoder_dir=decoder, web_dir=tmp_path / "no-web")
     with pytest.raises(DecoderMismatchError, match="has manifest version 1, this clicksam serves version 2"):
@@ -264,7 +271,9 @@ def test_decoder_mismatch_refuses_to_start(tmp_path: Path, spec: ModelSpec, sam:
     with pytest.raises(DecoderMismatchError, match="exported with seed 5, not 0"):
         create_app(settings, spec=spec, sam=sam)
     manifest["seed"] = 0
-    manifest["variants"]["official"]["prep"] = {"file": "decoder_prep.onnx"}
+    manifest["variants"]["official"]["prep"] = {
+        "file": "decoder_prep.onnx", "bytes": 1, "sha256": "0" * 64, "inputs": [], "outputs": [],
+    }  # fmt: skip
     (decoder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DecoderMismatchError, match=r"has no file 'decoder_prep\.onnx'"):
         create_app(settings, spec=spec, sam=sam)

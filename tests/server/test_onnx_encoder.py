@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from server_helpers import encode, post_image, random_rgb
 
+from clicksam.formats import SIDECAR_NAME as SIDECAR_FILE
 from clicksam.model import Sam, SamPredictor
-from clicksam.server.cli import ensure_onnx_encoder
+from clicksam.serve import ensure_onnx_encoder
 from clicksam.server.loading import ModelSpec
-from clicksam.server.onnx_encoder import SIDECAR_FILE, encoder_dir, sidecar_problem
+from clicksam.server.onnx_encoder import encoder_dir, sidecar_problem
 
 
 @pytest.mark.slow
