@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clicksam.errors import UsageError
+
 from . import amg, frames
 from .predictor import SamPredictor
 from .sam import Sam
@@ -57,7 +59,7 @@ ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(points_done, points_total)`` after every decoder batch."""
 
 
-class EverythingError(ValueError):
+class EverythingError(UsageError, ValueError):
     """Invalid options or input for automatic mask generation."""
 
 
