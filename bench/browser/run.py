@@ -8,7 +8,8 @@ What it does (see bench/README.md):
    exports our variants with ``clicksam.export``, and loads the *same* state dict into the official
    ``segment_anything`` model to export Meta's recipe (``SamOnnxModel``, TorchScript exporter, opset
    17) and its ``quantize_dynamic`` QUInt8 copy -- the official package is a test-time referee only;
-2. serves the page, onnxruntime-web and the models on 127.0.0.1 with COOP/COEP (cross-origin
+2. bundles the shipped page's mask postprocessing (``web/src/mask.ts``) into the bench page and
+   serves the page, onnxruntime-web and the models on 127.0.0.1 with COOP/COEP (cross-origin
    isolation -> SharedArrayBuffer -> WASM threads);
 3. drives Debian Chromium via playwright-core (``drive.mjs``), one fresh browser per configuration;
 4. prints per variant and image size: decoder ``session.run`` p50/p95, click-to-mask-on-canvas
@@ -40,6 +41,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ORT_DIST = HERE / "node_modules" / "onnxruntime-web" / "dist"
+#: the bundler that web/'s Vite ships: builds the page's shipped mask code for the bench page
+ROLLDOWN = HERE.parents[1] / "web" / "node_modules" / "rolldown" / "bin" / "cli.mjs"
 BASELINE = "meta_fp32"
 
 
@@ -134,13 +137,8 @@ def export_ours(sam: torch.nn.Module, out_dir: Path, extra: Sequence[str]) -> li
     An ablation whose file fails the post-export check (e.g. int8 below mask IoU 0.98) is reported
     and left out of the timing.
     """
-    from clicksam.export.decoder import (
-        DEFAULT_CONFIGS,
-        ExportVerificationError,
-        VariantConfig,
-        export_decoder,
-        export_variant,
-    )
+    from clicksam.export.decoder import DEFAULT_CONFIGS, VariantConfig, export_decoder, export_variant
+    from clicksam.export.errors import ExportVerificationError
 
     browser = DEFAULT_CONFIGS["browser"]
     g = browser.graph
@@ -164,7 +162,7 @@ def export_ours(sam: torch.nn.Module, out_dir: Path, extra: Sequence[str]) -> li
             ),
         ),
         "browser_int8": replace(browser, quantize=True, weights_float16=False),
-        "browser_int8w": replace(browser, weights_float16=False, weights_int8=True),
+        "browser_int8w": browser.with_weights("int8"),
         "browser_int8up": replace(browser, quantize=True, quantize_scopes=("/upscaler/",)),
     }
     unknown = [e for e in extra if e not in ablations]
@@ -225,6 +223,15 @@ def models_from_manifest(out_dir: Path) -> list[BenchModel]:
 
 
 # ---- static server ----------------------------------------------------------------------------------
+def build_page() -> None:
+    """Bundle page/shipped.ts (web/src/mask.ts and frames.ts, the page's own mask code) to page/shipped.js."""
+    entry, out = HERE / "page" / "shipped.ts", HERE / "page" / "shipped.js"
+    cmd = ["node", str(ROLLDOWN), str(entry), "-f", "esm", "-p", "browser", "-o", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"bundling {entry} failed:\n{r.stdout}{r.stderr}")
+
+
 def serve(models_dir: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
     """127.0.0.1 server for page/, /ort/ and /models/, cross-origin isolated (COOP + COEP)."""
     roots = [("/ort/", ORT_DIST), ("/models/", models_dir), ("/", HERE / "page")]
@@ -339,6 +346,9 @@ def main(argv: Sequence[str] | None = None, build: Callable[[int], torch.nn.Modu
     args = ap.parse_args(argv)
     if not (ORT_DIST / "ort.wasm.min.mjs").exists():
         raise SystemExit(f"missing {ORT_DIST}: run `npm ci` in {HERE} first (see bench/README.md)")
+    if not ROLLDOWN.exists():
+        raise SystemExit(f"missing {ROLLDOWN}: run `npm ci` in web/ first (see bench/README.md)")
+    build_page()
     torch.set_num_threads(1)
     tmp = tempfile.TemporaryDirectory()
     out_dir = args.out_dir or Path(tmp.name)

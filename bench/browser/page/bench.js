@@ -20,7 +20,9 @@
 //                            official models threshold their full-size mask, sampled at the canvas
 //                            pixels (nearest) when the canvas is smaller
 // Results: window.__bench = {done, ok, error, result}
-import { makeUpsampler } from './upsample.js';
+// The low-res masks are postprocessed by the page's own code (web/src/mask.ts, bundled by run.py
+// into shipped.js): what is timed and checked here is what the page ships.
+import { logitsToMask, makeGeometry } from './shipped.js';
 
 const $log = document.getElementById('log');
 const log = (s) => { $log.textContent += '\n' + s; };
@@ -58,10 +60,15 @@ function canvasSize(W, H) {
 
 // out -> best token's mask thresholded into the canvas pixels; returns the number of pixels on
 function makeRenderer(iface, W, H, cw, ch) {
-  const plane = P.lowRes * P.lowRes;
   if (iface === 'low_res') {
-    const up = makeUpsampler(cw, ch, P.imageSize, P.lowRes, W, H);
-    return (out, best, px, color) => up(out.low_res_masks.data.subarray(best * plane, (best + 1) * plane), px, color, P.threshold);
+    const geom = makeGeometry({ w: W, h: H }, P.imageSize, P.lowRes);
+    const size = { w: cw, h: ch };
+    return (out, best, px, color) => {
+      const mask = logitsToMask(out.low_res_masks.data, best, geom, size, P.threshold);
+      let on = 0;
+      for (let k = 0; k < mask.length; k++) { if (mask[k]) { px[k] = color; on++; } else px[k] = 0; }
+      return on;
+    };
   }
   const xi = new Int32Array(cw), yi = new Int32Array(ch);
   for (let x = 0; x < cw; x++) xi[x] = Math.min(W - 1, Math.floor(((x + 0.5) * W) / cw));
@@ -237,8 +244,7 @@ async function main() {
     const ours = await loadSession(ort, P.model), ref = await loadSession(ort, P.ref);
     const embOurs = (await imageFeedsAll(ort, P.prep, embData, P.emb)).embs;
     const embRef = (await imageFeedsAll(ort, null, embData, 'float32')).embs;
-    const up = makeUpsampler(W, H, P.imageSize, P.lowRes);
-    const mine = new Uint32Array(W * H);
+    const geom = makeGeometry({ w: W, h: H }, P.imageSize, P.lowRes);
     const ious = []; let choiceMismatch = 0, maxLowResErr = 0;
     for (let i = 0; i < P.runs; i++) {
       const cx = rnd() * W, cy = rnd() * H;
@@ -249,7 +255,7 @@ async function main() {
       const plane = P.lowRes * P.lowRes;
       const la = a.low_res_masks.data, lb = b.low_res_masks.data;
       for (let j = 0; j < 4 * plane; j++) maxLowResErr = Math.max(maxLowResErr, Math.abs(la[j] - lb[j]));
-      up(la.subarray(kRef * plane, (kRef + 1) * plane), mine, 1, P.threshold);
+      const mine = logitsToMask(la, kRef, geom, { w: W, h: H }, P.threshold);
       const full = b.masks.data, off = kRef * W * H;
       let inter = 0, uni = 0;
       for (let j = 0; j < W * H; j++) {
