@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, delete, func, select, update
+from sqlalchemy import Engine, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -348,30 +348,32 @@ class Repository:
             # another save committed between our read and this update (PostgreSQL's row lock waits for it)
             session.expire(image)
             raise self._stale(session.get(ImageRecord, image.id).version, sent)  # type: ignore[union-attr]
-        existing = {
-            row.id: row for row in session.scalars(select(Annotation).where(Annotation.image_id == image.id))
-        }
+        existing = set(session.scalars(select(Annotation.id).where(Annotation.image_id == image.id)))
         kept_ids = {a.id for a in checked if a.id is not None}
-        unknown = sorted(kept_ids - existing.keys())
+        unknown = sorted(kept_ids - existing)
         if unknown:
             raise InvalidInputError(
                 f"annotation id {unknown[0]} is not an annotation of image {image.id}; "
                 "leave 'id' out for new ones"
             )
-        for row_id in existing.keys() - kept_ids:
-            session.delete(existing[row_id])
-        for position, item in enumerate(checked):
-            row = existing[item.id] if item.id is not None else Annotation(image_id=image.id, created_at=now)
-            row.category_id = item.category_id
-            row.position = position
-            row.rle_counts = item.counts
-            row.bbox = item.bbox
-            row.area = item.area
-            row.source = item.source
-            row.score = item.score
-            row.prompts = item.prompts
-            row.updated_at = now
-            session.add(row)
+        # set-wise statements (one DELETE, one executemany UPDATE, one INSERT), not one flush per row
+        dropped = existing - kept_ids
+        if dropped:
+            session.execute(delete(Annotation).where(Annotation.id.in_(dropped)))
+        rows = [
+            {
+                "category_id": item.category_id, "position": position, "rle_counts": item.counts,
+                "bbox": item.bbox, "area": item.area, "source": item.source, "score": item.score,
+                "prompts": item.prompts, "updated_at": now,
+            } | ({"id": item.id} if item.id is not None else {"image_id": image.id, "created_at": now})
+            for position, item in enumerate(checked)
+        ]  # fmt: skip
+        updates = [row for row in rows if "id" in row]
+        inserts = [row for row in rows if "id" not in row]
+        if updates:
+            session.execute(update(Annotation), updates)  # bulk UPDATE by primary key
+        if inserts:
+            session.execute(insert(Annotation), inserts)
 
     # ------------------------------------------------------------------------------ export / import
 
