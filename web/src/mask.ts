@@ -17,6 +17,24 @@ interface AxisTaps {
   /** Smallest / largest low-res index with a non-zero weight, per output. */
   readonly lo: Int32Array;
   readonly hi: Int32Array;
+  /** Runs of outputs [x0, x1) that share one low-res window [c0, c1], in order. */
+  readonly segments: { readonly x0: Int32Array; readonly x1: Int32Array; readonly c0: Int32Array; readonly c1: Int32Array };
+}
+
+/** Taps by (out, crop, low, side): the page draws at the same few sizes again and again. */
+const tapsCache = new Map<string, AxisTaps>();
+const TAPS_CACHE_SIZE = 16;
+
+function cachedAxisTaps(out: number, crop: number, low: number, side: number): AxisTaps {
+  const key = `${out},${crop},${low},${side}`;
+  let t = tapsCache.get(key);
+  if (!t) {
+    t = axisTaps(out, crop, low, side);
+    const oldest = tapsCache.keys().next();
+    if (tapsCache.size >= TAPS_CACHE_SIZE && !oldest.done) tapsCache.delete(oldest.value);
+    tapsCache.set(key, t);
+  }
+  return t;
 }
 
 /**
@@ -59,7 +77,15 @@ function axisTaps(out: number, crop: number, low: number, side: number): AxisTap
     lo[x] = a === Infinity ? taps[0]![0] : a;
     hi[x] = b === -Infinity ? taps[0]![0] : b;
   }
-  return { idx, wt, lo, hi };
+  const starts: number[] = [];
+  for (let x = 0; x < out; x++) if (x === 0 || lo[x] !== lo[x - 1] || hi[x] !== hi[x - 1]) starts.push(x);
+  const segments = {
+    x0: Int32Array.from(starts),
+    x1: Int32Array.from(starts, (_, k) => starts[k + 1] ?? out),
+    c0: Int32Array.from(starts, (x) => lo[x]!),
+    c1: Int32Array.from(starts, (x) => hi[x]!),
+  };
+  return { idx, wt, lo, hi, segments };
 }
 
 /**
@@ -86,23 +112,9 @@ export function logitsToMask(logits: Float32Array, token: number, g: Geometry, o
   if (logits.length < off + L * L) throw new Error(`logits hold ${logits.length} values, token ${token} needs ${off + L * L}`);
   const W = out.w;
   const H = out.h;
-  const tx = axisTaps(W, g.input.w, L, g.imageSize);
-  const ty = axisTaps(H, g.input.h, L, g.imageSize);
-  // column segments [x0, x1) that share one low-res window [c0, c1]
-  const segX0: number[] = [];
-  const segX1: number[] = [];
-  const segC0: number[] = [];
-  const segC1: number[] = [];
-  for (let x = 0; x < W; x++) {
-    const n = segX0.length;
-    if (n > 0 && tx.lo[x] === segC0[n - 1] && tx.hi[x] === segC1[n - 1]) segX1[n - 1] = x + 1;
-    else {
-      segX0.push(x);
-      segX1.push(x + 1);
-      segC0.push(tx.lo[x]!);
-      segC1.push(tx.hi[x]!);
-    }
-  }
+  const tx = cachedAxisTaps(W, g.input.w, L, g.imageSize);
+  const ty = cachedAxisTaps(H, g.input.h, L, g.imageSize);
+  const { x0: segX0, x1: segX1, c0: segC0, c1: segC1 } = tx.segments;
   // horizontally resampled low-res rows, computed when a row first needs one
   const rows: Array<Float64Array | undefined> = new Array<Float64Array | undefined>(L);
   const hrow = (r: number): Float64Array => {
@@ -149,13 +161,19 @@ export function logitsToMask(logits: Float32Array, token: number, g: Geometry, o
     let r0: Float64Array | null = null;
     let r1: Float64Array | null = null;
     let r2: Float64Array | null = null;
+    let run = -1; // start of the all-on segments not filled yet: one fill per run
     for (let s = 0; s < segX0.length; s++) {
       const x0 = segX0[s]!;
       const x1 = segX1[s]!;
       let st = dense ? 0 : colState[segC0[s]!]!;
       for (let c = segC0[s]! + 1; c <= segC1[s]! && st !== 0; c++) if (colState[c] !== st) st = 0;
-      if (st === 1) mask.fill(1, o + x0, o + x1);
-      else if (st === 0) {
+      if (st === 1) {
+        if (run < 0) run = x0;
+        continue;
+      }
+      if (run >= 0) mask.fill(1, o + run, o + x0);
+      run = -1;
+      if (st === 0) {
         if (!r0 || !r1 || !r2) {
           r0 = hrow(ty.idx[k]!);
           r1 = hrow(ty.idx[k + 1]!);
@@ -164,6 +182,7 @@ export function logitsToMask(logits: Float32Array, token: number, g: Geometry, o
         for (let x = x0; x < x1; x++) mask[o + x] = w0 * r0[x]! + w1 * r1[x]! + w2 * r2[x]! > threshold ? 1 : 0;
       }
     }
+    if (run >= 0) mask.fill(1, o + run, o + W);
   }
   return mask;
 }
