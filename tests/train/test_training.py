@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,6 +46,12 @@ class OneScene:
 def _scene() -> Scene:
     cfg = SceneConfig(long_side=256, min_objects=3, max_objects=3, composite_prob=0.0)
     return ProceduralScenes(seed=5, config=cfg)[0]
+
+
+def _short_run(out_dir: Path, **changes: Any) -> TrainConfig:
+    """A two-step ``vit_test`` run (two prompts per image, one click round) writing to ``out_dir``."""
+    base = TrainConfig(model="vit_test", steps=2, prompts_per_image=2, max_rounds=1, out_dir=str(out_dir))
+    return dataclasses.replace(base, **changes)
 
 
 @torch.no_grad()
@@ -103,9 +111,7 @@ def test_short_training_run_lowers_the_loss(tmp_path: Path) -> None:
 
 def test_steps_are_reproducible_and_resume(tmp_path: Path) -> None:
     scene = _scene()
-    cfg = TrainConfig(
-        model="vit_test", steps=3, prompts_per_image=2, max_rounds=2, out_dir=str(tmp_path / "a")
-    )
+    cfg = _short_run(tmp_path / "a", steps=3, max_rounds=2)
     a = Trainer(cfg, source=OneScene(scene))
     ra = [a.train_step() for _ in range(2)]
     a.save()
@@ -128,9 +134,7 @@ def test_steps_are_reproducible_and_resume(tmp_path: Path) -> None:
 
 def test_grouping_loss_enters_the_step_only_when_asked(tmp_path: Path) -> None:
     scene = _scene()
-    base = TrainConfig(
-        model="vit_test", steps=2, prompts_per_image=2, max_rounds=1, out_dir=str(tmp_path / "a")
-    )
+    base = _short_run(tmp_path / "a")
     plain = Trainer(base, source=OneScene(scene)).train_step()
     grouped_cfg = TrainConfig(**{**base.__dict__, "group_loss_weight": 1.0, "out_dir": str(tmp_path / "b")})
     grouped = Trainer(grouped_cfg, source=OneScene(scene)).train_step()
@@ -154,26 +158,12 @@ def _step_moves_the_decoder_only(trainer: Trainer) -> StepResult | None:
 
 
 def test_frozen_encoder_does_not_move(tmp_path: Path) -> None:
-    cfg = TrainConfig(
-        model="vit_test",
-        steps=2,
-        prompts_per_image=2,
-        max_rounds=1,
-        freeze_image_encoder=True,
-        out_dir=str(tmp_path),
-    )
+    cfg = _short_run(tmp_path, freeze_image_encoder=True)
     _step_moves_the_decoder_only(Trainer(cfg, source=OneScene(_scene())))
 
 
 def test_iou_head_only_moves_nothing_else(tmp_path: Path) -> None:
-    cfg = TrainConfig(
-        model="vit_test",
-        steps=2,
-        prompts_per_image=2,
-        max_rounds=1,
-        iou_head_only=True,
-        out_dir=str(tmp_path),
-    )
+    cfg = _short_run(tmp_path, iou_head_only=True)
     trainer = Trainer(cfg, source=OneScene(_scene()))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     assert trainer.train_step() is not None
@@ -183,15 +173,7 @@ def test_iou_head_only_moves_nothing_else(tmp_path: Path) -> None:
 
 
 def test_oracle_embedding_trains_the_decoder_without_running_the_encoder(tmp_path: Path) -> None:
-    cfg = TrainConfig(
-        model="vit_test",
-        steps=2,
-        prompts_per_image=2,
-        max_rounds=1,
-        oracle_embedding=True,
-        group_loss_weight=1.0,
-        out_dir=str(tmp_path),
-    )
+    cfg = _short_run(tmp_path, oracle_embedding=True, group_loss_weight=1.0)
     trainer = Trainer(cfg, source=OneScene(_scene()))
 
     def refuse(*_: object) -> None:
@@ -305,16 +287,7 @@ def test_cli_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_training_at_a_reduced_resolution_keeps_the_weights_interchangeable(tmp_path: Path) -> None:
     """Progressive resizing: a step at 512 input, then the same weights run at the native 1024."""
-    cfg = TrainConfig(
-        model="demo",
-        steps=2,
-        prompts_per_image=2,
-        max_rounds=1,
-        train_image_size=512,
-        native_from_step=1,
-        scene_long_side=128,
-        out_dir=str(tmp_path),
-    )
+    cfg = _short_run(tmp_path, model="demo", train_image_size=512, native_from_step=1, scene_long_side=128)
     trainer = Trainer(cfg)
     assert trainer.low_res == 128 and trainer.model.prompt_encoder.image_embedding_size == (32, 32)
     res = trainer.train_step()
