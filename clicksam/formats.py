@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from clicksam.errors import ClickSamError
 
@@ -55,6 +55,7 @@ ENCODER_FILE = "encoder.onnx"
 ENCODER_MAX_ABS_ERR = 1e-3
 
 Dim = int | str
+T = TypeVar("T")
 
 
 class FormatError(ClickSamError, ValueError):
@@ -97,20 +98,20 @@ class _Reader:
     def raw(self, key: str) -> object:
         return self.doc.get(key)
 
-    def text(self, key: str) -> str:
+    def _get(self, key: str, kind: type[T], what: str) -> T:
         value = self.doc.get(key)
-        if not isinstance(value, str):
-            raise self._bad(key, "a string")
-        return value
+        if isinstance(value, kind) and not isinstance(value, bool):  # JSON true is no number
+            return value
+        raise self._bad(key, what)
+
+    def text(self, key: str) -> str:
+        return self._get(key, str, "a string")
 
     def opt_text(self, key: str) -> str | None:
         return None if self.doc.get(key) is None else self.text(key)
 
     def integer(self, key: str) -> int:
-        value = self.doc.get(key)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self._bad(key, "an integer")
-        return value
+        return self._get(key, int, "an integer")
 
     def opt_integer(self, key: str) -> int | None:
         return None if self.doc.get(key) is None else self.integer(key)
@@ -141,9 +142,7 @@ class _Reader:
         return [_Reader(v, f"{self.where}.{key}[{i}]", self.error) for i, v in enumerate(value)]
 
     def json_object(self, key: str) -> JsonObject:
-        value = self.doc.get(key)
-        if not isinstance(value, dict):
-            raise self._bad(key, "an object")
+        value: JsonObject = self._get(key, dict, "an object")
         return value
 
 
@@ -438,7 +437,9 @@ class EverythingMask:
     bbox: tuple[float, float, float, float] = _describe("[x, y, w, h] in original image pixels")
     predicted_iou: float = _describe("the decoder's IoU estimate")
     stability_score: float = _describe("IoU of the mask thresholded at +-1 logit")
-    point_coords: list[tuple[float, float]] = _describe("[[x, y]] prompt point in original image pixels")
+    point_coords: list[tuple[float, float]] = field(
+        metadata={"description": "[[x, y]] prompt point in original image pixels"}
+    )
     crop_box: tuple[float, float, float, float] = _describe("[x, y, w, h] of the crop the mask came from")
 
 
@@ -448,4 +449,4 @@ class EverythingResult:
 
     id: str = _describe("the image's embedding id (as POST /api/embeddings)")
     original_size: tuple[int, int] = _describe("[H, W] after EXIF orientation")
-    masks: list[EverythingMask] = _describe("the masks, in the generator's order")
+    masks: list[EverythingMask] = field(metadata={"description": "the masks, in the generator's order"})

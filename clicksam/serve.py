@@ -29,6 +29,12 @@ logger = logging.getLogger(__name__)
 #: shared machine and export slowly to large files, so they stay on PyTorch unless asked for
 AUTO_MAX_PARAMS = 50_000_000
 
+_HELP = "serve the API, the decoder and the page (http://127.0.0.1:8000)"
+_DESCRIPTION = (
+    "Serve the embedding API, the decoder export of the served model and the web page. "
+    "Each option can also be set by the environment variable shown; flags win."
+)
+
 # flags that get a short description of their value in --help
 _METAVARS = {
     "model": "NAME",
@@ -44,12 +50,7 @@ def register(subparsers: Any) -> None:
     # imported here, not at module import: ``clicksam --help`` must stay fast; pydantic is light enough
     from clicksam.server.settings import Settings
 
-    parser = subparsers.add_parser(
-        "serve",
-        help="serve the API, the decoder and the page (http://127.0.0.1:8000)",
-        description="Serve the embedding API, the decoder export of the served model and the web page. "
-        "Each option can also be set by the environment variable shown; flags win.",
-    )
+    parser = subparsers.add_parser("serve", help=_HELP, description=_DESCRIPTION)
     for name, field in Settings.model_fields.items():
         help_text = f"{field.description} [env CLICKSAM_{name.upper()}] (default: {field.default})"
         flag = "--" + name.replace("_", "-")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from export_testlib import Exported
+from wire_fixtures import check_web_fixture
 
 from clicksam.export.manifest import Manifest, ManifestError
 
@@ -73,6 +74,24 @@ def test_manifest_content(exported: Exported) -> None:
     # the browser file is the smaller download
     assert browser["bytes"] < 0.6 * official["bytes"]
     assert Manifest.read(exported.out_dir).to_json() == doc
+
+
+@pytest.mark.slow
+def test_the_page_reads_the_manifest_python_writes(exported: Exported) -> None:
+    """``web/src/testdata/manifest_python.json`` is this export's manifest (``manifest.test.ts`` parses it).
+
+    Only the values that differ from build to build (file sizes, hashes, measured errors) are replaced
+    by placeholders; every key, type, name, shape and option is the exporter's.
+    """
+    doc = json.loads((exported.out_dir / "manifest.json").read_text())
+    for variant in doc["variants"].values():
+        for entry in (variant, variant.get("prep")):
+            if entry is not None:
+                entry["bytes"], entry["sha256"] = 1000, "0" * 64
+        verified = variant["options"].get("verified")
+        if verified is not None:
+            verified["max_abs_err"], verified["min_mask_iou"] = 0.0, 1.0
+    check_web_fixture("manifest_python.json", doc)
 
 
 def test_manifest_errors(tmp_path: Path) -> None:

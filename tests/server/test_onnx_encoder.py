@@ -19,15 +19,21 @@ from clicksam.server.loading import ModelSpec
 from clicksam.server.onnx_encoder import encoder_dir, sidecar_problem
 
 
-@pytest.mark.slow
-def test_onnx_encoder_matches_the_predictor(
-    make_client: Callable[..., TestClient], sam: Sam, spec: ModelSpec, tmp_path: Path
-) -> None:
-    cache_dir = tmp_path / "cache"
-    directory = encoder_dir(cache_dir, spec)
+@pytest.fixture
+def exported_encoder(sam: Sam, spec: ModelSpec, tmp_path: Path) -> Path:
+    """A cache folder holding the verified ONNX export of the test model's encoder; returns its folder."""
+    directory = encoder_dir(tmp_path / "cache", spec)
     assert sidecar_problem(directory, spec) is not None
     assert ensure_onnx_encoder(sam, spec, directory, threads=2)
-    sidecar = json.loads((directory / SIDECAR_FILE).read_text())
+    return directory
+
+
+@pytest.mark.slow
+def test_onnx_encoder_matches_the_predictor(
+    make_client: Callable[..., TestClient], sam: Sam, spec: ModelSpec, tmp_path: Path, exported_encoder: Path
+) -> None:
+    cache_dir = tmp_path / "cache"
+    sidecar = json.loads((exported_encoder / SIDECAR_FILE).read_text())
     assert sidecar["model_id"] == spec.model_id and sidecar["max_abs_err"] <= 1e-3
 
     client = make_client(cache_dir=cache_dir, encoder="onnxruntime")
@@ -46,16 +52,13 @@ def test_onnx_encoder_matches_the_predictor(
 
 @pytest.mark.slow
 def test_an_export_for_other_weights_is_not_used(
-    make_client: Callable[..., TestClient], sam: Sam, spec: ModelSpec, tmp_path: Path
+    make_client: Callable[..., TestClient], spec: ModelSpec, tmp_path: Path, exported_encoder: Path
 ) -> None:
-    cache_dir = tmp_path / "cache"
-    directory = encoder_dir(cache_dir, spec)
-    assert ensure_onnx_encoder(sam, spec, directory, threads=2)
-    sidecar_path = directory / SIDECAR_FILE
+    sidecar_path = exported_encoder / SIDECAR_FILE
     sidecar = json.loads(sidecar_path.read_text())
     sidecar["model_id"] = "vit_test:seed7"
     sidecar_path.write_text(json.dumps(sidecar))
-    assert "is for vit_test:seed7, not vit_test:seed0" in str(sidecar_problem(directory, spec))
-    client = make_client(cache_dir=cache_dir, encoder="auto")
+    assert "is for vit_test:seed7, not vit_test:seed0" in str(sidecar_problem(exported_encoder, spec))
+    client = make_client(cache_dir=tmp_path / "cache", encoder="auto")
     assert client.get("/readyz").json()["encoder_backend"] == "torch"
     assert post_image(client, encode(Image.fromarray(random_rgb(32, 32, 3)), "PNG")).status_code == 200

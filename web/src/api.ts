@@ -1,5 +1,6 @@
 // Typed client for the clicksam HTTP API (see the server's routes). Errors become ApiError with the
-// server's `detail` message, so the UI can show it as is.
+// server's `detail` message, so the UI can show it as is. The embedding metadata is checked on arrival
+// (parseEmbeddingMeta), against a fixture that the Python side writes (testdata/embedding_python.json).
 
 export interface ServerConfig {
   readonly model: string;
@@ -13,6 +14,7 @@ export interface ServerConfig {
   readonly checkpoint_sha256?: string | null;
 }
 
+/** Metadata of one image embedding: clicksam.formats.EmbeddingResponse on the server. */
 export interface EmbeddingMeta {
   readonly id: string;
   readonly model: string;
@@ -41,6 +43,46 @@ export interface EverythingResult {
   readonly id: string;
   readonly original_size: [number, number];
   readonly masks: EverythingMask[];
+}
+
+/** The server answered something that is not the embedding metadata this page reads. */
+export class EmbeddingMetaError extends Error {
+  override name = 'EmbeddingMetaError';
+}
+
+function field(o: Record<string, unknown>, key: string, kind: 'string' | 'number' | 'boolean'): unknown {
+  const v = o[key];
+  if (typeof v !== kind || (kind === 'number' && !Number.isFinite(v))) {
+    throw new EmbeddingMetaError(`embedding metadata: "${key}" must be a ${kind}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function ints(o: Record<string, unknown>, key: string, length?: number): number[] {
+  const v = o[key];
+  if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d)) || (length !== undefined && v.length !== length)) {
+    throw new EmbeddingMetaError(`embedding metadata: "${key}" must be a list of ${length ?? 'some'} integers, got ${JSON.stringify(v)}`);
+  }
+  return v as number[];
+}
+
+/** Check what POST /api/embeddings (or GET .../meta) answered; throws EmbeddingMetaError saying what is wrong. */
+export function parseEmbeddingMeta(raw: unknown): EmbeddingMeta {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new EmbeddingMetaError('embedding metadata must be a JSON object');
+  const o = raw as Record<string, unknown>;
+  const [h, w] = ints(o, 'original_size', 2) as [number, number];
+  const [ih, iw] = ints(o, 'input_size', 2) as [number, number];
+  return {
+    id: field(o, 'id', 'string') as string,
+    model: field(o, 'model', 'string') as string,
+    original_size: [h, w],
+    input_size: [ih, iw],
+    shape: ints(o, 'shape'),
+    dtype: field(o, 'dtype', 'string') as string,
+    url: field(o, 'url', 'string') as string,
+    cached: field(o, 'cached', 'boolean') as boolean,
+    encode_ms: field(o, 'encode_ms', 'number') as number,
+  };
 }
 
 export class ApiError extends Error {
@@ -102,11 +144,11 @@ export async function postEmbedding(image: Blob, filename: string, signal?: Abor
   form.append('image', image, filename);
   const init: RequestInit = { method: 'POST', body: form };
   if (signal) init.signal = signal;
-  return (await (await request('api/embeddings', init)).json()) as EmbeddingMeta;
+  return parseEmbeddingMeta(await (await request('api/embeddings', init)).json());
 }
 
 export async function getEmbeddingMeta(id: string): Promise<EmbeddingMeta> {
-  return (await (await request(`api/embeddings/${encodeURIComponent(id)}/meta`)).json()) as EmbeddingMeta;
+  return parseEmbeddingMeta(await (await request(`api/embeddings/${encodeURIComponent(id)}/meta`)).json());
 }
 
 /** Options of POST /api/everything the page forwards (from its own URL query, for experts and tests). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ManifestError, embeddingDtype, embeddingMismatch, parseManifest, serverMismatch } from './manifest';
+import pythonManifest from './testdata/manifest_python.json';
 
 function manifest(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -66,6 +67,32 @@ describe('parseManifest', () => {
     expect(() => parseManifest(manifest({ default_variant: 'gpu' }))).toThrow(/default_variant/);
     expect(() => parseManifest(manifest({ embedding: { shape: [256, 64, 64] } }))).toThrow(/4 dimensions/);
     expect(() => parseManifest(null)).toThrow(/object/);
+  });
+});
+
+// manifest_python.json is the manifest of a real `vit_test` export (tests/export/test_manifest.py keeps it
+// equal to what the exporter writes now), so this parser and the Python side cannot drift apart.
+describe('the manifest the Python exporter writes', () => {
+  const m = parseManifest(pythonManifest);
+  it('is read with every variant and the per-image graph', () => {
+    expect(m.model).toBe('vit_test');
+    expect(m.checkpointSha256).toBeNull();
+    expect([m.imageSize, m.lowResSize, m.maskThreshold]).toEqual([1024, 256, 0]);
+    expect(m.embeddingShape).toEqual([1, 256, 64, 64]);
+    expect(m.defaultVariant).toBe('browser');
+    expect([...m.variants.keys()]).toEqual(Object.keys(pythonManifest.variants));
+    const browser = m.variants.get('browser')!;
+    expect(browser.masksFrame).toBe('low_res');
+    expect([browser.singleToken, ...browser.multiTokens]).toEqual([0, 1, 2, 3]);
+    expect(browser.prep?.file).toBe(pythonManifest.variants.browser.prep.file);
+    expect(browser.prep?.outputs.map((t) => t.name)).toEqual(browser.inputs.slice(0, browser.prep!.outputs.length).map((t) => t.name));
+    expect(embeddingDtype(browser)).toBe('float16');
+    expect(browser.inputs.find((t) => t.name === 'point_coords')?.shape).toEqual([1, 'num_points', 2]);
+    expect(m.variants.get('official')!.masksFrame).toBe('original');
+  });
+  it('matches the embeddings the server sends for the same model', () => {
+    expect(embeddingMismatch(m, { model: 'vit_test', shape: [1, 256, 64, 64] })).toBeNull();
+    expect(serverMismatch(m, { model: 'vit_test', checkpoint_sha256: null })).toBeNull();
   });
 });
 
