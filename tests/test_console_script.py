@@ -75,6 +75,7 @@ def _clicksam(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["everything", "nope.png", "--out", "out"], 2, "no such image file: nope.png"),
         (["train", "--model", "nope", "--out", "out", "--steps", "1"], 2, "unknown model 'nope'"),
         (["eval", "--model", "nope", "--checkpoint", "nope.pt"], 2, "nope"),
+        (["eval", "--images", "0"], 2, "--images and --max-clicks must be at least 1"),
     ],
 )
 def test_expected_failures_give_one_line_and_an_exit_code(

@@ -191,9 +191,13 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
+    from clicksam.errors import UsageError
+
     from .evaluate import HELD_OUT_SEED, EvalConfig, evaluate, format_breakdown, format_table
     from .loop import build_model
 
+    if args.images < 1 or args.max_clicks < 1:
+        raise UsageError("--images and --max-clicks must be at least 1")
     torch.set_num_threads(args.threads)
     if args.checkpoint is None and args.model == "demo":
         from clicksam.model import build_sam
