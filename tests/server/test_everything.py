@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from PIL import Image
 from server_helpers import StatusRecorder, encode, random_rgb, run_uvicorn
 
 from clicksam.model import Sam, SamAutomaticMaskGenerator, SamPredictor, amg
+from clicksam.server import images
 from clicksam.server.app import create_app
 from clicksam.server.loading import ModelSpec
 from clicksam.server.settings import Settings
@@ -38,19 +40,37 @@ def _app(sam: Sam, spec: ModelSpec, make_settings: Callable[..., Settings], stat
     return app
 
 
+def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Wrap ``decode_image`` wherever the server modules hold it; returns the list of decoded sizes."""
+    real = images.decode_image
+    decodes: list[int] = []
+
+    def counting(data: bytes, **kwargs: Any) -> images.DecodedImage:
+        decodes.append(len(data))
+        return real(data, **kwargs)
+
+    for module in list(sys.modules.values()):
+        if module.__name__.startswith("clicksam.server") and getattr(module, "decode_image", None) is real:
+            monkeypatch.setattr(module, "decode_image", counting)
+    return decodes
+
+
 def test_everything_matches_the_library_and_reuses_the_embedding(
-    sam: Sam, spec: ModelSpec, make_settings: Callable[..., Settings]
+    sam: Sam, spec: ModelSpec, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     statuses: list[int] = []
     app = _app(sam, spec, make_settings, statuses)
+    decodes = _count_decodes(monkeypatch)
     pixels = _blocks(72, 96)
     data = encode(Image.fromarray(pixels), "PNG")
     form = {"points_per_side": "4", **LOW}
     with run_uvicorn(app) as url, httpx.Client(base_url=url, timeout=300) as client:
         first = client.post("/api/embeddings", files={"image": ("a.png", data, "image/png")})
         assert first.status_code == 200
+        assert len(decodes) == 1
         response = client.post("/api/everything", files={"image": ("a.png", data, "image/png")}, data=form)
         assert response.status_code == 200, response.text
+        assert len(decodes) == 2, "segment-everything decoded the upload more than once"
         body = response.json()
         again = client.post("/api/everything", files={"image": ("b.png", data, "image/png")}, data=form)
         assert again.status_code == 200 and again.json() == body

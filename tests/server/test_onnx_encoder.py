@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from server_helpers import encode, post_image, random_rgb
 
-from clicksam.formats import SIDECAR_NAME as SIDECAR_FILE
+from clicksam.formats import SIDECAR_NAME
 from clicksam.model import Sam, SamPredictor
 from clicksam.serve import ensure_onnx_encoder
 from clicksam.server.loading import ModelSpec
@@ -33,7 +33,7 @@ def test_onnx_encoder_matches_the_predictor(
     make_client: Callable[..., TestClient], sam: Sam, spec: ModelSpec, tmp_path: Path, exported_encoder: Path
 ) -> None:
     cache_dir = tmp_path / "cache"
-    sidecar = json.loads((exported_encoder / SIDECAR_FILE).read_text())
+    sidecar = json.loads((exported_encoder / SIDECAR_NAME).read_text())
     assert sidecar["model_id"] == spec.model_id and sidecar["max_abs_err"] <= 1e-3
 
     client = make_client(cache_dir=cache_dir, encoder="onnxruntime")
@@ -54,7 +54,7 @@ def test_onnx_encoder_matches_the_predictor(
 def test_an_export_for_other_weights_is_not_used(
     make_client: Callable[..., TestClient], spec: ModelSpec, tmp_path: Path, exported_encoder: Path
 ) -> None:
-    sidecar_path = exported_encoder / SIDECAR_FILE
+    sidecar_path = exported_encoder / SIDECAR_NAME
     sidecar = json.loads(sidecar_path.read_text())
     sidecar["model_id"] = "vit_test:seed7"
     sidecar_path.write_text(json.dumps(sidecar))
