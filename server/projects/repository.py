@@ -269,6 +269,23 @@ class Repository:
             ).all()
             return ImagePage(images=[image_out(r) for r in rows], total=total, offset=offset, limit=limit)
 
+    def unsaved_image_ids(self, pid: int, *, after: int, limit: int) -> list[int]:
+        """Ids above ``after`` of images never saved (version 0) and not skipped, in id order."""
+        with Session(self.engine) as session, session.begin():
+            return list(
+                session.scalars(
+                    select(ImageRecord.id)
+                    .where(
+                        ImageRecord.project_id == pid,
+                        ImageRecord.version == 0,
+                        ImageRecord.status != "skipped",
+                        ImageRecord.id > after,
+                    )
+                    .order_by(ImageRecord.id)
+                    .limit(limit)
+                )
+            )
+
     def image(self, pid: int, iid: int) -> ImageRecord:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             image = session.get(ImageRecord, iid)
