@@ -59,6 +59,8 @@ def parse_rle(segmentation: Any, height: int, width: int) -> npt.NDArray[np.int6
         except (ValueError, UnicodeEncodeError) as exc:
             raise MaskError(f"the RLE counts are not a valid COCO compressed RLE string: {RLE_HELP}") from exc
     elif isinstance(raw, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+        if any(abs(v) > height * width for v in raw):
+            raise MaskError(f"the RLE counts have a run longer than the image: {RLE_HELP}")
         counts = np.asarray(raw, dtype=np.int64)
     else:
         raise MaskError(f"the RLE counts must be a string (or a list of integers): {RLE_HELP}")

@@ -97,6 +97,8 @@ def clean_name(name: str, what: str) -> str:
     stripped = name.strip()
     if not stripped:
         raise InvalidInputError(f"the {what} is empty; give it a name")
+    if any(ord(c) < 32 or ord(c) == 127 for c in stripped):
+        raise InvalidInputError(f"the {what} {stripped!r} has control characters; use printable ones")
     if len(stripped) > NAME_LENGTH:
         raise InvalidInputError(f"the {what} {stripped[:40]!r}... is longer than {NAME_LENGTH} characters")
     return stripped
@@ -240,7 +242,9 @@ class Repository:
     ) -> ImageRecord:
         """Store the bytes and the image's row; the same bytes again give the existing image."""
         sha256 = self.store.put(data)
-        name = file_name.replace("\\", "/").rsplit("/", 1)[-1][:FILE_NAME_LENGTH] or "image"
+        # metadata only: the last path part, printable characters, at most the column's length
+        base = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+        name = "".join(c for c in base if ord(c) >= 32 and ord(c) != 127)[:FILE_NAME_LENGTH] or "image"
         with Session(self.writer, expire_on_commit=False) as session, session.begin():
             if session.get(Project, pid) is None:
                 raise _project_missing(pid)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, Field
+
+#: largest id, version or offset accepted (32-bit signed: every database's INTEGER holds it)
+MAX_ID: Final[int] = 2**31 - 1
+#: a finite float (JSON has no NaN or infinity)
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 ImageStatus = Literal["new", "in_progress", "done", "skipped"]
 AnnotationSource = Literal["manual", "everything", "text", "auto"]
@@ -66,7 +71,7 @@ class Rle(BaseModel):
 
 
 class Prompts(BaseModel):
-    points: list[tuple[float, float, int]] = Field(
+    points: list[tuple[Finite, Finite, int]] = Field(
         default_factory=list, description="[x, y, label] in image pixels; label 1 foreground, 0 background"
     )
     box: tuple[float, float, float, float] | None = Field(
@@ -75,11 +80,13 @@ class Prompts(BaseModel):
 
 
 class AnnotationIn(BaseModel):
-    id: int | None = Field(None, description="id of an annotation of this image to keep (created_at stays)")
+    id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="id of an annotation of this image to keep (created_at stays)"
+    )
     category: str = Field(description="one of the project's category names")
     segmentation: Rle
     source: AnnotationSource = "manual"
-    score: float | None = None
+    score: Finite | None = None
     prompts: Prompts | None = None
 
 
@@ -102,7 +109,9 @@ class AnnotationsOut(BaseModel):
 
 
 class AnnotationsIn(BaseModel):
-    version: int = Field(ge=0, description="the version these edits start from (as last read or saved)")
+    version: int = Field(
+        ge=0, le=MAX_ID, description="the version these edits start from (as last read or saved)"
+    )
     annotations: list[AnnotationIn]
     status: ImageStatus | None = Field(
         None, description="new image status; by default a 'new' image with annotations becomes 'in_progress'"

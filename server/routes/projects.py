@@ -10,7 +10,7 @@ import functools
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, Depends, FastAPI, File, Query, UploadFile
+from fastapi import APIRouter, Body, Depends, FastAPI, File, Path, Query, UploadFile
 from fastapi.responses import Response
 
 from clicksam.server.errors import ServerError, UploadTooLargeError
@@ -25,6 +25,7 @@ from clicksam.server.projects.runtime import (
     require_token,
 )
 from clicksam.server.projects.schemas import (
+    MAX_ID,
     AnnotationsIn,
     AnnotationsOut,
     ExportFormat,
@@ -40,6 +41,9 @@ from clicksam.server.projects.schemas import (
 )
 from clicksam.server.routes.deps import ServiceDep, SettingsDep, upload_too_large_message
 from clicksam.server.schemas import ErrorResponse
+
+ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="project id")]
+ImageId = Annotated[int, Path(ge=1, le=MAX_ID, description="image id")]
 
 router = APIRouter(
     prefix="/api/projects",
@@ -87,12 +91,12 @@ def list_projects(repo: RepositoryDep) -> ProjectList:
 
 
 @router.get("/{pid}", response_model=ProjectOut, responses=_errors(404))
-def get_project(pid: int, repo: RepositoryDep) -> ProjectOut:
+def get_project(pid: ProjectId, repo: RepositoryDep) -> ProjectOut:
     return repo.get_project(pid)
 
 
 @router.delete("/{pid}", status_code=204, response_class=Response, responses=_errors(404))
-def delete_project(pid: int, repo: RepositoryDep) -> Response:
+def delete_project(pid: ProjectId, repo: RepositoryDep) -> Response:
     """Delete the project with its images and annotations (image bytes no other project uses go too)."""
     repo.delete_project(pid)
     return Response(status_code=204)
@@ -105,7 +109,7 @@ def delete_project(pid: int, repo: RepositoryDep) -> Response:
     responses=_errors(400, 404, 413, 415, 422, 503),
 )
 async def add_images(
-    pid: int,
+    pid: ProjectId,
     repo: RepositoryDep,
     service: ServiceDep,
     settings: SettingsDep,
@@ -144,9 +148,9 @@ async def add_images(
 
 @router.get("/{pid}/images", response_model=ImagePage, responses=_errors(404, 422))
 def list_images(
-    pid: int,
+    pid: ProjectId,
     repo: RepositoryDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     status: ImageStatus | None = None,
 ) -> ImagePage:
@@ -159,7 +163,7 @@ def list_images(
     response_class=Response,
     responses={200: {"content": {"image/*": {}}, "description": "the uploaded bytes"}, **_errors(404)},
 )
-def image_file(pid: int, iid: int, repo: RepositoryDep) -> Response:
+def image_file(pid: ProjectId, iid: ImageId, repo: RepositoryDep) -> Response:
     """The image's bytes as uploaded (content-addressed, so cacheable forever)."""
     record = repo.image(pid, iid)
     return Response(
@@ -170,13 +174,13 @@ def image_file(pid: int, iid: int, repo: RepositoryDep) -> Response:
 
 
 @router.get("/{pid}/images/{iid}/annotations", response_model=AnnotationsOut, responses=_errors(404))
-def get_annotations(pid: int, iid: int, repo: RepositoryDep) -> AnnotationsOut:
+def get_annotations(pid: ProjectId, iid: ImageId, repo: RepositoryDep) -> AnnotationsOut:
     """The image's annotations and their version (send it back with the next save)."""
     return repo.get_annotations(pid, iid)
 
 
 @router.put("/{pid}/images/{iid}/annotations", response_model=Saved, responses=_errors(404, 409, 422))
-def save_annotations(pid: int, iid: int, body: AnnotationsIn, repo: RepositoryDep) -> Saved:
+def save_annotations(pid: ProjectId, iid: ImageId, body: AnnotationsIn, repo: RepositoryDep) -> Saved:
     """Replace the image's annotations, atomically, if ``version`` is still the current one.
 
     A stale version is a 409 and changes nothing; a malformed RLE, or one whose size is not the image's,
@@ -197,7 +201,7 @@ _MEDIA = {"coco": "application/json", "coco-polygons": "application/json"}
     },
 )
 def export_project(
-    pid: int, repo: RepositoryDep, format: Annotated[ExportFormat, Query()] = "coco"
+    pid: ProjectId, repo: RepositoryDep, format: Annotated[ExportFormat, Query()] = "coco"
 ) -> Response:
     """The project as COCO (RLE masks), COCO with polygons, a YOLO-seg zip, or a zip of PNG masks."""
     snapshot = repo.snapshot(pid)
@@ -219,7 +223,7 @@ def export_project(
 
 @router.post("/{pid}/import", response_model=ImportResult, responses=_errors(404, 422))
 def import_coco(
-    pid: int,
+    pid: ProjectId,
     repo: RepositoryDep,
     doc: Annotated[dict[str, Any], Body(description="a COCO instances document (RLE or polygons)")],
 ) -> ImportResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -339,3 +340,30 @@ def test_no_token_beyond_loopback_refuses_unless_no_auth(
     with caplog.at_level("WARNING"):
         check_auth(ProjectsConfig(data_dir=tmp_path, host="0.0.0.0", no_auth=True))
     assert "--no-auth: anyone who can reach 0.0.0.0" in caplog.text
+
+
+def test_hostile_values_are_422_not_500(client: httpx.Client) -> None:
+    """Values a database would choke on (NUL, ids beyond 32 bits, NaN) are refused before it sees them."""
+    r = client.post("/api/projects", json={"name": "a\x00b", "categories": []})
+    assert (r.status_code, r.json()) == (
+        422, {"detail": "the project name 'a\\x00b' has control characters; use printable ones"},
+    )  # fmt: skip
+    assert client.get(f"/api/projects/{2**63}").status_code == 422
+    assert client.get("/api/projects/0").status_code == 422
+    pid = make_project(client)
+    assert client.get(f"/api/projects/{pid}/images", params={"offset": 2**40}).status_code == 422
+    [image] = upload(client, pid, ("a\x00b.png", image_bytes(8, 8, 0))).json()["images"]
+    assert image["file_name"] == "a%00b.png"  # httpx escapes it; the server drops control characters too
+    url = f"/api/projects/{pid}/images/{image['id']}/annotations"
+    mask = np.ones((8, 8), bool)
+    nan = '{"version": 0, "annotations": [{"category": "cat", "segmentation": %s, "score": NaN}]}'
+    r = client.put(url, content=nan % json.dumps(rle(mask)), headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    big = {"category": "cat", "segmentation": {"size": [8, 8], "counts": [2**70, 5]}}
+    r = client.put(url, json={"version": 0, "annotations": [big]})
+    assert (r.status_code, r.json()["detail"]) == (
+        422, 'annotation 0: the RLE counts have a run longer than the image: '
+        'send {"size": [height, width], "counts": "<COCO compressed RLE>"}',
+    )  # fmt: skip
+    assert client.put(url, json={"version": 2**40, "annotations": []}).status_code == 422
+    assert client.get(url).json()["version"] == 0

@@ -1,0 +1,96 @@
+"""``clicksam label`` throughput against a plain loop over segment-everything, same images, same run.
+
+For each model: a plain loop (decode the stored bytes, ``SamAutomaticMaskGenerator.generate``), then the
+labeller (``label.label_one``: read the image row and bytes, decode, generate, filter, one versioned
+save in SQLite) over the same images in a fresh project. Images per minute of both, and the labeller's
+overhead per image. Usage::
+
+    .venv/bin/python bench/bench_label.py                       # demo and vit_t (random weights), 4 images
+    .venv/bin/python bench/bench_label.py --models demo --images 2 --points-per-side 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def photo(width: int, height: int, seed: int) -> bytes:
+    """A JPEG with a few flat shapes on a gradient (something for segment-everything to find)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width]
+    img = np.stack([xx * 200 / width, yy * 200 / height, np.full_like(xx, 90)], -1).astype(np.float64)
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(20, height / 4)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, 3)
+    buf = io.BytesIO()
+    Image.fromarray(img.astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="demo,vit_t")
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--points-per-side", type=int, default=32)
+    parser.add_argument("--size", default="640x480")
+    args = parser.parse_args()
+
+    from clicksam.model.automatic import SamAutomaticMaskGenerator
+    from clicksam.server.images import decode_image
+    from clicksam.server.loading import load_model, resolve_model
+    from clicksam.server.projects.db import create_db_engine, default_url, upgrade
+    from clicksam.server.projects.label import label_one
+    from clicksam.server.projects.repository import Repository
+    from clicksam.server.projects.storage import BlobStore
+
+    width, height = (int(v) for v in args.size.split("x"))
+    files = [photo(width, height, seed) for seed in range(args.images)]
+    results = {}
+    for name in args.models.split(","):
+        spec = resolve_model(name, None, 0, random_weights=name != "demo")
+        generator = SamAutomaticMaskGenerator(
+            load_model(spec), points_per_side=args.points_per_side, output_mode="coco_rle"
+        )
+        generator.generate(decode_image(files[0], max_pixels=10**8).pixels)  # warm-up
+        start = time.perf_counter()
+        plain_masks = sum(len(generator.generate(decode_image(f, max_pixels=10**8).pixels)) for f in files)
+        plain_s = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = create_db_engine(default_url(Path(tmp)))
+            upgrade(engine)
+            repo = Repository(engine, BlobStore(Path(tmp) / "images"))
+            pid = repo.create_project("bench", ["object"]).id
+            ids = [
+                repo.add_image(pid, data=f, file_name=f"{i}.jpg", fmt="JPEG", width=width, height=height).id
+                for i, f in enumerate(files)
+            ]
+            start = time.perf_counter()
+            label_masks = sum(
+                label_one(
+                    repo, pid, iid, generator.generate, category="object", min_score=0.0, max_pixels=10**8
+                )
+                or 0
+                for iid in ids
+            )
+            label_s = time.perf_counter() - start
+            engine.dispose()
+        results[f"{spec.name}{' (random weights)' if name != 'demo' else ''}"] = {
+            "images": len(files),
+            "plain loop images/min": round(60 * len(files) / plain_s, 2),
+            "clicksam label images/min": round(60 * len(files) / label_s, 2),
+            "label overhead ms/image": round(1000 * (label_s - plain_s) / len(files), 1),
+            "masks (plain, label)": [plain_masks, label_masks],
+        }
+    print(json.dumps({"size": args.size, "points_per_side": args.points_per_side, **results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
