@@ -19,13 +19,11 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,9 @@ import httpx
 import numpy as np
 
 HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from loopback import free_port, wait_ready  # noqa: E402  (the tests' helpers, as other benches use them)
+
 SERVER = """
 import sys
 from pathlib import Path
@@ -48,27 +49,6 @@ if getattr(app.state, "projects_config", None) is None:
     install_projects(app, ProjectsConfig(data_dir=data))
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit("server not ready after 120 s")
 
 
 def timed(fn: Callable[[], httpx.Response], repeats: int) -> list[float]:
@@ -141,12 +121,16 @@ def main() -> None:
         data_dir = Path(tmp)
         fill(data_dir, "bench", args.images)
         port = free_port()
+        log = data_dir / "server.log"
         proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(port), str(data_dir)], start_new_session=True
+            [sys.executable, "-c", SERVER, str(port), str(data_dir)],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         url = f"http://{HOST}:{port}"
         try:
-            wait_ready(url, proc)
+            wait_ready(url + "/", proc, log, 120, "the projects server")
             client = httpx.Client(base_url=url, timeout=60)
             pid = client.get("/api/projects").json()["projects"][0]["id"]
             results: dict[str, Any] = {"images": args.images}

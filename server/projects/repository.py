@@ -105,11 +105,11 @@ def clean_name(name: str, what: str) -> str:
 
 
 @dataclass(frozen=True)
-class CheckedAnnotation:
-    """An incoming annotation that passed every rule, measured."""
+class AnnotationRecord:
+    """An annotation as stored (checked and measured on the way in; read back for exports)."""
 
     id: int | None
-    category_id: int
+    category: str
     counts: str
     bbox: list[float]
     area: int
@@ -120,12 +120,11 @@ class CheckedAnnotation:
 
 def check_annotations(
     items: Sequence[AnnotationIn], categories: dict[str, int], height: int, width: int
-) -> list[CheckedAnnotation]:
+) -> list[AnnotationRecord]:
     """Validate masks and categories of a save; 422 names the first bad annotation and the rule."""
-    checked: list[CheckedAnnotation] = []
+    checked: list[AnnotationRecord] = []
     for i, item in enumerate(items):
-        category_id = categories.get(item.category)
-        if category_id is None:
+        if item.category not in categories:
             known = ", ".join(repr(c) for c in categories) or "none yet"
             raise InvalidInputError(
                 f"annotation {i}: unknown category {item.category!r}; the project's categories are {known}"
@@ -137,9 +136,9 @@ def check_annotations(
         bbox, area = masks.bbox_and_area(counts, height)
         raw = item.segmentation.counts
         checked.append(
-            CheckedAnnotation(
+            AnnotationRecord(
                 id=item.id,
-                category_id=category_id,
+                category=item.category,
                 counts=raw if isinstance(raw, str) else masks.counts_to_string(counts),
                 bbox=bbox,
                 area=area,
@@ -333,12 +332,11 @@ class Repository:
         """
         with Session(self.writer) as session, session.begin():
             image = self._load_image(session, pid, iid)
-            checked = check_annotations(
-                body.annotations, self.categories(session, pid), image.height, image.width
-            )
+            categories = self.categories(session, pid)
+            checked = check_annotations(body.annotations, categories, image.height, image.width)
             if image.version != body.version:
                 raise self._stale(image.version, body.version)
-            self._replace(session, image, checked, body.status)
+            self._replace(session, image, checked, body.status, categories)
             return body.version + 1
 
     @staticmethod
@@ -349,7 +347,12 @@ class Repository:
         )
 
     def _replace(
-        self, session: Session, image: ImageRecord, checked: list[CheckedAnnotation], status: str | None
+        self,
+        session: Session,
+        image: ImageRecord,
+        checked: list[AnnotationRecord],
+        status: str | None,
+        categories: dict[str, int],
     ) -> None:
         """Bump the version (conditionally) and make ``checked`` the image's annotations."""
         sent = image.version
@@ -383,7 +386,7 @@ class Repository:
             session.execute(delete(Annotation).where(Annotation.id.in_(dropped)))
         rows = [
             {
-                "category_id": item.category_id, "position": position, "rle_counts": item.counts,
+                "category_id": categories[item.category], "position": position, "rle_counts": item.counts,
                 "bbox": item.bbox, "area": item.area, "source": item.source, "score": item.score,
                 "prompts": item.prompts, "updated_at": now,
             } | ({"id": item.id} if item.id is not None else {"image_id": image.id, "created_at": now})
@@ -412,10 +415,10 @@ class Repository:
                 .where(ImageRecord.project_id == pid)
                 .order_by(Annotation.image_id, Annotation.position)
             ).scalars()
-            by_image: dict[int, list[SnapshotAnnotation]] = {}
+            by_image: dict[int, list[AnnotationRecord]] = {}
             for row in rows:
                 by_image.setdefault(row.image_id, []).append(
-                    SnapshotAnnotation(
+                    AnnotationRecord(
                         id=row.id,
                         category=names[row.category_id],
                         counts=row.rle_counts,
@@ -481,24 +484,12 @@ class Repository:
                     checked = check_annotations(item.annotations, known, image.height, image.width)
                 except InvalidInputError as exc:
                     raise InvalidInputError(f"image {item.file_name!r}: {exc.message}") from exc
-                self._replace(session, image, checked, None)
+                self._replace(session, image, checked, None, known)
                 matched += 1
                 count += len(checked)
             return ImportResult(
                 images=matched, annotations=count, categories_added=added, unmatched=unmatched
             )
-
-
-@dataclass(frozen=True)
-class SnapshotAnnotation:
-    id: int
-    category: str
-    counts: str
-    bbox: list[float]
-    area: int
-    source: str
-    score: float | None
-    prompts: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -510,7 +501,7 @@ class SnapshotImage:
     width: int
     height: int
     status: str
-    annotations: list[SnapshotAnnotation]
+    annotations: list[AnnotationRecord]
 
 
 @dataclass(frozen=True)
