@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: the project's per-user cache (the same folder ``clicksam weights`` uses); weights, decoder exports and
@@ -74,6 +74,28 @@ class Settings(BaseSettings):
         0, ge=0, description="intra-op threads of the encoder (0: one per CPU core the process may use)"
     )
     log_level: str = Field("info", description="uvicorn log level")
+    data_dir: Path | None = Field(
+        None,
+        description="projects folder: the SQLite database (unless database_url is set) and the image files; "
+        "default <cache_dir>/projects (back it up: it holds people's work, not a cache)",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the projects database, e.g. postgresql+psycopg://user@host/db "
+        "(default: SQLite in data_dir)",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="bearer token every /api/projects request must carry; needed to listen beyond loopback "
+        "(prefer the environment variable to the flag)",
+    )
+    no_auth: bool = Field(
+        False, description="listen beyond loopback with no token: anyone who reaches it can change projects"
+    )
+
+    def resolved_data_dir(self) -> Path:
+        """Where projects live: the setting, or ``<cache_dir>/projects``."""
+        return self.data_dir or self.cache_dir / "projects"
 
     def resolved_torch_threads(self) -> int:
         """The thread count to give torch: the setting, or the usable CPU cores."""

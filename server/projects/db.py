@@ -17,6 +17,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from clicksam.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR: Final[Path] = Path(__file__).resolve().parent / "migrations"
@@ -25,7 +27,7 @@ SQLITE_FILE: Final[str] = "clicksam.sqlite3"
 SQLITE_BUSY_TIMEOUT_S: Final[float] = 30.0
 
 
-class DatabaseUrlError(RuntimeError):
+class DatabaseUrlError(UsageError):
     """The database URL cannot be used: malformed, an unknown dialect, or its driver is not installed."""
 
 
@@ -85,14 +87,24 @@ def writer(engine: Engine) -> Engine:
     return engine.execution_options(sqlite_immediate=True)
 
 
+#: PostgreSQL advisory lock key that serialises migrations of servers starting at once
+_MIGRATION_LOCK = 0x636C69636B73616D  # "clicksam"
+
+
 def upgrade(engine: Engine) -> None:
-    """Run every Alembic migration not yet applied (``upgrade head``) on ``engine``'s database."""
+    """Run every Alembic migration not yet applied (``upgrade head``) on ``engine``'s database.
+
+    Servers starting at once take turns: SQLite by the write lock taken at BEGIN, PostgreSQL by an
+    advisory lock held until the migration's transaction ends; the later ones find nothing to do.
+    """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
+    with writer(engine).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     logger.info("projects database at %s is up to date", engine.url.render_as_string(hide_password=True))

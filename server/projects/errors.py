@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clicksam.errors import UsageError
 from clicksam.server.errors import ServerError
 
 
@@ -29,5 +30,5 @@ class UnauthorizedError(ServerError):
     status_code = 401
 
 
-class AuthConfigError(RuntimeError):
+class AuthConfigError(UsageError):
     """The server would listen beyond loopback with nobody's token required (refuses to start)."""

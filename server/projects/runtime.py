@@ -25,6 +25,7 @@ from clicksam.server.projects.db import create_db_engine, default_url, upgrade
 from clicksam.server.projects.errors import AuthConfigError
 from clicksam.server.projects.repository import Repository
 from clicksam.server.projects.storage import BlobStore
+from clicksam.server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ class ProjectsConfig:
     token: str | None = None
     host: str = "127.0.0.1"
     no_auth: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProjectsConfig:
+        return cls(
+            data_dir=settings.resolved_data_dir(),
+            database_url=settings.database_url,
+            token=settings.token.get_secret_value() if settings.token is not None else None,
+            host=settings.host,
+            no_auth=settings.no_auth,
+        )
 
 
 def is_loopback(host: str) -> bool:

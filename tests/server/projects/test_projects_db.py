@@ -46,3 +46,30 @@ def test_unusable_urls_say_why() -> None:
         create_db_engine("mysql+nosuchdriver://x@127.0.0.1/db")
     with pytest.raises(DatabaseUrlError, match="not a database URL: 'just words'"):
         create_db_engine("just words")
+
+
+def test_servers_starting_at_once_migrate_once(database: str | None, tmp_path: Path) -> None:
+    import threading
+
+    url = database or default_url(tmp_path)
+    engines = [create_db_engine(url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def run(engine: object) -> None:
+        try:
+            upgrade(engine)  # type: ignore[arg-type]
+        except BaseException as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        with engines[0].connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0001",)]
+    finally:
+        for e in engines:
+            e.dispose()
