@@ -50,8 +50,10 @@ def perturbed_state(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
 def build_pair(name: str) -> tuple[nn.Module, nn.Module]:
     """(official, ours) image encoders of one model with identical perturbed weights, eval mode."""
     from clicksam.model import build_sam
+    from clicksam.model.build import MODEL_CONFIGS, TinyViTConfig
 
     ours = build_sam(name, seed=0).image_encoder
+    config = MODEL_CONFIGS[name]
     if name == "vit_b":
         from segment_anything.modeling import ImageEncoderViT
 
@@ -69,25 +71,10 @@ def build_pair(name: str) -> tuple[nn.Module, nn.Module]:
             window_size=14,
             out_chans=256,
         )
-    elif name == "vit_t":
+    elif isinstance(config.encoder, TinyViTConfig):
         from mobile_sam.modeling import TinyViT
 
-        official = TinyViT(
-            img_size=1024,
-            in_chans=3,
-            num_classes=1000,
-            embed_dims=[64, 128, 160, 320],
-            depths=[2, 2, 6, 2],
-            num_heads=[2, 4, 5, 10],
-            window_sizes=[7, 7, 14, 7],
-            mlp_ratio=4.0,
-            drop_rate=0.0,
-            drop_path_rate=0.0,
-            use_checkpoint=False,
-            mbconv_expand_ratio=4.0,
-            local_conv_size=3,
-            layer_lr_decay=0.8,
-        )
+        official = TinyViT(**config.encoder.constructor_args(config.image_size))
     else:
         raise SystemExit(f"unknown model {name!r}: choose vit_b or vit_t")
     state = perturbed_state(official, seed=1)
@@ -173,12 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input (1, 3, 1024, 1024) fp32")
     results = []
     for name in args.models:
-        if name == "vit_t":
-            try:
-                import clicksam.model.tiny_vit  # noqa: F401
-            except ModuleNotFoundError:
-                print("  vit_t skipped: clicksam.model.tiny_vit is not there yet")
-                continue
         results.append(bench_model(name, args.repeat, args.profile))
     print()
     header = ("model", "official ms", "ours ms", "official/ours", "cpu official/ours", "max abs err")

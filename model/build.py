@@ -93,6 +93,29 @@ class TinyViTConfig:
     local_conv_size: int = 3
     layer_lr_decay: float = 0.8
 
+    def constructor_args(self, img_size: int) -> dict[str, Any]:
+        """Keyword arguments of ``TinyViT(...)``, ours or the official class: MobileSAM's own build call.
+
+        Args:
+            img_size: side of the square (padded) input in pixels (1024 for MobileSAM).
+        """
+        return dict(
+            img_size=img_size,
+            in_chans=3,
+            num_classes=1000,
+            embed_dims=list(self.embed_dims),
+            depths=list(self.depths),
+            num_heads=list(self.num_heads),
+            window_sizes=list(self.window_sizes),
+            mlp_ratio=self.mlp_ratio,
+            drop_rate=0.0,
+            drop_path_rate=0.0,
+            use_checkpoint=False,
+            mbconv_expand_ratio=self.mbconv_expand_ratio,
+            local_conv_size=self.local_conv_size,
+            layer_lr_decay=self.layer_lr_decay,
+        )
+
 
 @dataclass(frozen=True)
 class SamConfig:
@@ -168,22 +191,7 @@ def _build_image_encoder(config: SamConfig) -> nn.Module:
     # imported here so the ViT models work without (and before) the TinyViT module
     from .tiny_vit import TinyViT
 
-    return TinyViT(
-        img_size=config.image_size,
-        in_chans=3,
-        num_classes=1000,
-        embed_dims=list(enc.embed_dims),
-        depths=list(enc.depths),
-        num_heads=list(enc.num_heads),
-        window_sizes=list(enc.window_sizes),
-        mlp_ratio=enc.mlp_ratio,
-        drop_rate=0.0,
-        drop_path_rate=0.0,
-        use_checkpoint=False,
-        mbconv_expand_ratio=enc.mbconv_expand_ratio,
-        local_conv_size=enc.local_conv_size,
-        layer_lr_decay=enc.layer_lr_decay,
-    )
+    return TinyViT(**enc.constructor_args(config.image_size))
 
 
 def _build(config: SamConfig) -> Sam:

@@ -14,22 +14,14 @@ import pytest
 import torch
 from referee_stubs import install_timm_stub, reference_sam
 from test_parity import TOL, _image, _max_err, _prompts
+from test_tiny_vit import SMALL_CONFIG
 from torch import nn
 
 from clicksam.model import Sam, SamPredictor
 from clicksam.model.build import SamConfig, TinyViTConfig, build_sam_from_config
 
-SMALL_T = SamConfig(
-    "parity_small_t",
-    TinyViTConfig(
-        embed_dims=(16, 24, 32, 320),
-        depths=(1, 2, 1, 1),
-        num_heads=(1, 2, 2, 5),
-        window_sizes=(7, 7, 14, 7),
-        mlp_ratio=2.0,
-        mbconv_expand_ratio=2.0,
-    ),
-)
+# the small TinyViT of test_tiny_vit.py (every block kind, the official 64x64 output grid)
+SMALL_T = SamConfig("parity_small_t", SMALL_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -63,22 +55,7 @@ def pair_t(mobile_sam_ref: types.ModuleType) -> tuple[Sam, nn.Module]:
 
     enc = SMALL_T.encoder
     assert isinstance(enc, TinyViTConfig)
-    encoder = modeling.TinyViT(
-        img_size=1024,
-        in_chans=3,
-        num_classes=1000,
-        embed_dims=list(enc.embed_dims),
-        depths=list(enc.depths),
-        num_heads=list(enc.num_heads),
-        window_sizes=list(enc.window_sizes),
-        mlp_ratio=enc.mlp_ratio,
-        drop_rate=0.0,
-        drop_path_rate=0.0,
-        use_checkpoint=False,
-        mbconv_expand_ratio=enc.mbconv_expand_ratio,
-        local_conv_size=3,
-        layer_lr_decay=0.8,
-    )
+    encoder = modeling.TinyViT(**enc.constructor_args(SMALL_T.image_size))
     theirs = reference_sam(modeling, encoder, (64, 64))
     ours = build_sam_from_config(SMALL_T, seed=0)
     state = _perturbed(theirs, seed=77)

@@ -17,6 +17,7 @@ import torch
 from referee_stubs import install_timm_stub
 from torch import nn
 
+from clicksam.model.build import TinyViTConfig
 from clicksam.model.common import attention_path
 from clicksam.model.tiny_vit import Attention, TinyViT, TinyViTBlock
 
@@ -26,15 +27,15 @@ LISTING = DATA / "sam_state_dict_vit_t.tsv"
 # a light TinyViT that still has every block kind: MBConv stage, padded and unpadded attention windows,
 # both patch-merging strides. The official forward hard-codes a 64x64 output grid at the end, so the
 # input must be 1024 and the last merge must keep the resolution (the official code keys that on 320).
-SMALL: dict[str, Any] = dict(
-    img_size=1024,
-    embed_dims=[16, 24, 32, 320],
-    depths=[1, 2, 1, 1],
-    num_heads=[1, 2, 2, 5],
-    window_sizes=[7, 7, 14, 7],
+SMALL_CONFIG = TinyViTConfig(
+    embed_dims=(16, 24, 32, 320),
+    depths=(1, 2, 1, 1),
+    num_heads=(1, 2, 2, 5),
+    window_sizes=(7, 7, 14, 7),
     mlp_ratio=2.0,
     mbconv_expand_ratio=2.0,
 )
+SMALL: dict[str, Any] = SMALL_CONFIG.constructor_args(img_size=1024)
 
 
 def import_official_tiny_vit() -> types.ModuleType:
@@ -209,22 +210,7 @@ def test_train_mode_runs_and_backprops() -> None:
 @pytest.mark.slow
 def test_full_vit_t_encoder_matches_official() -> None:
     """The MobileSAM configuration at 1024x1024, perturbed weights, ours vs the official forward."""
-    config = dict(
-        img_size=1024,
-        in_chans=3,
-        num_classes=1000,
-        embed_dims=[64, 128, 160, 320],
-        depths=[2, 2, 6, 2],
-        num_heads=[2, 4, 5, 10],
-        window_sizes=[7, 7, 14, 7],
-        mlp_ratio=4.0,
-        drop_rate=0.0,
-        drop_path_rate=0.0,
-        use_checkpoint=False,
-        mbconv_expand_ratio=4.0,
-        local_conv_size=3,
-        layer_lr_decay=0.8,
-    )
+    config = TinyViTConfig().constructor_args(img_size=1024)  # the defaults are MobileSAM's
     theirs, ours = _official_pair(config, seed=20)
     x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(6))
     with torch.inference_mode():
