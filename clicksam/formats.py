@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar
 
 from clicksam.errors import ClickSamError
 
@@ -77,9 +77,9 @@ class ManifestVersionError(ManifestError):
         self.found = found
 
 
-def _describe(text: str) -> Any:
+def _doc(text: str) -> dict[str, str]:
     """``field`` metadata that FastAPI / pydantic show as the field's description."""
-    return field(metadata={"description": text})
+    return {"description": text}
 
 
 class _Reader:
@@ -375,14 +375,18 @@ class EncoderSidecar:
 class EmbeddingMeta:
     """Metadata of one image embedding, as the cache stores it beside the tensor."""
 
-    id: str = _describe("content id: sha256 of the decoded RGB pixels, their shape and the model")
-    model: str = _describe("model preset that computed it (must match the decoder manifest)")
-    original_size: tuple[int, int] = _describe("[H, W] of the image in pixels, after EXIF orientation")
-    input_size: tuple[int, int] = _describe("[h, w] of the image resized into the model's input frame")
-    shape: tuple[int, ...] = _describe("tensor shape, [1, 256, 64, 64]")
-    dtype: str = _describe("default wire dtype of GET url (float16; ?dtype=float32 on request)")
-    url: str = _describe("where to GET the raw little-endian tensor bytes")
-    encode_ms: float = _describe("time the image encoder took for this image, in milliseconds")
+    id: str = field(metadata=_doc("content id: sha256 of the decoded RGB pixels, their shape and the model"))
+    model: str = field(metadata=_doc("model preset that computed it (must match the decoder manifest)"))
+    original_size: tuple[int, int] = field(
+        metadata=_doc("[H, W] of the image in pixels, after EXIF orientation")
+    )
+    input_size: tuple[int, int] = field(
+        metadata=_doc("[h, w] of the image resized into the model's input frame")
+    )
+    shape: tuple[int, ...] = field(metadata=_doc("tensor shape, [1, 256, 64, 64]"))
+    dtype: str = field(metadata=_doc("default wire dtype of GET url (float16; ?dtype=float32 on request)"))
+    url: str = field(metadata=_doc("where to GET the raw little-endian tensor bytes"))
+    encode_ms: float = field(metadata=_doc("time the image encoder took for this image, in milliseconds"))
 
     def to_json(self) -> JsonObject:
         doc: JsonObject = asdict(self)
@@ -414,7 +418,7 @@ class EmbeddingMeta:
 class EmbeddingResponse(EmbeddingMeta):
     """Metadata of one image embedding (``POST /api/embeddings`` and ``GET .../meta``)."""
 
-    cached: bool = _describe("true when no encode was needed for this request")
+    cached: bool = field(metadata=_doc("true when no encode was needed for this request"))
 
 
 # ----------------------------------------------------------------------------------- segment everything
@@ -424,8 +428,8 @@ class EmbeddingResponse(EmbeddingMeta):
 class RleMask:
     """A mask as COCO compressed RLE."""
 
-    size: tuple[int, int] = _describe("[H, W]")
-    counts: str = _describe("COCO compressed RLE string (column-major runs)")
+    size: tuple[int, int] = field(metadata=_doc("[H, W]"))
+    counts: str = field(metadata=_doc("COCO compressed RLE string (column-major runs)"))
 
 
 @dataclass(frozen=True)
@@ -433,20 +437,22 @@ class EverythingMask:
     """One automatic mask and SAM's scores for it."""
 
     segmentation: RleMask
-    area: int = _describe("pixels in the mask")
-    bbox: tuple[float, float, float, float] = _describe("[x, y, w, h] in original image pixels")
-    predicted_iou: float = _describe("the decoder's IoU estimate")
-    stability_score: float = _describe("IoU of the mask thresholded at +-1 logit")
+    area: int = field(metadata=_doc("pixels in the mask"))
+    bbox: tuple[float, float, float, float] = field(metadata=_doc("[x, y, w, h] in original image pixels"))
+    predicted_iou: float = field(metadata=_doc("the decoder's IoU estimate"))
+    stability_score: float = field(metadata=_doc("IoU of the mask thresholded at +-1 logit"))
     point_coords: list[tuple[float, float]] = field(
-        metadata={"description": "[[x, y]] prompt point in original image pixels"}
+        metadata=_doc("[[x, y]] prompt point in original image pixels")
     )
-    crop_box: tuple[float, float, float, float] = _describe("[x, y, w, h] of the crop the mask came from")
+    crop_box: tuple[float, float, float, float] = field(
+        metadata=_doc("[x, y, w, h] of the crop the mask came from")
+    )
 
 
 @dataclass(frozen=True)
 class EverythingResult:
     """The answer of ``POST /api/everything``."""
 
-    id: str = _describe("the image's embedding id (as POST /api/embeddings)")
-    original_size: tuple[int, int] = _describe("[H, W] after EXIF orientation")
-    masks: list[EverythingMask] = field(metadata={"description": "the masks, in the generator's order"})
+    id: str = field(metadata=_doc("the image's embedding id (as POST /api/embeddings)"))
+    original_size: tuple[int, int] = field(metadata=_doc("[H, W] after EXIF orientation"))
+    masks: list[EverythingMask] = field(metadata=_doc("the masks, in the generator's order"))
