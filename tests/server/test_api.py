@@ -15,8 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from server_helpers import encode, post_image, random_rgb
+from wire_fixtures import WEB_TESTDATA
 
-from clicksam.formats import Manifest, VariantEntry
+from clicksam.formats import EmbeddingMeta
 from clicksam.model import Sam, SamPredictor
 from clicksam.server.app import create_app
 from clicksam.server.cache import CachedEmbedding, EmbeddingCache
@@ -241,18 +242,10 @@ def test_decoder_mismatch_refuses_to_start(tmp_path: Path, spec: ModelSpec, sam:
     decoder = tmp_path / "decoder"
     decoder.mkdir()
     (decoder / "decoder.onnx").write_bytes(b"x")
-    variant = VariantEntry("decoder.onnx", 1, "0" * 64, {}, [], [], masks_frame="original")
-    manifest: dict[str, Any] = Manifest(
-        model="vit_b",
-        checkpoint_sha256=None,
-        image_size=1024,
-        low_res_size=256,
-        mask_threshold=0.0,
-        opset=17,
-        embedding_shape=[1, 256, 64, 64],
-        default_variant="official",
-        variants={"official": variant},
-    ).to_json()
+    # a manifest as the exporter writes it (the page's fixture), with one variant
+    manifest: dict[str, Any] = json.loads((WEB_TESTDATA / "manifest_python.json").read_text())
+    manifest["variants"] = {"official": manifest["variants"]["official"]}
+    manifest.update(default_variant="official", model="vit_b", seed=0)
     manifest["version"] = 1  # an export of an older clicksam: re-exported, never served
     (decoder / "manifest.json").write_text(json.dumps(manifest))
     settings = Settings(model="vit_test", decoder_dir=decoder, web_dir=tmp_path / "no-web")
@@ -356,19 +349,23 @@ def test_built_page_static_headers(make_client: Callable[..., TestClient], tmp_p
 # --- the cache on its own ----------------------------------------------------------------------------------
 
 
+def _meta(key: str) -> EmbeddingMeta:
+    return EmbeddingMeta(key, "vit_test", (8, 8), (1024, 1024), (1, 4, 8, 8), "float16", f"/x/{key}", 1.0)
+
+
 def test_cache_lru_respects_its_byte_budget() -> None:
-    entry_bytes = CachedEmbedding.from_array({}, np.zeros((1, 4, 8, 8), np.float32)).nbytes
+    entry_bytes = CachedEmbedding.from_array(_meta("a"), np.zeros((1, 4, 8, 8), np.float32)).nbytes
     cache = EmbeddingCache(max_bytes=3 * entry_bytes)
     ids = [f"{i:064x}" for i in range(5)]
     for i, key in enumerate(ids[:3]):
-        cache.put(key, CachedEmbedding.from_array({"n": i}, np.full((1, 4, 8, 8), i, np.float32)))
+        cache.put(key, CachedEmbedding.from_array(_meta(key), np.full((1, 4, 8, 8), i, np.float32)))
     assert cache.get(ids[0]) is not None  # 0 is now the most recently used
-    cache.put(ids[3], CachedEmbedding.from_array({}, np.zeros((1, 4, 8, 8), np.float32)))
+    cache.put(ids[3], CachedEmbedding.from_array(_meta(ids[3]), np.zeros((1, 4, 8, 8), np.float32)))
     assert cache.get(ids[1]) is None  # the least recently used went
     assert cache.get(ids[0]) is not None and cache.get(ids[2]) is not None
     assert cache.nbytes == 3 * entry_bytes and len(cache) == 3
     with pytest.raises(ValueError):
-        cache.put("../../etc/passwd", CachedEmbedding.from_array({}, np.zeros(1, np.float32)))
+        cache.put("../../etc/passwd", CachedEmbedding.from_array(_meta("x"), np.zeros(1, np.float32)))
 
 
 def test_disk_cache_survives_a_restart(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
