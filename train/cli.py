@@ -33,7 +33,10 @@ def register(subparsers: Any) -> None:
     tp.add_argument("--model", default=d.model, help="registry preset (demo, vit_t, vit_b, ...)")
     tp.add_argument("--checkpoint", default=None, help="weights to start from (fine-tuning)")
     tp.add_argument(
-        "--data", default=d.data, help="'scenes' for procedural scenes, or the path of a COCO instances JSON"
+        "--data",
+        default=d.data,
+        help="'scenes' for procedural scenes, the path of a COCO instances JSON, or project:NAME for the "
+        "annotated images of a clicksam project",
     )
     tp.add_argument(
         "--image-dir", default=None, help="folder of the COCO images (default: the JSON's folder)"
@@ -139,11 +142,17 @@ def register(subparsers: Any) -> None:
 def _train(args: argparse.Namespace) -> int:
     from .loop import TrainConfig, Trainer, export_weights
 
+    data, image_dir = args.data, args.image_dir
+    if data.startswith("project:"):  # written out as COCO + images in the run folder, then read as any COCO
+        from clicksam.server.projects.cli import training_data
+
+        coco, images = training_data(data.removeprefix("project:"), Path(args.out) / "project-data")
+        data, image_dir = str(coco), str(images)
     cfg = TrainConfig(
         model=args.model,
         init_checkpoint=args.checkpoint,
-        data=args.data,
-        image_dir=args.image_dir,
+        data=data,
+        image_dir=image_dir,
         seed=args.seed,
         steps=args.steps,
         time_limit_min=args.time_limit_min,
