@@ -92,7 +92,7 @@ class _Reader:
         self.where = where
         self.error = error
 
-    def _bad(self, key: str, what: str) -> FormatError:
+    def bad(self, key: str, what: str) -> FormatError:
         return self.error(f"missing or bad field {self.where}.{key}: expected {what}")
 
     def raw(self, key: str) -> object:
@@ -102,7 +102,7 @@ class _Reader:
         value = self.doc.get(key)
         if isinstance(value, kind) and not isinstance(value, bool):  # JSON true is no number
             return value
-        raise self._bad(key, what)
+        raise self.bad(key, what)
 
     def text(self, key: str) -> str:
         return self._get(key, str, "a string")
@@ -119,7 +119,7 @@ class _Reader:
     def number(self, key: str) -> float:
         value = self.doc.get(key)
         if not isinstance(value, int | float) or isinstance(value, bool):
-            raise self._bad(key, "a number")
+            raise self.bad(key, "a number")
         return float(value)
 
     def ints(self, key: str, length: int | None = None) -> tuple[int, ...]:
@@ -129,7 +129,7 @@ class _Reader:
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
             or (length is not None and len(value) != length)
         ):
-            raise self._bad(key, f"a list of {length or 'some'} integers")
+            raise self.bad(key, f"a list of {length or 'some'} integers")
         return tuple(value)
 
     def obj(self, key: str) -> _Reader:
@@ -138,7 +138,7 @@ class _Reader:
     def objs(self, key: str) -> list[_Reader]:
         value = self.doc.get(key)
         if not isinstance(value, list):
-            raise self._bad(key, "a list")
+            raise self.bad(key, "a list")
         return [_Reader(v, f"{self.where}.{key}[{i}]", self.error) for i, v in enumerate(value)]
 
     def json_object(self, key: str) -> JsonObject:
@@ -175,7 +175,7 @@ class TensorSpec:
     def from_json(cls, r: _Reader) -> TensorSpec:
         shape = r.raw("shape")
         if not isinstance(shape, list) or not all(isinstance(d, int | str) for d in shape):
-            raise r._bad("shape", "a list of integers and axis names")
+            raise r.bad("shape", "a list of integers and axis names")
         return cls(r.text("name"), r.text("dtype"), list(shape))
 
 
