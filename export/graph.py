@@ -19,6 +19,10 @@ re-states the forward pass in a form that traces into a clean, branch-free ONNX 
   (:class:`PrecomputedDecoderGraph`) in which the image tokens stay factored through every block,
   so no product over the 4096 tokens is 256 wide on a click.
 
+The two-way transformer itself and its attention algebra are :mod:`clicksam.model.two_way_forms`
+(one loop, one form per choice above); this module adds the prompt encoding, the mask upscaler and
+the output interfaces around it.
+
 Coordinate frames: ``point_coords`` are xy in the resized-input frame (the image resized so that
 its long side is ``image_size`` = 1024, top-left aligned in the padded square); ``orig_im_size`` is
 (H, W) of the original image in pixels; low-res masks are 256x256 over the padded 1024 frame.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +42,18 @@ from clicksam.model.common import LayerNorm2d
 from clicksam.model.mask_decoder import MaskDecoder
 from clicksam.model.prompt_encoder import PromptEncoder
 from clicksam.model.sam import Sam
-from clicksam.model.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
+from clicksam.model.transformer import TwoWayTransformer
+from clicksam.model.two_way_forms import (
+    DenseImage,
+    FoldedForm,
+    PlainForm,
+    PrecomputedForm,
+    PrecomputedImage,
+    PreparedImage,
+    factored_product,
+    prepare_image,
+    run_two_way,
+)
 
 
 @dataclass(frozen=True)
@@ -86,143 +101,7 @@ def _bias(conv: nn.Conv2d) -> Tensor:
 
 
 # Shapes in this module come from the modules' sizes (Python ints) and -1, never from a tensor's
-# .shape: the number of prompt tokens is a dynamic axis, and every size read from it would be a
-# chain of Shape / Gather / Cast / Concat nodes run on every click.
-
-
-def _dims(attn: Attention) -> tuple[int, int]:
-    """(heads, width of one head) of an attention module."""
-    heads = int(attn.num_heads)
-    return heads, int(attn.internal_dim) // heads
-
-
-def _split_heads(x: Tensor, heads: int, d: int) -> Tensor:
-    """(1, N, heads * d) -> (1, heads, N, d)."""
-    return x.reshape(1, -1, heads, d).transpose(1, 2)
-
-
-def _merge_heads(x: Tensor, heads: int, d: int) -> Tensor:
-    """(1, heads, N, d) -> (1, N, heads * d)."""
-    return x.transpose(1, 2).reshape(1, -1, heads * d)
-
-
-def attention_plain(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """SAM's multi-head attention with down-projected heads, written out.
-
-    Args:
-        attn: a module with ``q_proj``/``k_proj``/``v_proj``/``out_proj`` (Linear) and ``num_heads``.
-        q: (B, Nq, C) queries; k: (B, Nk, C) keys; v: (B, Nk, C) values.
-
-    Returns:
-        (B, Nq, C).
-    """
-    heads, d = _dims(attn)
-    qh = _split_heads(attn.q_proj(q), heads, d)  # (1, H, Nq, d)
-    kh = _split_heads(attn.k_proj(k), heads, d)  # (1, H, Nk, d)
-    vh = _split_heads(attn.v_proj(v), heads, d)  # (1, H, Nk, d)
-    weights = torch.softmax((qh @ kh.transpose(-1, -2)) / math.sqrt(d), dim=-1)  # (1, H, Nq, Nk)
-    return attn.out_proj(_merge_heads(weights @ vh, heads, d))
-
-
-def _head_weights(linear: nn.Linear, heads: int) -> Tensor:
-    """Linear weight (H*d, C) -> (H, d, C), one (d, C) block per head."""
-    w = linear.weight
-    return w.reshape(heads, w.shape[0] // heads, w.shape[1])
-
-
-def _pe_key_scores(qs: Tensor, wk: Tensor, pe: Tensor) -> Tensor:
-    """Scores of scaled head queries qs (1, H, T, d) against the PE's keys pe @ Wk_h^T, as
-    (1, H*T, L); ``wk @ pe.t()`` depends on weights only and is folded once by ONNX Runtime."""
-    return (qs @ (wk @ pe.t())).reshape(1, -1, pe.shape[0])
-
-
-def _pe_query_scores(pe: Tensor, wq: Tensor, kt: Tensor) -> Tensor:
-    """Scores of the PE's queries pe @ Wq_h^T against scaled head keys kt (1, H, d, T), as
-    (1, L, H*T); ``pe @ wq^T`` is a folded constant."""
-    return ((pe @ wq.transpose(-1, -2)) @ kt).transpose(1, 2).reshape(1, pe.shape[0], -1)
-
-
-def attention_tokens_to_image(attn: Attention, q: Tensor, image: Tensor, pe: Tensor) -> Tensor:
-    """Few queries (prompt tokens) attending to many keys (image tokens), re-associated.
-
-    Instead of projecting all L image tokens to keys and values ((L x C) @ (C x d*H) twice), the
-    per-head query is mapped back into the C-dim input space (q_h @ Wk_h) and the softmax-weighted
-    sum is taken over the raw image tokens before the value projection. The key bias adds the same
-    number to every score of a query, so it cancels in the softmax; the value bias passes through
-    because softmax rows sum to one. Equal to :func:`attention_plain` in exact arithmetic.
-
-    Args:
-        q: (1, T, C) prompt tokens (+ their PE).
-        image: (1, L, C) image tokens, the values; the keys are image + pe.
-        pe: (L, C) dense PE: its key projection (a constant of the weights, folded once by ONNX
-            Runtime) is scored against the d-wide head queries, instead of adding the PE to all
-            L x C keys on every click.
-
-    Returns:
-        (1, T, C).
-    """
-    heads, d = _dims(attn)
-    c = int(attn.embedding_dim)
-    qh = _split_heads(attn.q_proj(q), heads, d)  # (1, H, T, d)
-    wk = _head_weights(attn.k_proj, heads)  # (H, d, C)
-    q_in = ((qh @ wk) / math.sqrt(d)).reshape(1, -1, c)  # (1, H*T, C): queries in input space
-    # one (H*T x C) @ (C x L) product instead of a per-head batch: better GEMM shapes in the browser
-    scores = q_in @ image.transpose(1, 2)  # (1, H*T, L)
-    scores = scores + _pe_key_scores(qh / math.sqrt(d), wk, pe)
-    weights = torch.softmax(scores, dim=-1)
-    pooled = (weights @ image).reshape(1, heads, -1, c)  # (1, H, T, C): attention-weighted raw image tokens
-    wv = _head_weights(attn.v_proj, heads)  # (H, d, C)
-    vh = pooled @ wv.transpose(-1, -2) + attn.v_proj.bias.reshape(heads, 1, d)  # (1, H, T, d)
-    return attn.out_proj(_merge_heads(vh, heads, d))
-
-
-def image_to_tokens_factors(
-    attn: Attention, image: Tensor, k: Tensor, v: Tensor, pe: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Many queries (image tokens) attending to few keys (prompt tokens), re-associated, as two
-    factors: the attention output is ``weights @ values + b_out``.
-
-    The key of each prompt token is mapped back into the C-dim input space (k_h @ Wq_h) so scores
-    are a single (L x C) @ (C x H*T) product, and the output projection is applied to the T values
-    of each head before the softmax-weighted sum, so no (L x d*H) tensor is ever formed.
-
-    Args:
-        image: (1, L, C) image tokens; the queries are image + pe.
-        k: (1, T, C) prompt tokens + their PE; v: (1, T, C) prompt tokens.
-        pe: (L, C) dense PE (its query projection is a folded constant, see
-            :func:`attention_tokens_to_image`).
-
-    Returns:
-        weights (1, L, H*T): the per-head softmax weights of every image token over the T prompt
-        tokens; values (1, H*T, C): each head's values of the T prompt tokens through its slice of
-        the output projection.
-    """
-    heads, d = _dims(attn)
-    kh = _split_heads(attn.k_proj(k), heads, d)  # (1, H, T, d)
-    vh = _split_heads(attn.v_proj(v), heads, d)  # (1, H, T, d)
-    wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
-    k_in = ((kh @ wq) / math.sqrt(d)).reshape(1, -1, int(attn.embedding_dim))  # (1, H*T, C)
-    k_bias = ((kh @ attn.q_proj.bias.reshape(heads, d, 1)) / math.sqrt(d)).reshape(1, 1, -1)
-    scores = image @ k_in.transpose(1, 2) + k_bias  # (1, L, H*T): one GEMM for all heads
-    length = pe.shape[0]  # the image tokens: a static axis
-    scores = scores + _pe_query_scores(pe, wq, (kh / math.sqrt(d)).transpose(-1, -2))
-    weights = torch.softmax(scores.reshape(1, length, heads, -1), dim=-1).reshape(1, length, -1)
-    return weights, _values_through_out_proj(attn, vh)
-
-
-def _values_through_out_proj(attn: Attention, vh: Tensor) -> Tensor:
-    """(B, H, T, d) per-head values -> (B, H*T, C), each through its head's slice of ``out_proj``."""
-    heads, d = _dims(attn)
-    wo = attn.out_proj.weight  # (C, H*d)
-    wo_h = wo.reshape(wo.shape[0], heads, d).permute(1, 2, 0)  # (H, d, C)
-    return (vh @ wo_h).reshape(1, -1, wo.shape[0])
-
-
-def _residual_output(attn: Attention, residual: Tensor, weights: Tensor, values: Tensor) -> Tensor:
-    """``residual + weights @ values + b_out`` as one Gemm: every row of ``weights`` sums to the
-    number of heads (one softmax per head), so the output bias rides along in the values."""
-    heads = int(attn.num_heads)
-    return torch.addmm(residual[0], weights[0], values[0] + attn.out_proj.bias / heads).unsqueeze(0)
+# .shape (see clicksam.model.two_way_forms).
 
 
 class MatmulUpscaler(nn.Module):
@@ -303,6 +182,8 @@ class DecoderGraph(nn.Module):
         self.embedding_hw = (int(emb_h), int(emb_w))
         # a submodule so that its nodes are named /upscaler/... (selectable for quantisation)
         self.upscaler = MatmulUpscaler(self.mask_decoder)
+        self.transformer = cast(TwoWayTransformer, self.mask_decoder.transformer)
+        self.form: FoldedForm | PlainForm = FoldedForm() if options.fold_attention else PlainForm()
         # the constant PE (used when not computing it in the graph): (1, C, h, w)
         self.register_buffer(
             "dense_pe", self.prompt_encoder.get_dense_pe().detach().clone(), persistent=False
@@ -388,26 +269,22 @@ class DecoderGraph(nn.Module):
         image = embeddings.reshape(embeddings.shape[1], h * w).t()  # (h*w, C)
         return torch.addmm(image, lhs, rhs).unsqueeze(0)  # embedding + dense prompt in one Gemm
 
-    # ---- two-way transformer --------------------------------------------------------------------
-    def _layer_t2i(self, layer: int, attn: Attention, q: Tensor, keys: Tensor, image_pe: Tensor) -> Tensor:
-        """Token -> image attention of two-way block ``layer`` (the final attention: ``depth``);
-        keys + PE are the attention keys."""
-        if self.options.fold_attention:
-            return attention_tokens_to_image(attn, q, keys, image_pe[0])
-        return attention_plain(attn, q, keys + image_pe, keys)
+    # ---- mask decoder ---------------------------------------------------------------------------
+    def _prompt_tokens(self, sparse: Tensor) -> Tensor:
+        """(1, N, C) sparse prompt -> (1, 1 + 4 + N, C): IoU token, mask tokens, prompt."""
+        md = self.mask_decoder
+        out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).unsqueeze(0)
+        return torch.cat([out_tokens, sparse], dim=1)
 
-    def _i2t_residual(
-        self, layer: int, attn: Attention, keys: Tensor, image_pe: Tensor, q: Tensor, queries: Tensor
-    ) -> Tensor:
-        """keys + the image -> token attention of two-way block ``layer`` (its LayerNorm's input)."""
-        if self.options.fold_attention:
-            weights, values = image_to_tokens_factors(attn, keys, q, queries, image_pe[0])
-            return _residual_output(attn, keys, weights, values)
-        return keys + attention_plain(attn, keys + image_pe, q, queries)
-
-    def _norm4(self, layer: int, norm: nn.LayerNorm, x: Tensor) -> Tensor:
-        """The LayerNorm that ends two-way block ``layer`` on the image tokens."""
-        return cast(Tensor, norm(x))
+    def _token_outputs(self, hs: Tensor) -> tuple[Tensor, Tensor]:
+        """Transformer tokens (1, T, C) -> hypernetwork outputs (1, M, C/8), IoU predictions (1, M)."""
+        md = self.mask_decoder
+        n_masks = int(md.num_mask_tokens)
+        mask_out = hs[:, 1 : 1 + n_masks, :]
+        hyper = torch.stack(
+            [mlp(mask_out[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
+        )
+        return hyper, md.iou_prediction_head(hs[:, 0, :])
 
     def _upscale(self, image: Tensor, hyper: Tensor) -> Tensor:
         """Transformer image tokens (1, h*w, C), hypernetwork outputs (1, M, C/8) -> (1, M, 4h, 4w)."""
@@ -419,50 +296,14 @@ class DecoderGraph(nn.Module):
         _, c8, uh, uw = upscaled.shape
         return (hyper @ upscaled.reshape(1, c8, uh * uw)).reshape(1, hyper.shape[1], uh, uw)
 
-    def _transformer(self, image: Tensor, image_pe: Tensor, prompt: Tensor) -> tuple[Tensor, Tensor]:
-        """image, image_pe: (1, L, C) tokens of the 64x64 grid; prompt: (1, T, C) -> (tokens, image)."""
-        tr = cast(TwoWayTransformer, self.mask_decoder.transformer)
-        queries, keys = prompt, image
-        for i, block in enumerate(tr.layers):
-            layer = cast(TwoWayAttentionBlock, block)
-            if i == 0:  # the first layer skips the query PE in self-attention (as trained)
-                queries = attention_plain(layer.self_attn, queries, queries, queries)
-            else:
-                q = queries + prompt
-                queries = queries + attention_plain(layer.self_attn, q, q, queries)
-            queries = layer.norm1(queries)
-            q = queries + prompt
-            queries = layer.norm2(
-                queries + self._layer_t2i(i, layer.cross_attn_token_to_image, q, keys, image_pe)
-            )
-            queries = layer.norm3(queries + layer.mlp(queries))
-            q = queries + prompt
-            keys = self._norm4(
-                i,
-                layer.norm4,
-                self._i2t_residual(i, layer.cross_attn_image_to_token, keys, image_pe, q, queries),
-            )
-        q = queries + prompt
-        final = self._layer_t2i(len(tr.layers), tr.final_attn_token_to_image, q, keys, image_pe)
-        queries = tr.norm_final_attn(queries + final)
-        return queries, keys
-
     def _decode(self, image: Tensor, sparse: Tensor) -> tuple[Tensor, Tensor]:
         """image (1, h*w, C) tokens (embedding + dense prompt), sparse (1, N, C) prompt tokens
         -> low-res mask logits (1, 4, 256, 256), iou predictions (1, 4) for all mask tokens."""
-        md = self.mask_decoder
-        out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).unsqueeze(0)
-        tokens = torch.cat([out_tokens, sparse], dim=1)  # (1, 1 + 4 + N, C)
+        tokens = self._prompt_tokens(sparse)
         image_pe = self._dense_pe().flatten(2).transpose(1, 2)  # (1, h*w, C)
-        hs, image = self._transformer(image, image_pe, tokens)
-        n_masks = int(md.num_mask_tokens)
-        iou_out = hs[:, 0, :]
-        mask_out = hs[:, 1 : 1 + n_masks, :]
-        hyper = torch.stack(
-            [mlp(mask_out[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
-        )
-        masks = self._upscale(image, hyper)
-        return masks, md.iou_prediction_head(iou_out)
+        hs, out = run_two_way(self.transformer, tokens, DenseImage(image, image_pe), self.form)
+        hyper, iou = self._token_outputs(hs)
+        return self._upscale(out.tokens, hyper), iou
 
     # ---- official full-size output ----------------------------------------------------------------
     def _select_single(self, masks: Tensor, iou: Tensor, num_points: Tensor) -> tuple[Tensor, Tensor]:
@@ -511,26 +352,9 @@ class DecoderGraph(nn.Module):
         return self._to_original(low_res, orig_im_size), iou, low_res
 
 
-class _LayerNormStats(torch.autograd.Function):
-    """LayerNorm over the last axis that also returns the row mean and 1/std (ONNX
-    LayerNormalization's optional outputs), so later products can be split without a second pass."""
-
-    @staticmethod
-    def forward(
-        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, eps: float
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        mean = x.mean(dim=-1, keepdim=True)
-        inv_std = torch.rsqrt(x.var(dim=-1, unbiased=False, keepdim=True) + eps)
-        return F.layer_norm(x, (x.shape[-1],), weight, bias, eps), mean, inv_std
-
-    @staticmethod
-    def symbolic(g: Any, x: Any, weight: Any, bias: Any, eps: float) -> Any:
-        return g.op("LayerNormalization", x, weight, bias, axis_i=-1, epsilon_f=eps, outputs=3)
-
-
 def prep_output_names(depth: int) -> list[str]:
     """Outputs of :class:`ImagePrepGraph` (= the first inputs of :class:`PrecomputedDecoderGraph`)
-    for a two-way transformer of ``depth`` blocks."""
+    for a two-way transformer of ``depth`` blocks, in the order of :meth:`PreparedImage.flat`."""
     names = ["image_tokens"]
     for i in range(depth):
         names += [f"l{i}_t2i_keys", f"l{i}_t2i_values", f"l{i}_i2t_queries"]
@@ -538,14 +362,9 @@ def prep_output_names(depth: int) -> list[str]:
 
 
 class ImagePrepGraph(nn.Module):
-    """The per-image part of the click decoder: the products that depend on the embedding alone.
+    """The per-image part of the click decoder: :func:`~clicksam.model.two_way_forms.prepare_image`.
 
     Run once per image; the outputs are inputs of :class:`PrecomputedDecoderGraph` on every click.
-    Every attention of the two-way transformer reads the image tokens through d-wide per-head
-    projections, and the mask upscaler through its first-stage matrix. After block ``i`` the
-    image tokens are ``s * (E * g_i) + (low-rank part)`` (``s`` per token, ``g_i`` the product of
-    the blocks' image-token LayerNorm weights, see :class:`PrecomputedDecoderGraph`), so the
-    projections of ``E * g_i`` are computed here once, and the click graph adds the low-rank parts.
 
     Input ``image_embeddings`` (1, C, h, w) (float16 if ``embedding_float16``). Outputs (float32,
     L = h*w tokens, H heads of width d, projections without biases), see :func:`prep_output_names`:
@@ -568,44 +387,17 @@ class ImagePrepGraph(nn.Module):
         h, w = g.embedding_hw
         length = h * w
         tokens = image_embeddings.to(torch.float32).reshape(1, c, length).transpose(1, 2)  # (1, L, C)
-        image = tokens[0]
-        transformer = cast(TwoWayTransformer, g.mask_decoder.transformer)
-
-        def keys_t(attn: Attention, x: Tensor) -> Tensor:  # (L, C) -> (1, H, d, L)
-            return (attn.k_proj.weight @ x.t()).reshape(1, int(attn.num_heads), -1, length)
-
-        def per_head(attn: Attention, linear: nn.Linear, x: Tensor) -> Tensor:  # (L, C) -> (1, H, L, d)
-            return (
-                (x @ linear.weight.t()).reshape(length, int(attn.num_heads), -1).transpose(0, 1).unsqueeze(0)
-            )
-
-        outs = [tokens]
-        scaled = image  # E * g
-        for i, block in enumerate(cast(TwoWayAttentionBlock, b) for b in transformer.layers):
-            t2i, i2t = block.cross_attn_token_to_image, block.cross_attn_image_to_token
-            keyed = image + g._dense_pe().reshape(c, length).t() if i == 0 else scaled
-            outs += [keys_t(t2i, keyed), per_head(t2i, t2i.v_proj, scaled), per_head(i2t, i2t.q_proj, keyed)]
-            scaled = scaled * block.norm4.weight
-        final = transformer.final_attn_token_to_image
-        outs += [keys_t(final, scaled), per_head(final, final.v_proj, scaled)]
-        outs.append((scaled @ g.upscaler.stage1_weight()).unsqueeze(0))
-        return tuple(outs)
+        pe = g._dense_pe().reshape(c, length).t()  # (L, C)
+        return prepare_image(g.transformer, tokens, pe, length, g.upscaler.stage1_weight()).flat()
 
 
 class PrecomputedDecoderGraph(DecoderGraph):
     """The click part of the decoder when :class:`ImagePrepGraph` ran once per image.
 
     Same outputs as the ``low_res`` interface of :class:`DecoderGraph`; exact in real arithmetic.
-
-    The image tokens after block i are kept in factored form next to their values:
-    ``keys_i = s_i * (E * g_i) + Z_i @ R_i + c_i`` with ``s_i`` (L, 1) the product of the blocks'
-    LayerNorm 1/std (they come out of the LayerNormalization nodes), ``g_i`` the product of their
-    weights, ``Z_i`` (L, k) / ``R_i`` (k, C) the dense prompt, the image->token attention outputs
-    (rank H*T each) and the LayerNorm means, and ``c_i`` the last LayerNorm bias. Every product
-    over the L image tokens then takes the precomputed d-wide projections of ``E * g_i`` plus a
-    (k x L) product, instead of a 256-wide product per click: the attentions of blocks 1.. and
-    the final one, and the first stage of the mask upscaler. Block 0 uses the projections of E
-    (+ PE) and the dense prompt's factors.
+    The image tokens stay factored through every block
+    (:class:`~clicksam.model.two_way_forms.PrecomputedForm`), and the first stage of the mask
+    upscaler reads them through the prepared ``upscale_base``.
 
     Inputs: :func:`prep_output_names`, then ``point_coords``, ``point_labels``, ``mask_input``,
     ``has_mask_input`` as in :class:`DecoderGraph`.
@@ -615,131 +407,10 @@ class PrecomputedDecoderGraph(DecoderGraph):
         if options.outputs != "low_res" or not options.matmul_upscaling or not options.precompute_image:
             raise ValueError("precompute_image needs the low_res interface with matmul_upscaling")
         super().__init__(sam, options)
-        self.depth = len(cast(TwoWayTransformer, self.mask_decoder.transformer).layers)
+        self.depth = len(self.transformer.layers)
         self.prep_names = prep_output_names(self.depth)
-        self._pre: dict[str, Tensor] | None = None
-        self._dense: tuple[Tensor, Tensor] | None = None
-        # factored image tokens (see the class doc): s (1, L, 1) or None (ones), Z (1, L, k),
-        # R (1, k, C), c (C,) or None; and the residual factors of the block being run
-        self._keys: dict[str, Tensor | None] = {}
-        self._residual: tuple[Tensor, Tensor] | None = None
-
-    def _state(self) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor]]:
-        if self._pre is None or self._dense is None:
-            raise RuntimeError("PrecomputedDecoderGraph is run through forward() only")
-        return self._pre, self._dense
-
-    def _factored(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        s, z, r, c = (self._keys.get(k) for k in ("s", "z", "r", "c"))
-        if s is None or z is None or r is None:
-            raise RuntimeError("the image tokens are factored after block 0 only")
-        return s, z, r, c
-
-    def _layer_t2i(self, layer: int, attn: Attention, q: Tensor, keys: Tensor, image_pe: Tensor) -> Tensor:
-        pre, (lhs, rhs) = self._state()
-        heads, d = _dims(attn)
-        qh = _split_heads(attn.q_proj(q), heads, d)  # (1, H, T, d)
         h, w = self.embedding_hw
-        length, c_dim = h * w, int(attn.embedding_dim)
-        wk = _head_weights(attn.k_proj, heads)  # (H, d, C)
-        wv = _head_weights(attn.v_proj, heads)  # (H, d, C)
-        name = f"l{layer}" if layer < self.depth else "final"
-        pre_keys, pre_values = pre[f"{name}_t2i_keys"], pre[f"{name}_t2i_values"]
-        qs = qh / math.sqrt(d)
-        if layer == 0:
-            # keys = (E + PE + lhs @ rhs) Wk^T + bk; the bias adds one number per query row and
-            # cancels in the softmax over the image tokens
-            scores = qs @ pre_keys + (qs @ (wk @ rhs.t())) @ lhs.t()  # (1, H, T, L)
-            weights = torch.softmax(scores, dim=-1)
-            vh = weights @ pre_values + (weights @ lhs) @ (rhs @ wv.transpose(-1, -2))  # (1, H, T, d)
-        else:
-            s, z, r, c = self._factored()
-            q_in = (qs @ wk).reshape(1, -1, c_dim)  # (1, H*T, C): queries in input space
-            # keys = s (E g) + Z R + c + PE; c adds one number per query row (cancels)
-            scores = (qs @ pre_keys).reshape(1, -1, length) * s.transpose(1, 2)
-            scores = scores + (q_in @ r.transpose(1, 2)) @ z.transpose(1, 2)
-            scores = scores + _pe_key_scores(qs, wk, image_pe[0])
-            weights = torch.softmax(scores, dim=-1)  # (1, H*T, L)
-            vh = (weights * s.transpose(1, 2)).reshape(1, heads, -1, length) @ pre_values
-            vh = vh + (weights @ z).reshape(1, heads, -1, z.shape[2]) @ (r @ wv.transpose(-1, -2))
-            if c is not None:  # softmax rows sum to one
-                vh = vh + (c @ wv.transpose(-1, -2)).reshape(heads, 1, d)
-        vh = vh + attn.v_proj.bias.reshape(heads, 1, d)
-        return attn.out_proj(_merge_heads(vh, heads, d))
-
-    def _i2t_residual(
-        self, layer: int, attn: Attention, keys: Tensor, image_pe: Tensor, q: Tensor, queries: Tensor
-    ) -> Tensor:
-        pre, (lhs, rhs) = self._state()
-        heads, d = _dims(attn)
-        kh = _split_heads(attn.k_proj(q), heads, d)  # (1, H, T, d)
-        vh = _split_heads(attn.v_proj(queries), heads, d)  # (1, H, T, d)
-        wq = _head_weights(attn.q_proj, heads)  # (H, d, C)
-        kt = kh.transpose(-1, -2) / math.sqrt(d)  # (1, H, d, T)
-        pre_queries = pre[f"l{layer}_i2t_queries"]  # (1, H, L, d)
-        h, w = self.embedding_hw
-        length = h * w
-        # image queries = keys Wq^T + bq (block 0: keys = E + PE + lhs @ rhs)
-        scores = (pre_queries @ kt).transpose(1, 2).reshape(1, length, -1)  # (1, L, H*T)
-        k_in = (
-            (wq.transpose(-1, -2) @ kt).permute(0, 2, 1, 3).reshape(1, int(attn.embedding_dim), -1)
-        )  # (1, C, H*T)
-        k_bias = (attn.q_proj.bias.reshape(heads, 1, d) @ kt).reshape(1, 1, -1)
-        if layer == 0:
-            scores = scores + lhs @ (rhs @ k_in) + k_bias
-        else:
-            s, z, r, c = self._factored()
-            scores = scores * s + z @ (r @ k_in) + _pe_query_scores(image_pe[0], wq, kt) + k_bias
-            if c is not None:
-                scores = scores + c @ k_in
-        weights = torch.softmax(scores.reshape(1, length, heads, -1), dim=-1).reshape(1, length, -1)
-        # every row of weights sums to H (one softmax per head): the output bias rides in the values
-        values = _values_through_out_proj(attn, vh) + attn.out_proj.bias / heads  # (1, H*T, C)
-        if layer == 0:  # keys are E alone (see forward): the dense prompt joins in the same Gemm
-            z0, r0 = (
-                torch.cat([lhs.unsqueeze(0), weights], dim=2),
-                torch.cat([rhs.unsqueeze(0), values], dim=1),
-            )
-            self._residual = (z0, r0)
-            return torch.addmm(keys[0], z0[0], r0[0]).unsqueeze(0)
-        self._residual = (weights, values)
-        return torch.addmm(keys[0], weights[0], values[0]).unsqueeze(0)
-
-    def _norm4(self, layer: int, norm: nn.LayerNorm, x: Tensor) -> Tensor:
-        y, mean, inv_std = _LayerNormStats.apply(x, norm.weight, norm.bias, float(norm.eps))
-        if self._residual is None:
-            raise RuntimeError("_norm4 follows _i2t_residual")
-        z_new, r_new = self._residual
-        gain, bias = norm.weight.reshape(1, 1, -1), norm.bias
-        # LN(keys + Z R) = inv_std * (s (E g) + Zk Rk + c + Z R - mean) * gain + bias
-        s, z, r, c = (self._keys.get(k) for k in ("s", "z", "r", "c"))
-        zs, rs = [], []
-        if z is not None and r is not None:
-            zs.append(inv_std * z)
-            rs.append(r * gain)
-        zs.append(inv_std * z_new)
-        rs.append(r_new * gain)
-        if c is not None:
-            zs.append(inv_std)
-            rs.append(c.reshape(1, 1, -1) * gain)
-        zs.append(inv_std * mean)
-        rs.append(-gain)
-        self._keys = {
-            "s": inv_std if s is None else inv_std * s,
-            "z": torch.cat(zs, dim=2),
-            "r": torch.cat(rs, dim=1),
-            "c": bias,
-        }
-        return cast(Tensor, y)
-
-    def _upscale(self, image: Tensor, hyper: Tensor) -> Tensor:
-        pre, _ = self._state()
-        s, z, r, c = self._factored()
-        h, w = self.embedding_hw
-        weight = self.upscaler.stage1_weight()  # (C, 4*C1)
-        const = self.upscaler.stage1_bias() if c is None else c @ weight + self.upscaler.stage1_bias()
-        x = s * pre["upscale_base"] + z @ (r @ weight) + const
-        return self.upscaler.finish(x, hyper, h, w)
+        self.precomputed = PrecomputedForm(h * w)
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
         """Inputs in the order of ``prep_names`` + point_coords, point_labels, mask_input, has_mask_input."""
@@ -747,16 +418,19 @@ class PrecomputedDecoderGraph(DecoderGraph):
         if len(inputs) != n + 4:
             raise TypeError(f"expected {n + 4} inputs ({', '.join(self.prep_names)} and the prompt)")
         point_coords, point_labels, mask_input, has_mask_input = inputs[n:]
-        self._pre = dict(zip(self.prep_names, inputs[:n], strict=True))
-        self._dense = self._dense_factors(mask_input, has_mask_input)
-        self._keys, self._residual = {}, None
-        try:
-            sparse = self._embed_points(point_coords, point_labels)
-            # block 0 reads the image tokens through the prep outputs and the dense factors only;
-            # its residual adds embedding, dense prompt and attention output in one Gemm
-            return self._decode(self._pre["image_tokens"], sparse)
-        finally:
-            self._pre, self._dense, self._keys, self._residual = None, None, {}, None
+        prep = PreparedImage.from_flat(inputs[:n], self.depth)
+        lhs, rhs = self._dense_factors(mask_input, has_mask_input)
+        sparse = self._embed_points(point_coords, point_labels)
+        tokens = self._prompt_tokens(sparse)
+        image_pe = self._dense_pe().flatten(2).transpose(1, 2)  # (1, h*w, C)
+        # block 0 reads the image through the prep outputs and the dense factors only
+        hs, image = run_two_way(
+            self.transformer, tokens, PrecomputedImage(prep, lhs, rhs, image_pe), self.precomputed
+        )
+        hyper, iou = self._token_outputs(hs)
+        x = factored_product(image, self.upscaler.stage1_weight(), self.upscaler.stage1_bias())
+        h, w = self.embedding_hw
+        return self.upscaler.finish(x, hyper, h, w), iou
 
 
 def click_graph(sam: Sam, options: GraphOptions) -> DecoderGraph:

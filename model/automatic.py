@@ -9,11 +9,12 @@ and optionally small holes and islands are cleaned up before a last NMS.
 
 What differs is how the work is done, so that the records come out the same but much sooner:
 
-* The decoder runs in a factored form (:class:`_GridDecoder`). In the first transformer block the image
-  tokens are the same for every point, so their projections are computed once, not once per point; in
-  the attentions from tokens to image, the 7 tokens are projected into the image's channel space
-  instead of projecting all 4096 image tokens into the attention space (and likewise for the image's
-  queries against 7 token keys). The upscaling convolutions, the most expensive per-point step, only
+* The decoder runs in a factored form (:class:`_GridDecoder`, the two-way transformer as
+  :class:`~clicksam.model.two_way_forms.GridForm`). In the first transformer block the image tokens are
+  the same for every point, so their projections are computed once, not once per point; in the
+  attentions from tokens to image, the 7 tokens are projected into the image's channel space instead
+  of projecting all 4096 image tokens into the attention space (and likewise for the image's queries
+  against 7 token keys). The upscaling convolutions, the most expensive per-point step, only
   run for points with at least one candidate above ``pred_iou_thresh``: the IoU prediction does not
   need them.
 * Only candidates that pass the IoU filter are upsampled to full resolution (in small chunks, which
@@ -28,23 +29,29 @@ returns logits in the 256x256 low-res frame of the padded input.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from clicksam.errors import UsageError
 
 from . import amg, frames
 from .predictor import SamPredictor
 from .sam import Sam
-from .transformer import Attention, TwoWayAttentionBlock
+from .two_way_forms import (
+    DenseImage,
+    GridForm,
+    SharedImage,
+    TwoWayForm,
+    pe_tables,
+    run_two_way,
+    shared_image,
+)
 
 __all__ = ["OUTPUT_MODES", "EverythingError", "SamAutomaticMaskGenerator"]
 
@@ -66,25 +73,12 @@ class EverythingError(UsageError, ValueError):
 # --------------------------------------------------------------------------------- factored decoder
 
 
-def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(B, N, C) -> (B, heads, N, C / heads)."""
-    b, n, c = x.shape
-    return x.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)
-
-
-def _weight_heads(linear: nn.Linear, num_heads: int) -> torch.Tensor:
-    """Weight (C_internal, C_in) of a projection split by output head: (heads, C_internal / heads, C_in)."""
-    w = linear.weight
-    return w.reshape(num_heads, w.shape[0] // num_heads, w.shape[1])
-
-
 class _GridDecoder:
     """SAM's mask decoder for many single-point prompts on one image embedding, in factored form.
 
-    Mathematically the same as ``mask_decoder(...)`` with ``multimask_output`` (see the module
-    docstring); float results agree to rounding. Relies on the official attribute layout of the decoder
-    (``transformer.layers[i].cross_attn_token_to_image.q_proj`` and so on), which checkpoint
-    compatibility fixes.
+    Mathematically the same as ``mask_decoder(...)`` with ``multimask_output``; float results agree
+    to rounding. The two-way transformer runs as :class:`~clicksam.model.two_way_forms.GridForm`:
+    the first block's image projections and the PE's projections are computed once per embedding.
     """
 
     def __init__(self, sam: Sam, image_embedding: torch.Tensor) -> None:
@@ -100,91 +94,9 @@ class _GridDecoder:
         dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
         src = image_embedding + dense  # (1, C, h, w): the dense "no mask" prompt is the same for all
         self.grid_hw = (src.shape[-2], src.shape[-1])
-        self.src = src.flatten(2).transpose(1, 2)  # (1, h*w, C)
-        self.pos = pe.get_dense_pe().flatten(2).transpose(1, 2)  # (1, h*w, C)
-        first = cast(TwoWayAttentionBlock, self.transformer.layers[0])
-        attn = first.cross_attn_token_to_image
-        k = self.src + self.pos
-        # the first block's image-side projections do not depend on the prompt: compute them once
-        self.first_t2i_k = _heads(attn.k_proj(k), attn.num_heads)  # (1, heads, h*w, d)
-        self.first_t2i_v = _heads(attn.v_proj(self.src), attn.num_heads)
-        i2t = first.cross_attn_image_to_token
-        self.first_i2t_q = _heads(i2t.q_proj(k), i2t.num_heads)  # (1, heads, h*w, d)
-
-    # ----- attention pieces
-
-    @staticmethod
-    def _token_to_image(
-        attn: Attention, q: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
-    ) -> torch.Tensor:
-        """Tokens (B, Nt, C) attend to per-point image tokens (B, HW, C) without projecting the image.
-
-        ``softmax(q K^T) V`` with ``K = k_in Wk^T + bk`` equals ``softmax((q Wk) k_in^T) (A v_in) Wv^T + bv``:
-        the key bias adds a constant per query row (softmax ignores it) and attention rows sum to 1.
-        """
-        h = attn.num_heads
-        qh = _heads(attn.q_proj(q), h)  # (B, h, Nt, d)
-        b, _, n, d = qh.shape
-        # heads folded into the token axis: a broadcast over heads would copy the image per head
-        qk = (qh @ _weight_heads(attn.k_proj, h)).reshape(b, h * n, -1)  # (B, h*Nt, C)
-        scores = (qk @ k_in.transpose(1, 2)) / math.sqrt(d)  # (B, h*Nt, HW)
-        av = scores.softmax(dim=-1) @ v_in  # (B, h*Nt, C)
-        wv = _weight_heads(attn.v_proj, h)  # (h, d, C)
-        out = av.reshape(b, h, n, -1) @ wv.transpose(1, 2) + attn.v_proj.bias.reshape(1, h, 1, d)
-        result: torch.Tensor = attn.out_proj(out.transpose(1, 2).reshape(b, n, h * d))  # (B, Nt, C)
-        return result
-
-    @staticmethod
-    def _token_to_shared_image(
-        attn: Attention, q: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor
-    ) -> torch.Tensor:
-        """Tokens (B, Nt, C) attend to the shared, already projected image keys/values (1, h, HW, d)."""
-        h = attn.num_heads
-        qh = _heads(attn.q_proj(q), h)  # (B, h, Nt, d)
-        b, _, n, d = qh.shape
-        # all prompts' tokens of a head side by side: (h, B*Nt, d) against one (h, HW, d) image
-        qf = qh.permute(1, 0, 2, 3).reshape(h, b * n, d)
-        a = (qf @ kh[0].transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1)  # (h, B*Nt, HW)
-        out = (a @ vh[0]).reshape(h, b, n, d).permute(1, 2, 0, 3).reshape(b, n, h * d)
-        result: torch.Tensor = attn.out_proj(out)
-        return result
-
-    @staticmethod
-    def _image_to_token(
-        attn: Attention, q_in: torch.Tensor | None, qh: torch.Tensor | None, k: torch.Tensor, v: torch.Tensor
-    ) -> torch.Tensor:
-        """Image tokens attend to the prompt tokens (B, Nt, C): returns the update (B, HW, C).
-
-        Either ``qh`` (1, h, HW, d), queries already projected (first block), or ``q_in`` (B, HW, C), raw
-        image queries: then ``(q_in Wq^T + bq) K^T`` is computed as ``q_in (Wq^T K^T) + bq K^T`` (the
-        bias term varies along the softmax axis, so it stays). The output projection is folded into the
-        values: ``sum_h A_h (V_h Wo_h^T)``.
-        """
-        h = attn.num_heads
-        kh = _heads(attn.k_proj(k), h)  # (B, h, Nt, d)
-        vh = _heads(attn.v_proj(v), h)
-        b, _, nt, d = kh.shape
-        kh = kh / math.sqrt(d)  # the softmax scale, applied to the small side
-        # scores are laid out (B, HW, h, Nt): the softmax runs over a contiguous last axis
-        if qh is not None:
-            hw = qh.shape[2]
-            kf = kh.permute(1, 3, 0, 2).reshape(h, d, b * nt)  # every prompt's keys side by side
-            scores = (qh[0] @ kf).reshape(h, hw, b, nt).permute(2, 1, 0, 3).contiguous()
-        else:
-            assert q_in is not None
-            hw = q_in.shape[1]
-            wq = _weight_heads(attn.q_proj, h)  # (h, d, C)
-            wk = wq.transpose(1, 2) @ kh.transpose(-1, -2)  # (B, h, C, Nt)
-            scores = (q_in @ wk.permute(0, 2, 1, 3).reshape(b, -1, h * nt)).reshape(b, hw, h, nt)
-            bias = attn.q_proj.bias.reshape(1, h, 1, d) @ kh.transpose(-1, -2)  # (B, h, 1, Nt)
-            scores = scores + bias.transpose(1, 2)
-        a = scores.softmax(dim=-1)  # (B, HW, h, Nt)
-        wo = attn.out_proj.weight.reshape(-1, h, d).permute(1, 2, 0)  # (h, d, C)
-        vo = vh @ wo  # (B, h, Nt, C)
-        out = a.reshape(b, hw, h * nt) @ vo.reshape(b, h * nt, -1)
-        return out + attn.out_proj.bias
-
-    # ----- the decoder
+        pos = pe.get_dense_pe().flatten(2).transpose(1, 2)  # (1, h*w, C)
+        self.image = shared_image(self.transformer, src.flatten(2).transpose(1, 2), pos)
+        self.tables = pe_tables(self.transformer, pos[0], first=1)
 
     def transformer_forward(self, sparse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the two-way transformer for single-point prompts.
@@ -198,46 +110,11 @@ class _GridDecoder:
         dec = self.decoder
         out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
         tokens = torch.cat([out_tokens[None].expand(sparse.shape[0], -1, -1), sparse], dim=1)
-        query_pe = tokens
-        queries = tokens
-        keys: torch.Tensor | None = None  # None while the image tokens are still shared
-        for i, module in enumerate(self.transformer.layers):
-            layer = cast(TwoWayAttentionBlock, module)
-            if layer.skip_first_layer_pe:
-                queries = layer.self_attn(queries, queries, queries)
-            else:
-                q = queries + query_pe
-                queries = queries + layer.self_attn(q, q, queries)
-            queries = layer.norm1(queries)
-
-            q = queries + query_pe
-            # both cross-attentions of a block use it (unused while the image tokens are shared)
-            keys_pe = self.pos if keys is None else keys + self.pos
-            if keys is None:
-                if i != 0:
-                    raise RuntimeError("shared image tokens only exist before the first block")
-                t2i = self._token_to_shared_image(
-                    layer.cross_attn_token_to_image, q, self.first_t2i_k, self.first_t2i_v
-                )
-            else:
-                t2i = self._token_to_image(layer.cross_attn_token_to_image, q, keys_pe, keys)
-            queries = layer.norm2(queries + t2i)
-            queries = layer.norm3(queries + layer.mlp(queries))
-
-            q = queries + query_pe
-            if keys is None:
-                upd = self._image_to_token(
-                    layer.cross_attn_image_to_token, None, self.first_i2t_q, q, queries
-                )
-                keys = layer.norm4(self.src + upd)
-            else:
-                upd = self._image_to_token(layer.cross_attn_image_to_token, keys_pe, None, q, queries)
-                keys = layer.norm4(keys + upd)
-        assert keys is not None
-        q = queries + query_pe
-        final = self._token_to_image(self.transformer.final_attn_token_to_image, q, keys + self.pos, keys)
-        queries = self.transformer.norm_final_attn(queries + final)
-        return queries, keys
+        form: TwoWayForm[SharedImage | DenseImage] = GridForm(int(sparse.shape[0]), self.tables)
+        queries, image = run_two_way(self.transformer, tokens, self.image, form)
+        if not isinstance(image, DenseImage):
+            raise RuntimeError("a two-way transformer without blocks has no per-point image tokens")
+        return queries, image.tokens
 
     def masks_for(
         self, keys: torch.Tensor, mask_tokens_out: torch.Tensor, token_idx: torch.Tensor
@@ -316,110 +193,95 @@ def _select(data: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
     return out
 
 
+@dataclass(eq=False)
 class SamAutomaticMaskGenerator:
-    """Masks for everything in an image, with the options and records of SAM's generator."""
+    """Masks for everything in an image, with the options and records of SAM's generator.
 
-    def __init__(
-        self,
-        sam: Sam,
-        *,
-        points_per_side: int | None = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        stability_score_offset: float = 1.0,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
-        crop_nms_thresh: float = 0.7,
-        crop_overlap_ratio: float = 512 / 1500,
-        crop_n_points_downscale_factor: int = 1,
-        point_grids: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
-        min_mask_region_area: int = 0,
-        output_mode: str = "binary_mask",
-        upsample_chunk: int = 8,
-    ) -> None:
-        """
-        Args:
-            sam: the model (its decoder must have SAM's layout; any official checkpoint does).
-            points_per_side: grid points along each side of the image (layer 0); exclusive with
-                ``point_grids``.
-            points_per_batch: points decoded together (memory ~ 5 MB a point).
-            pred_iou_thresh: keep candidates whose predicted IoU is above this (0 disables).
-            stability_score_thresh: keep candidates whose stability score is at least this (0 disables).
-            stability_score_offset: logit offset of the stability score.
-            box_nms_thresh: box IoU above which NMS drops the lower-IoU duplicate within a crop.
-            crop_n_layers: extra layers of crops; layer i has (2**i)**2 crops.
-            crop_nms_thresh: box IoU for NMS across crops (smaller crops preferred).
-            crop_overlap_ratio: overlap of first-layer crops as a fraction of the short side.
-            crop_n_points_downscale_factor: layer i uses points_per_side / factor**i points a side.
-            point_grids: explicit (N, 2) xy grids in [0, 1], one per crop layer.
-            min_mask_region_area: if > 0, fill holes and remove islands smaller than this many pixels.
-            output_mode: ``"binary_mask"`` ((H, W) bool arrays), ``"uncompressed_rle"`` or ``"coco_rle"``
-                (``{"size": [H, W], "counts": str}``, JSON-ready).
-            upsample_chunk: candidates upsampled to full resolution at once (memory ~ 4*H*W bytes each).
+    Attributes:
+        sam: the model (its decoder must have SAM's layout; any official checkpoint does).
+        points_per_side: grid points along each side of the image (layer 0); exclusive with
+            ``point_grids``.
+        points_per_batch: points decoded together (memory ~ 5 MB a point).
+        pred_iou_thresh: keep candidates whose predicted IoU is above this (0 disables).
+        stability_score_thresh: keep candidates whose stability score is at least this (0 disables).
+        stability_score_offset: logit offset of the stability score.
+        box_nms_thresh: box IoU above which NMS drops the lower-IoU duplicate within a crop.
+        crop_n_layers: extra layers of crops; layer i has (2**i)**2 crops.
+        crop_nms_thresh: box IoU for NMS across crops (smaller crops preferred).
+        crop_overlap_ratio: overlap of first-layer crops as a fraction of the short side.
+        crop_n_points_downscale_factor: layer i uses points_per_side / factor**i points a side.
+        point_grids: explicit (N, 2) xy grids in [0, 1], one per crop layer.
+        min_mask_region_area: if > 0, fill holes and remove islands smaller than this many pixels.
+        output_mode: ``"binary_mask"`` ((H, W) bool arrays), ``"uncompressed_rle"`` or ``"coco_rle"``
+            (``{"size": [H, W], "counts": str}``, JSON-ready).
+        upsample_chunk: candidates upsampled to full resolution at once (memory ~ 4*H*W bytes each).
 
-        Raises:
-            EverythingError: inconsistent or out-of-range options.
-        """
-        if (points_per_side is None) == (point_grids is None):
-            raise EverythingError("give exactly one of points_per_side and point_grids")
-        if output_mode not in OUTPUT_MODES:
-            raise EverythingError(
-                f"output_mode must be one of {', '.join(OUTPUT_MODES)}; got {output_mode!r}"
-            )
-        if points_per_batch < 1 or upsample_chunk < 1:
-            raise EverythingError("points_per_batch and upsample_chunk must be >= 1")
-        if crop_n_layers < 0 or crop_n_points_downscale_factor < 1:
-            raise EverythingError("crop_n_layers must be >= 0 and crop_n_points_downscale_factor >= 1")
-        for name, v in (
-            ("pred_iou_thresh", pred_iou_thresh),
-            ("stability_score_thresh", stability_score_thresh),
-            ("box_nms_thresh", box_nms_thresh),
-            ("crop_nms_thresh", crop_nms_thresh),
-        ):
-            if not 0.0 <= v <= 1.0:
-                raise EverythingError(f"{name} must lie in [0, 1], got {v}")
-        if not 0.0 <= crop_overlap_ratio < 1.0:
-            raise EverythingError(f"crop_overlap_ratio must lie in [0, 1), got {crop_overlap_ratio}")
-        if min_mask_region_area < 0:
-            raise EverythingError("min_mask_region_area must be >= 0")
-        if points_per_side is not None:
-            if points_per_side < 1:
-                raise EverythingError(f"points_per_side must be >= 1, got {points_per_side}")
-            if int(points_per_side / crop_n_points_downscale_factor**crop_n_layers) < 1:
-                raise EverythingError("the last crop layer would have no points: lower the downscale factor")
-            self.point_grids = amg.build_all_layer_point_grids(
-                points_per_side, crop_n_layers, crop_n_points_downscale_factor
-            )
-        else:
-            assert point_grids is not None
-            grids = [np.asarray(g, dtype=np.float64) for g in point_grids]
-            if len(grids) < crop_n_layers + 1 or any(g.ndim != 2 or g.shape[1] != 2 for g in grids):
-                raise EverythingError("point_grids needs one (N, 2) array per crop layer (crop_n_layers + 1)")
-            self.point_grids = grids
-        self.sam = sam
-        self.predictor = SamPredictor(sam)
-        self.points_per_batch = points_per_batch
-        self.pred_iou_thresh = pred_iou_thresh
-        self.stability_score_thresh = stability_score_thresh
-        self.stability_score_offset = stability_score_offset
-        self.box_nms_thresh = box_nms_thresh
-        self.crop_n_layers = crop_n_layers
-        self.crop_nms_thresh = crop_nms_thresh
-        self.crop_overlap_ratio = crop_overlap_ratio
-        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
-        self.min_mask_region_area = min_mask_region_area
-        self.output_mode = output_mode
-        self.upsample_chunk = upsample_chunk
+    Raises:
+        EverythingError: inconsistent or out-of-range options (at construction).
+    """
+
+    sam: Sam
+    _: KW_ONLY
+    points_per_side: int | None = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    crop_nms_thresh: float = 0.7
+    crop_overlap_ratio: float = 512 / 1500
+    crop_n_points_downscale_factor: int = 1
+    point_grids: Sequence[npt.NDArray[np.floating[Any]]] | None = None
+    min_mask_region_area: int = 0
+    output_mode: str = "binary_mask"
+    upsample_chunk: int = 8
+
+    def __post_init__(self) -> None:
+        self._check_options()
+        self.grids = self._layer_grids()  # (N, 2) xy in [0, 1] per crop layer
+        self.predictor = SamPredictor(self.sam)
         # counters of the last generate() call, for logs and benchmarks
         self.stats: dict[str, int] = {}
+
+    def _check_options(self) -> None:
+        if (self.points_per_side is None) == (self.point_grids is None):
+            raise EverythingError("give exactly one of points_per_side and point_grids")
+        if self.output_mode not in OUTPUT_MODES:
+            raise EverythingError(
+                f"output_mode must be one of {', '.join(OUTPUT_MODES)}; got {self.output_mode!r}"
+            )
+        if self.points_per_batch < 1 or self.upsample_chunk < 1:
+            raise EverythingError("points_per_batch and upsample_chunk must be >= 1")
+        if self.crop_n_layers < 0 or self.crop_n_points_downscale_factor < 1:
+            raise EverythingError("crop_n_layers must be >= 0 and crop_n_points_downscale_factor >= 1")
+        for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise EverythingError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.crop_overlap_ratio < 1.0:
+            raise EverythingError(f"crop_overlap_ratio must lie in [0, 1), got {self.crop_overlap_ratio}")
+        if self.min_mask_region_area < 0:
+            raise EverythingError("min_mask_region_area must be >= 0")
+
+    def _layer_grids(self) -> list[npt.NDArray[np.float64]]:
+        layers, factor = self.crop_n_layers, self.crop_n_points_downscale_factor
+        if self.points_per_side is not None:
+            if self.points_per_side < 1:
+                raise EverythingError(f"points_per_side must be >= 1, got {self.points_per_side}")
+            if int(self.points_per_side / factor**layers) < 1:
+                raise EverythingError("the last crop layer would have no points: lower the downscale factor")
+            return amg.build_all_layer_point_grids(self.points_per_side, layers, factor)
+        grids = [np.asarray(g, dtype=np.float64) for g in self.point_grids or ()]
+        if len(grids) < layers + 1 or any(g.ndim != 2 or g.shape[1] != 2 for g in grids):
+            raise EverythingError("point_grids needs one (N, 2) array per crop layer (crop_n_layers + 1)")
+        return grids
 
     # ------------------------------------------------------------------------------ public API
 
     def total_points(self, image_size: tuple[int, int]) -> int:
         """Number of point prompts :meth:`generate` will decode for an image of (H, W)."""
         _, layers = amg.generate_crop_boxes(image_size, self.crop_n_layers, self.crop_overlap_ratio)
-        return sum(len(self.point_grids[i]) for i in layers)
+        return sum(len(self.grids[i]) for i in layers)
 
     @torch.no_grad()
     def generate(
@@ -457,7 +319,7 @@ class SamAutomaticMaskGenerator:
         crop_boxes, layer_idxs = amg.generate_crop_boxes(
             orig_size, self.crop_n_layers, self.crop_overlap_ratio
         )
-        total = sum(len(self.point_grids[i]) for i in layer_idxs)
+        total = sum(len(self.grids[i]) for i in layer_idxs)
         done = [0]
 
         def step(n: int) -> None:
@@ -507,7 +369,7 @@ class SamAutomaticMaskGenerator:
         input_size = frames.get_preprocess_shape(crop_size[0], crop_size[1], long_side)
         decoder = _GridDecoder(self.sam, embedding.to(self.sam.device))
 
-        points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]  # xy in crop pixels
+        points = self.grids[layer] * np.array(crop_size)[None, ::-1]  # xy in crop pixels
         acc = _Masks()
         # the factored decoder streams (B, 4096, 256) tensors per step: small batches stay in memory
         # that is already mapped, large ones spend their time in fresh allocations

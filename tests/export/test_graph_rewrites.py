@@ -1,10 +1,13 @@
 """The exact rewrites of the browser graph, in PyTorch: the per-image / per-click split
-(``precompute_image``) and the token-major dense prompt equal the plain SAM decoder graph."""
+(``precompute_image``) and the token-major dense prompt equal the plain SAM decoder graph, and the
+plain graph equals the model's own prompt encoder + mask decoder."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from export_testlib import torch_reference
 
 from clicksam.export.graph import DecoderGraph, GraphOptions, ImagePrepGraph, PrecomputedDecoderGraph
 from clicksam.model import Sam
@@ -13,6 +16,12 @@ PROMPTS = {
     "click": ([[400.0, 300.0], [0.0, 0.0]], [1.0, -1.0]),
     "clicks": ([[400.0, 300.0], [620.0, 410.0], [100.0, 700.0], [0.0, 0.0]], [1.0, 0.0, 1.0, -1.0]),
     "box_click": ([[120.0, 90.0], [700.0, 560.0], [400.0, 300.0]], [2.0, 3.0, 0.0]),
+}
+# the same prompts through the model's public API: (clicks, labels, box); padding is added by it
+PUBLIC = {
+    "click": ([[400.0, 300.0]], [1.0], None),
+    "clicks": ([[400.0, 300.0], [620.0, 410.0], [100.0, 700.0]], [1.0, 0.0, 1.0], None),
+    "box_click": ([[400.0, 300.0]], [0.0], [120.0, 90.0, 700.0, 560.0]),
 }
 FAST = GraphOptions(
     outputs="low_res", pe_in_graph=True, fold_attention=True, matmul_upscaling=True, token_major_dense=True
@@ -32,6 +41,12 @@ def test_precomputed_click_graph_equals_plain_graph(sam: Sam, prompt: str, with_
     coords, labels = (torch.tensor([v]) for v in PROMPTS[prompt])
     flag = torch.tensor([1.0 if with_mask else 0.0])
     ref_low, ref_iou = plain(embedding, coords, labels, mask, flag)
+    clicks, click_labels, box = (None if v is None else np.array(v) for v in PUBLIC[prompt])
+    model_low, model_iou = torch_reference(
+        sam, embedding, clicks, click_labels, box, mask.numpy() if with_mask else None
+    )
+    assert np.abs(ref_low.numpy() - model_low).max() <= 1e-4
+    assert np.abs(ref_iou.numpy() - model_iou).max() <= 1e-4
     for low, iou in (
         fast(embedding, coords, labels, mask, flag),
         click(*ImagePrepGraph(click)(embedding), coords, labels, mask, flag),
