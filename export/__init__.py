@@ -3,6 +3,10 @@
     from clicksam.export import export_decoder
     manifest = export_decoder(sam, "out/", model_name="vit_b", checkpoint_sha256=sha)
 
+One file per step: ``graph`` (the traced forms), ``trace`` (module -> ONNX file), ``passes`` (ONNX
+file -> ONNX file), ``verify`` (ONNX Runtime vs PyTorch), ``decoder`` (the variants, orchestration),
+``errors``; ``cli`` is ``clicksam export``.
+
 Names are resolved lazily so that importing the package (e.g. for ``clicksam --help``) does not
 import torch or onnx.
 """
@@ -15,10 +19,10 @@ from typing import Any
 _EXPORTS = {
     "export_decoder": "clicksam.export.decoder",
     "export_variant": "clicksam.export.decoder",
-    "verify_onnx": "clicksam.export.decoder",
-    "prompt_feeds": "clicksam.export.decoder",
-    "ExportError": "clicksam.export.decoder",
-    "ExportVerificationError": "clicksam.export.decoder",
+    "verify_onnx": "clicksam.export.verify",
+    "prompt_feeds": "clicksam.export.verify",
+    "ExportError": "clicksam.export.errors",
+    "ExportVerificationError": "clicksam.export.errors",
     "VariantConfig": "clicksam.export.decoder",
     "DEFAULT_CONFIGS": "clicksam.export.decoder",
     "GraphOptions": "clicksam.export.graph",

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clicksam.export.decoder import VariantConfig
 
 logger = logging.getLogger(__name__)
 
@@ -89,20 +93,37 @@ def run(args: argparse.Namespace) -> int:
         from clicksam.model.build import DEMO_WEIGHTS  # the trained weights build_sam loaded
 
         checkpoint_sha = sha256_file(DEMO_WEIGHTS)
-    variants = tuple(dict.fromkeys(args.variant)) if args.variant else ("official", "browser")
     manifest = export_decoder(
         sam,
         args.out,
         model_name=args.model,
         checkpoint_sha256=checkpoint_sha,
         seed=seed if args.checkpoint is None else None,
-        variants=variants,
+        variants=_variants(args),
         opset=args.opset,
-        quantize=args.quantize,
-        browser_weights=args.browser_weights,
-        single_mask=args.single_mask,
     )
     for name, entry in manifest.variants.items():
         print(f"{name}: {args.out / entry.file} ({entry.bytes} bytes, sha256 {entry.sha256[:12]}...)")
     print(f"manifest: {args.out / 'manifest.json'}")
     return 0
+
+
+def _variants(args: argparse.Namespace) -> dict[str, VariantConfig]:
+    """The presets named by ``--variant`` (default: all), with ``--quantize``, ``--browser-weights``
+    and ``--single-mask`` applied to the variant they concern."""
+    from clicksam.export.decoder import DEFAULT_CONFIGS
+
+    configs = {
+        name: DEFAULT_CONFIGS[name]
+        for name in (dict.fromkeys(args.variant) if args.variant else DEFAULT_CONFIGS)
+    }
+    if "browser" in configs:
+        browser = configs["browser"]
+        if args.quantize is not None:
+            browser = replace(browser, quantize=args.quantize)
+        if args.browser_weights is not None:
+            browser = browser.with_weights(args.browser_weights)
+        configs["browser"] = browser
+    if args.single_mask and "official" in configs:
+        configs["official"] = configs["official"].with_single_mask()
+    return configs

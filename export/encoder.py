@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from clicksam.export.decoder import ExportError
+from clicksam.export.errors import ExportError
 from clicksam.formats import ENCODER_FILE, ENCODER_MAX_ABS_ERR, SIDECAR_NAME, EncoderSidecar
 
 if TYPE_CHECKING:

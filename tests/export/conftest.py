@@ -8,7 +8,7 @@ import pytest
 import torch
 from export_testlib import BROWSER_FP32, Exported
 
-from clicksam.export.decoder import VariantConfig, export_decoder
+from clicksam.export.decoder import DEFAULT_CONFIGS, export_decoder
 from clicksam.model import Sam, build_sam
 
 
@@ -32,14 +32,12 @@ def sam() -> Sam:
 def exported(sam: Sam, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
     """official + browser (defaults) + browser_fp32, exported and verified once."""
     out = tmp_path_factory.mktemp("decoder")
-    configs: dict[str, VariantConfig] = {"browser_fp32": BROWSER_FP32}
     manifest = export_decoder(
         sam,
         out,
         model_name="vit_test",
         checkpoint_sha256=None,
         seed=0,
-        variants=("official", "browser", "browser_fp32"),
-        configs=configs,
+        variants={**DEFAULT_CONFIGS, "browser_fp32": BROWSER_FP32},
     )
     yield Exported(sam, out, manifest)

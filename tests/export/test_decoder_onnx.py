@@ -18,15 +18,10 @@ import torch
 from export_testlib import BROWSER_FP32, Exported, iou, torch_reference
 from onnx import numpy_helper
 
-from clicksam.export.decoder import (
-    ExportVerificationError,
-    VariantConfig,
-    export_decoder,
-    export_variant,
-    prompt_feeds,
-    verify_onnx,
-)
+from clicksam.export.decoder import DEFAULT_CONFIGS, VariantConfig, export_decoder, export_variant
+from clicksam.export.errors import ExportVerificationError
 from clicksam.export.graph import GraphOptions
+from clicksam.export.verify import prompt_feeds, verify_onnx
 from clicksam.model import Sam
 
 pytestmark = pytest.mark.slow  # the session fixture exports three variants (about a minute on 2 cores)
@@ -270,7 +265,6 @@ def test_lossy_export_below_tolerance_is_refused(sam: Sam, tmp_path: Path) -> No
             tmp_path,
             model_name="vit_test",
             checkpoint_sha256=None,
-            variants=("browser",),
-            browser_weights="int8",
+            variants={"browser": DEFAULT_CONFIGS["browser"].with_weights("int8")},
         )
     assert list(tmp_path.iterdir()) == []
