@@ -19,6 +19,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -85,6 +86,11 @@ class CachingStaticFiles(StaticFiles):
     def __init__(self, *args: Any, immutable_hashed: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.immutable_hashed = immutable_hashed
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if scope["method"] not in ("GET", "HEAD"):  # Starlette's own 405 here has no Allow header
+            raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
+        return await super().get_response(path, scope)
 
     def file_response(
         self, full_path: Any, stat_result: os.stat_result, scope: Scope, status_code: int = 200
@@ -181,7 +187,9 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
         )
     web_dir = settings.web_dir or DEFAULT_WEB_DIR
     if (web_dir / "index.html").is_file():
-        app.mount("/", CachingStaticFiles(directory=web_dir, html=True, immutable_hashed=True), name="web")
+        # the router's fallback, not a mount at "/": a mount would take DELETE /healthz from the route that
+        # answers it (405 with Allow: GET) and give it to the files
+        app.router.default = CachingStaticFiles(directory=web_dir, html=True, immutable_hashed=True)
     else:
         logger.warning("no built page in %s: / explains how to build it (make web)", web_dir)
 

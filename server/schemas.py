@@ -1,8 +1,22 @@
-"""Response models of the HTTP API that are not wire formats (those are in ``clicksam.formats``)."""
+"""Response models of the HTTP API that are not wire formats (those are in ``clicksam.formats``), and
+what the OpenAPI document says about image uploads."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
+
+#: what the ``image`` part of an upload may be (decided by sniffing the bytes, not by the part's type)
+IMAGE_MEDIA_TYPES = (
+    "image/jpeg, image/png, image/gif, image/webp, image/bmp, image/tiff, image/heic, image/heif, image/avif"
+)
+#: ``openapi_extra`` of a route with an ``image`` upload: documents the part's media types
+IMAGE_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {"multipart/form-data": {"encoding": {"image": {"contentType": IMAGE_MEDIA_TYPES}}}}
+    }
+}
 
 
 class ErrorResponse(BaseModel):

@@ -40,7 +40,7 @@ from clicksam.server.projects.schemas import (
     UploadError,
 )
 from clicksam.server.routes.deps import ServiceDep, SettingsDep, upload_too_large_message
-from clicksam.server.schemas import ErrorResponse
+from clicksam.server.schemas import IMAGE_UPLOAD_BODY, ErrorResponse
 
 ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="project id")]
 ImageId = Annotated[int, Path(ge=1, le=MAX_ID, description="image id")]
@@ -107,13 +107,16 @@ def delete_project(pid: ProjectId, repo: RepositoryDep) -> Response:
     status_code=201,
     response_model=ImagesCreated,
     responses=_errors(400, 404, 413, 415, 422, 503),
+    openapi_extra=IMAGE_UPLOAD_BODY,
 )
 async def add_images(
     pid: ProjectId,
     repo: RepositoryDep,
     service: ServiceDep,
     settings: SettingsDep,
-    image: Annotated[list[UploadFile], File(description="image files; repeat the field for several")],
+    image: Annotated[
+        list[UploadFile], File(min_length=1, description="image files; repeat the field for several")
+    ],
 ) -> ImagesCreated:
     """Add images; each is checked as ``POST /api/embeddings`` checks an upload, and encoded.
 

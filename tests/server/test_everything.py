@@ -127,7 +127,9 @@ def test_everything_errors(sam: Sam, spec: ModelSpec, make_settings: Callable[..
             "/api/everything", files={"image": ("a.png", png, "image/png")}, data={"points_per_side": "0"}
         )
         assert bad_option.status_code == 422
-        assert bad_option.json()["detail"][0]["loc"] == ["body", "points_per_side"]
+        assert bad_option.json() == {
+            "detail": "body field 'points_per_side': Input should be greater than or equal to 1"
+        }
 
         not_image = b"this is not an image at all"
         everything = client.post("/api/everything", files={"image": ("a.png", not_image, "image/png")})
