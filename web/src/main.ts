@@ -2,10 +2,13 @@
 // buttons, keys) to it, exposes the read-only test hooks and starts. Query options: ?wasm=1 skips
 // WebGPU, ?variant=NAME picks a decoder variant from the manifest (default: the manifest's
 // default_variant); segment-everything options (points_per_side, ...) are passed to the server.
+// The address's hash opens projects (#/projects, #/projects/3/images/17; see project_view.ts):
+// then files go to the project instead of the one-image page.
 
 import './styles.css';
 import { bindKeys } from './keys';
 import { type ButtonName, Page } from './page';
+import { ProjectView } from './project_view';
 import { pastedName } from './session';
 
 function el<T extends HTMLElement>(testid: string, type: new () => T): T {
@@ -44,11 +47,58 @@ const page = new Page(
   params,
 );
 
+const input = (testid: string): HTMLInputElement => el(testid, HTMLInputElement);
+const projects = new ProjectView(
+  page,
+  {
+    home: el('projects-home', HTMLElement),
+    list: el('project-list', HTMLElement),
+    form: el('project-create', HTMLFormElement),
+    name: input('project-name'),
+    categories: input('project-categories'),
+    workArea: [stage.closest('.stage-wrap'), document.querySelector('aside.side')].filter((x): x is HTMLElement => x instanceof HTMLElement),
+    galleryPane: el('gallery-pane', HTMLElement),
+    gallery: el('gallery', HTMLElement),
+    galleryToggle: button('gallery-toggle'),
+    title: el('project-title', HTMLElement),
+    addImages: input('add-images'),
+    addFolder: input('add-folder'),
+    tools: el('project-tools', HTMLElement),
+    prev: button('prev-image'),
+    next: button('next-image'),
+    position: el('image-position', HTMLElement),
+    saveState: el('save-state', HTMLElement),
+    conflict: el('conflict', HTMLElement),
+    conflictReload: button('conflict-reload'),
+    conflictOverwrite: button('conflict-overwrite'),
+    category: el('category', HTMLSelectElement),
+    status: el('image-status', HTMLSelectElement),
+    prelabel: button('prelabel'),
+    proposalsBox: el('proposals', HTMLElement),
+    proposalCount: el('proposal-count', HTMLElement),
+    keepThreshold: input('keep-threshold'),
+    keepAbove: button('keep-above'),
+    discardAll: button('discard-proposals'),
+    proposalList: el('proposal-list', HTMLElement),
+    exportFormat: el('export-format', HTMLSelectElement),
+    exportButton: button('project-export'),
+    statusLine: el('status', HTMLElement),
+    error: el('error', HTMLElement),
+  },
+  params,
+);
+page.extend(projects);
+
+/** Files the person gave the page: a project takes them all, the one-image page opens the first. */
+function filesIn(files: File[], name: (f: File) => string = (f) => f.name): void {
+  if (projects.active) void projects.addFiles(files);
+  else if (files[0]) page.openImage(files[0], name(files[0]));
+}
+
 // images in: the file chooser, drag and drop anywhere, paste
-const imageInput = el('image-input', HTMLInputElement);
+const imageInput = input('image-input');
 imageInput.addEventListener('change', () => {
-  const f = imageInput.files?.[0];
-  if (f) page.openImage(f, f.name);
+  filesIn(Array.from(imageInput.files ?? []));
   imageInput.value = ''; // choosing the same file again still fires change
 });
 document.addEventListener('dragover', (e) => {
@@ -59,14 +109,13 @@ document.addEventListener('dragleave', () => stage.classList.remove('drop'));
 document.addEventListener('drop', (e) => {
   e.preventDefault();
   stage.classList.remove('drop');
-  const f = e.dataTransfer?.files[0];
-  if (f) page.openImage(f, f.name);
+  filesIn(Array.from(e.dataTransfer?.files ?? []));
 });
 document.addEventListener('paste', (e) => {
   const f = (e.clipboardData ? Array.from(e.clipboardData.files) : []).find((x) => x.type.startsWith('image/'));
   if (f) {
     e.preventDefault();
-    page.openImage(f, pastedName(f.name, new Date()));
+    filesIn([f], (x) => pastedName(x.name, new Date()));
   }
 });
 
@@ -89,6 +138,8 @@ Object.assign(window, {
   __clicksam: {
     state: () => page.debugState(),
     clientPoint: (x: number, y: number) => page.clientPoint({ x, y }),
+    project: () => projects.debug(),
   },
 });
-void page.start({ forceWasm: params.get('wasm') === '1', variant: params.get('variant') });
+window.addEventListener('hashchange', () => void projects.follow());
+void page.start({ forceWasm: params.get('wasm') === '1', variant: params.get('variant') }).then(() => projects.follow());

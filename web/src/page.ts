@@ -8,10 +8,10 @@ import { Editor, type MaskChange } from './editor';
 import { Everything } from './everything';
 import { type ExportKind, download } from './exporters';
 import { exportFile } from './exporting';
-import { type Point, preprocessShape } from './frames';
+import { type Point, type Size, preprocessShape } from './frames';
 import type { KeyCommand } from './keys';
 import { logitsToMask, maskToLowResLogits } from './mask';
-import { ObjectStore } from './objects';
+import { ObjectStore, type SavedObject } from './objects';
 import { type Layer, PaintScheduler, composeOverlay } from './overlay';
 import { CURRENT_COLOR, HOVER_COLOR } from './palette';
 import { EMPTY, isEmpty } from './prompts';
@@ -38,16 +38,29 @@ export interface PageElements {
   readonly buttons: Readonly<Record<ButtonName, HTMLButtonElement>>;
 }
 
+/** What a mode on top of the one-image page (a project) adds: overlay layers, click targets, object events. */
+export interface PageExtension {
+  /** Layers drawn under the current mask (a project's proposals). */
+  layers(size: Size): Layer[];
+  /** A foreground click with no prompts: a mask to hand to the editor instead (a proposal), or null. */
+  pick(p: Point): { readonly point: Point; readonly mask: Uint8Array; readonly iou: number } | null;
+  /** The person kept `o` (Enter / Keep object). */
+  kept(o: SavedObject): void;
+  /** The kept objects changed (kept, shown or hidden, deleted, or `refreshObjects`). */
+  objectsChanged(): void;
+}
+
 export class Page {
   private readonly bar: StatusBar;
   private readonly stage: Stage;
   private readonly candidates: Candidates;
   private readonly objectsList: ObjectsList;
   private readonly help: Help;
-  private readonly session: Session;
+  readonly session: Session;
   private readonly editor: Editor;
   private readonly everything: Everything;
-  private readonly objects = new ObjectStore();
+  readonly objects = new ObjectStore();
+  private ext: PageExtension | null = null;
   private readonly painter = new PaintScheduler(() => this.paint());
   private lastExport: { name: string; bytes: number } | null = null;
 
@@ -113,6 +126,15 @@ export class Page {
 
   // ---------------------------------------------------------------- actions
 
+  extend(ext: PageExtension): void {
+    this.ext = ext;
+  }
+
+  /** The objects or the extension's layers changed outside the page: list, buttons, overlay. */
+  refreshObjects(): void {
+    this.objectsChanged();
+  }
+
   async start(opts: StartOptions): Promise<void> {
     try {
       await this.session.start(opts);
@@ -145,7 +167,8 @@ export class Page {
     const img = this.session.image;
     const r = this.editor.mask;
     if (!img || !r) return;
-    this.objects.add(r, img.geom, this.threshold());
+    const o = this.objects.add(r, img.geom, this.threshold(), this.editor.prompts);
+    this.ext?.kept(o);
     this.editor.reset(this.session.target);
     this.resetView();
     this.objectsChanged();
@@ -240,6 +263,13 @@ export class Page {
         return;
       }
     }
+    const picked = this.ext && isEmpty(this.editor.prompts) && label === 1 ? this.ext.pick(p) : null;
+    const img = this.session.image;
+    if (picked && img) {
+      this.editor.adopt(picked.point, maskToLowResLogits(picked.mask, img.geom), picked.iou, t);
+      this.painter.schedule();
+      return;
+    }
     void this.editor.click(p, label, t);
   }
 
@@ -277,6 +307,7 @@ export class Page {
 
   private objectsChanged(): void {
     this.objectsList.render(this.objects.views());
+    this.ext?.objectsChanged();
     this.updateButtons();
     this.painter.schedule();
   }
@@ -298,6 +329,7 @@ export class Page {
     const size = this.stage.displaySize;
     const thr = this.threshold();
     const layers: Layer[] = this.objects.layers(size, img.geom, thr);
+    if (this.ext) layers.push(...this.ext.layers(size));
     const r = this.editor.mask;
     const h = this.editor.hover;
     if (r) layers.push({ mask: logitsToMask(r.lowRes, r.token, img.geom, size, thr), color: CURRENT_COLOR });

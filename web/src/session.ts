@@ -131,13 +131,36 @@ export class Session {
       return;
     }
     if (seq !== this.loadSeq) return;
+    await this.show(seq, name, bitmap, `Encoding “${name}” on the server…`, async () => {
+      const { blob, uploadName } = await this.uploadable(file, name, bitmap);
+      return { upload: { blob, name: uploadName }, meta: await postEmbedding(blob, uploadName) };
+    });
+  }
+
+  /**
+   * Show an image the server has already encoded (a project image, often prefetched): `bitmap` is
+   * `blob` decoded with EXIF orientation, `meta` its embedding's metadata. No upload.
+   */
+  async loadEncoded(img: { readonly name: string; readonly blob: Blob; readonly bitmap: ImageBitmap; readonly meta: EmbeddingMeta }): Promise<void> {
+    const seq = ++this.loadSeq;
+    this.on.clearError();
+    await this.show(seq, img.name, img.bitmap, `Loading “${img.name}”…`, () => Promise.resolve({ upload: { blob: img.blob, name: img.name }, meta: img.meta }));
+  }
+
+  /** Show `bitmap`, get its embedding from `encode` and load it into the decoder. */
+  private async show(
+    seq: number,
+    name: string,
+    bitmap: ImageBitmap,
+    label: string,
+    encode: () => Promise<{ upload: LoadedImage['upload']; meta: EmbeddingMeta }>,
+  ): Promise<void> {
     this.image = null;
     this.loading = true;
     this.on.imageShown(bitmap);
-    const stop = this.on.progress(`Encoding “${name}” on the server…`);
+    const stop = this.on.progress(label);
     try {
-      const { blob, uploadName } = await this.uploadable(file, name, bitmap);
-      const meta = await postEmbedding(blob, uploadName);
+      const { upload, meta } = await encode();
       if (seq !== this.loadSeq) return;
       const manifest = need(this.manifestValue, 'The decoder manifest is not loaded');
       const mismatch = embeddingMismatch(manifest, meta);
@@ -155,7 +178,7 @@ export class Session {
         originalSize: [bitmap.height, bitmap.width],
       });
       if (seq !== this.loadSeq) return;
-      this.image = { name, upload: { blob, name: uploadName }, bitmap, meta, geom };
+      this.image = { name, upload, bitmap, meta, geom };
       this.imagesLoaded++;
       this.on.imageReady(this.image);
     } catch (e) {

@@ -1,0 +1,207 @@
+"""The projects page end to end: real headless Chromium, a real server with the projects API (SQLite).
+
+One browser session (web/e2e/projects.mjs) creates a project, adds 3 images (2 files and a folder),
+annotates 2 objects with categories, reloads, goes to the prefetched next image, pre-labels and keeps
+a proposal, meets a save conflict, exports COCO and looks at a phone-sized screen. The server needs a
+token, so the page must ask for it (once). The tests check what the page saw against what the
+server stored and exported. Screenshots land in artifacts/e2e/projects-*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from loopback import free_port, wait_ready
+from PIL import Image, ImageDraw
+from test_page import ARTIFACTS, REPO, WEB, _missing_tools, run_node
+
+from clicksam.model.amg import rle_to_mask
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+TOKEN = "e2e-projects-token"
+
+
+def make_images(folder: Path) -> None:
+    """a.png, b.png and folder/c.png (a disc and a square on different backgrounds), folder/notes.txt."""
+    (folder / "folder").mkdir(parents=True, exist_ok=True)
+    for name, bg, shift in (
+        ("a.png", (90, 110, 130), 0),
+        ("b.png", (100, 90, 130), 10),
+        ("folder/c.png", (80, 120, 100), 20),
+    ):
+        im = Image.new("RGB", (640, 480), bg)
+        d = ImageDraw.Draw(im)
+        d.ellipse((120 + shift, 80, 300 + shift, 240), fill=(220, 40, 40))
+        d.rectangle((380, 250 + shift, 560, 420), fill=(40, 200, 80))
+        im.save(folder / name)
+    (folder / "folder" / "notes.txt").write_text("not an image: the page leaves it out\n")
+
+
+class Api:
+    """The projects API with the token, for checking what the server stored."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def get(self, path: str) -> Any:
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    problem = _missing_tools()
+    if problem:
+        pytest.fail(f"browser tests need their tools: {problem}")
+    data = tmp_path_factory.mktemp("projects-page")
+    port = free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = ARTIFACTS / "projects-server.log"
+    script = Path(__file__).with_name("projects_page_server.py")
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(port), str(data), str(WEB / "dist"), TOKEN],
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_ready(url, proc, log, 600, "the projects server")  # the first start exports the decoder
+        yield Api(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def run(server: Api, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    images = tmp_path_factory.mktemp("projects-images")
+    make_images(images)
+    proc = run_node(
+        "projects.mjs",
+        "--url",
+        server.url,
+        "--images",
+        str(images),
+        "--out",
+        str(ARTIFACTS),
+        "--token",
+        TOKEN,
+    )
+    out = ARTIFACTS / "projects-results.json"
+    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    if not results.get("ok"):
+        failed = [s for s in results.get("steps", []) if not s.get("ok")]
+        pytest.fail(
+            f"projects scenario failed (exit {proc.returncode}): {failed or results.get('error')}\n"
+            f"stderr: {proc.stderr[-2000:]}\nlogs: {results.get('logs', [])[-20:]}"
+        )
+    return results
+
+
+def test_the_page_asks_for_the_token_once_and_keeps_it(run: dict[str, Any]) -> None:
+    assert run["dialogs"] == ["This server needs its access token (CLICKSAM_TOKEN):"]
+
+
+def test_a_project_gets_images_from_files_and_a_folder(run: dict[str, Any], server: Api) -> None:
+    project = run["create"]["project"]
+    assert project["categories"] == ["cat", "dog"]
+    add = run["add"]
+    assert [i["file"] for i in add["p"]["images"]] == ["a.png", "b.png", "c.png"]  # notes.txt left out
+    assert add["error"] is None
+    assert add["hash"] == f"#/projects/{project['projectId']}/images/{add['p']['images'][0]['id']}"
+    assert add["thumbs"] == 3
+    assert server.get(f"api/projects/{project['projectId']}")["image_count"] == 3
+
+
+def test_objects_are_saved_with_category_prompts_and_mask_and_survive_a_reload(
+    run: dict[str, Any], server: Api
+) -> None:
+    objects = run["annotate"]["p"]["objects"]
+    assert [(o["category"], o["source"]) for o in objects] == [("dog", "manual"), ("cat", "manual")]
+    assert [o["prompts"]["points"] for o in objects] == [[[210, 160, 1]], [[470, 335, 1]]]
+    assert run["annotate"]["badge"] == "All changes saved"
+    reload = run["reload"]
+    assert reload["hash"] == run["add"]["hash"]
+    assert reload["p"]["objects"] == objects  # exactly what was saved
+    p = reload["p"]
+    saved = server.get(f"api/projects/{p['projectId']}/images/{p['imageId']}/annotations")
+    assert saved["version"] == p["version"]
+    got = [(a["category"], a["source"], a["area"], a["prompts"]["points"]) for a in saved["annotations"]]
+    assert got == [(o["category"], o["source"], o["area"], o["prompts"]["points"]) for o in objects]
+    for a, o in zip(saved["annotations"], objects, strict=True):
+        assert a["segmentation"]["size"] == [480, 640]  # at the image's resolution
+        assert int(rle_to_mask(a["segmentation"]).sum()) == o["area"]
+
+
+def test_next_image_is_prefetched_and_clickable_without_an_upload(run: dict[str, Any]) -> None:
+    nxt = run["next"]
+    images = nxt["p"]["images"]
+    assert nxt["p"]["imageId"] == images[1]["id"]
+    assert nxt["hash"].endswith(f"/images/{images[1]['id']}")
+    assert not [r for r in nxt["requests"] if not r.startswith("GET ")], nxt[
+        "requests"
+    ]  # no upload, no encode
+    assert nxt["clicked"]["maskArea"] > 0
+
+
+def test_prelabel_proposals_can_be_kept_with_source_and_score(run: dict[str, Any]) -> None:
+    pre = run["prelabel"]
+    assert pre["proposals"] >= 1
+    (kept,) = pre["after"]["objects"]
+    assert kept["source"] == "everything"
+    assert kept["score"] == pytest.approx(pre["first"]["score"], abs=1e-4)
+    assert kept["area"] == pre["first"]["area"]
+    assert kept["category"] == "cat"
+
+
+def test_a_conflict_is_shown_and_overwrite_keeps_the_page_edits(run: dict[str, Any], server: Api) -> None:
+    c = run["conflict"]
+    assert c["other"] == 200
+    assert c["p"]["saveState"] == "conflict"
+    assert c["shown"] == 1
+    p = c["after"]
+    saved = server.get(f"api/projects/{p['projectId']}/images/{p['imageId']}/annotations")
+    assert [(a["source"], a["area"]) for a in saved["annotations"]] == [
+        (o["source"], o["area"]) for o in p["objects"]
+    ]
+    assert len(saved["annotations"]) == 1  # the kept proposal, not the other save's empty list
+    page = server.get(f"api/projects/{p['projectId']}/images?status=done")
+    assert [i["id"] for i in page["images"]] == [p["imageId"]]
+
+
+def test_coco_export_holds_the_annotations_of_the_page(run: dict[str, Any], server: Api) -> None:
+    coco = json.loads(Path(run["export"]["file"]).read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["a.png", "b.png", "c.png"]
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    by_image: dict[int, list[tuple[str, str]]] = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append((names[a["category_id"]], a["source"]))
+    first, second = (i["id"] for i in coco["images"][:2])
+    assert by_image == {first: [("dog", "manual"), ("cat", "manual")], second: [("cat", "everything")]}
+    pid = run["export"]["p"]["projectId"]
+    stored = server.get(f"api/projects/{pid}/images/{run['export']['p']['images'][0]['id']}/annotations")
+    for a, s in zip(
+        [a for a in coco["annotations"] if a["image_id"] == first], stored["annotations"], strict=True
+    ):
+        assert np.array_equal(rle_to_mask(a["segmentation"]), rle_to_mask(s["segmentation"]))
+
+
+def test_a_phone_screen_collapses_the_gallery(run: dict[str, Any]) -> None:
+    phone = run["phone"]
+    assert phone["collapsed"] is True
+    assert phone["opened"] is True
+    assert phone["overflow"] <= 0  # nothing wider than the screen

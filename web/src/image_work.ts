@@ -1,0 +1,171 @@
+// The work on one project image: its saved annotations put on the page as objects, the autosave of
+// the objects (as COCO RLE at the image's resolution, with category, source, score and prompts),
+// the image's status, and the pre-label proposals. The project view makes one per opened image.
+
+import { ApiError, EVERYTHING_OPTIONS, postEverything } from './api';
+import { Autosave, type SaveState } from './autosave';
+import type { Size } from './frames';
+import type { AnnotationInfo, ObjectStore, SavedObject } from './objects';
+import { type Proposal, Proposals, toProposals } from './proposals';
+import { type AnnotationIn, type Annotations, type ImageStatus, type ProjectImage, getAnnotations, saveAnnotations } from './projects_api';
+import { type CocoRle, decodeRle, encodeRle } from './rle';
+
+/** Quiet time after the last edit before a save. */
+export const SAVE_DELAY_MS = 600;
+const RETRY_MS = 3000;
+
+export interface ImageWorkListener {
+  /** Save state changed (the badge; `detail` says why a save failed). */
+  saveState(state: SaveState, detail: string | null): void;
+  /** The objects changed from here (loaded, reloaded, a proposal kept): re-render without saving. */
+  objectsReplaced(): void;
+  /** The proposals changed: overlay and list. */
+  proposalsChanged(): void;
+}
+
+/** The annotation id a loaded object had (sent back so it keeps its id and created_at). */
+const savedIds = new WeakMap<SavedObject, number>();
+/** Each object's RLE, encoded once (masks never change once kept). */
+const rles = new WeakMap<SavedObject, CocoRle>();
+
+export class ImageWork {
+  readonly proposals = new Proposals();
+  readonly autosave: Autosave<{ annotations: AnnotationIn[]; status: ImageStatus }>;
+  private statusValue: ImageStatus;
+  private disposed = false;
+  /** Proposals handed to the editor on this image. */
+  private readonly adopted: Proposal[] = [];
+
+  constructor(
+    readonly pid: number,
+    readonly image: ProjectImage,
+    private readonly objects: ObjectStore,
+    private readonly on: ImageWorkListener,
+  ) {
+    this.statusValue = image.status;
+    this.autosave = new Autosave(image.version, {
+      delayMs: SAVE_DELAY_MS,
+      retryMs: RETRY_MS,
+      snapshot: () => ({ annotations: this.objects.all.map((o) => this.annotation(o)), status: this.statusToSave() }),
+      save: async (version, snap) => {
+        const v = await saveAnnotations(pid, image.id, { version, ...snap });
+        this.image.version = v;
+        this.image.status = snap.status;
+        this.statusValue = snap.status;
+        return v;
+      },
+      latest: async () => (await getAnnotations(pid, image.id)).version,
+      isConflict: (e) => e instanceof ApiError && e.status === 409,
+      state: (state, detail) => {
+        if (!this.disposed) this.on.saveState(state, detail);
+      },
+    });
+  }
+
+  get size(): Size {
+    return { w: this.image.width, h: this.image.height };
+  }
+
+  get status(): ImageStatus {
+    return this.statusValue;
+  }
+
+  /** The person set the image's status: saved with the annotations. */
+  setStatus(status: ImageStatus): void {
+    this.statusValue = status;
+    this.autosave.changed();
+  }
+
+  /** Put saved annotations on the page as the image's objects, and save from their version on. */
+  apply(saved: Annotations): void {
+    this.objects.clear();
+    for (const a of saved.annotations) {
+      const o = this.objects.addMask(decodeRle(a.segmentation), this.size, { category: a.category, source: a.source, score: a.score, prompts: a.prompts });
+      savedIds.set(o, a.id);
+      rles.set(o, a.segmentation);
+    }
+    this.autosave.reset(saved.version);
+    this.image.version = saved.version;
+    this.on.objectsReplaced();
+  }
+
+  /** After a conflict: drop the local edits and show what the server has. */
+  async reload(): Promise<void> {
+    this.apply(await getAnnotations(this.pid, this.image.id));
+  }
+
+  /** Run segment-everything on the image; its masks become proposals (best first). */
+  async prelabel(blob: Blob, query: URLSearchParams): Promise<number> {
+    const options = new Map(EVERYTHING_OPTIONS.flatMap((k) => (query.has(k) ? [[k, query.get(k) ?? '']] : [])));
+    const res = await postEverything(blob, this.image.file_name, options);
+    if (this.disposed) return 0;
+    this.proposals.set(toProposals(res, this.size), this.size);
+    this.on.proposalsChanged();
+    return this.proposals.all.length;
+  }
+
+  /** Keep proposal `id` (or every one scoring at least `above`) as objects of `category`. */
+  keep(which: { id: number } | { above: number }, category: string): number {
+    const taken = 'id' in which ? [this.proposals.take(which.id)].filter((p): p is Proposal => p !== null) : this.proposals.takeAbove(which.above);
+    for (const p of taken) this.objects.addMask(p.mask, this.size, proposalInfo(p, category));
+    this.on.proposalsChanged();
+    if (taken.length) {
+      this.on.objectsReplaced();
+      this.autosave.changed();
+    }
+    return taken.length;
+  }
+
+  /** Discard proposal `id`, or all of them. */
+  discard(id: number | null): void {
+    if (id === null) this.proposals.set([], this.size);
+    else this.proposals.take(id);
+    this.on.proposalsChanged();
+  }
+
+  /** A proposal the person clicked, handed to the editor (it comes back through `kept` if kept). */
+  pick(p: { x: number; y: number }): Proposal | null {
+    const q = this.proposals.at(p);
+    if (q) {
+      this.proposals.take(q.id);
+      this.adopted.push(q);
+      this.on.proposalsChanged();
+    }
+    return q;
+  }
+
+  /** An object kept from the editor: a refined proposal keeps its source and score. */
+  kept(o: SavedObject): void {
+    const first = o.annotation.prompts?.points[0];
+    const from = first && this.adopted.find((q) => Math.abs(q.point.x - first[0]) < 0.5 && Math.abs(q.point.y - first[1]) < 0.5);
+    if (from) {
+      o.annotation.source = 'everything';
+      o.annotation.score = Math.round(from.score * 1e4) / 1e4;
+    }
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.autosave.dispose();
+  }
+
+  private annotation(o: SavedObject): AnnotationIn {
+    let rle = rles.get(o);
+    if (!rle) {
+      rle = encodeRle(o.mask, this.size);
+      rles.set(o, rle);
+    }
+    const id = savedIds.get(o);
+    const a = o.annotation;
+    return { ...(id === undefined ? {} : { id }), category: a.category, segmentation: rle, source: a.source, score: a.score, prompts: a.prompts };
+  }
+
+  /** A new image with something on it is in progress (unless the person chose a status). */
+  private statusToSave(): ImageStatus {
+    return this.statusValue === 'new' && this.objects.all.length > 0 ? 'in_progress' : this.statusValue;
+  }
+}
+
+function proposalInfo(p: Proposal, category: string): AnnotationInfo {
+  return { category, source: 'everything', score: Math.round(p.score * 1e4) / 1e4, prompts: { points: [[p.point.x, p.point.y, 1]], box: null } };
+}

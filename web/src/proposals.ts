@@ -1,0 +1,108 @@
+// A project image's pre-label proposals: segment-everything masks waiting for a person to keep or
+// discard them. They are drawn apart from annotations (a faint grey fill and a dashed outline) and
+// a click on one hands it to the editor to refine. Nothing here is saved: a kept proposal becomes an
+// object (an annotation with source "everything" and its score).
+
+import { type EverythingMask, decodeEverything } from './everything';
+import type { Point, Size } from './frames';
+import { type EverythingResult } from './api';
+import { maskEdges, resampleNearest } from './mask';
+import type { Layer } from './overlay';
+
+export interface Proposal {
+  /** Stable within one pre-label run (the list's keys and test ids). */
+  readonly id: number;
+  readonly mask: Uint8Array;
+  readonly area: number;
+  /** The generator's predicted IoU. */
+  readonly score: number;
+  /** The grid point that produced it, original px. */
+  readonly point: Point;
+}
+
+const FILL: Layer['color'] = [190, 190, 190, 70];
+const DASH: Layer['color'] = [255, 209, 102, 235];
+/** Dash length in display px along both axes. */
+const DASH_PX = 4;
+
+/** A mask's outline with every other run of DASH_PX pixels left out, so it reads as dashed. */
+export function dashedEdges(mask: Uint8Array, size: Size): Uint8Array {
+  const e = maskEdges(mask, size);
+  for (let k = 0; k < e.length; k++) {
+    if (e[k] && Math.floor(((k % size.w) + Math.floor(k / size.w)) / DASH_PX) % 2 === 1) e[k] = 0;
+  }
+  return e;
+}
+
+/** The server's segment-everything answer as proposals at the image's `original` size, best first. */
+export function toProposals(res: EverythingResult, original: Size): Proposal[] {
+  const records = res.masks.map((m) => ({ rle: m.segmentation, iou: m.predicted_iou, point: m.point_coords[0] ?? ([0, 0] as const) }));
+  const masks: EverythingMask[] = decodeEverything(records, res.original_size, original);
+  return masks
+    .map((m, i) => ({ id: i + 1, mask: m.mask, area: m.area, score: m.iou, point: m.point }))
+    .filter((p) => p.area > 0)
+    .sort((a, b) => b.score - a.score);
+}
+
+export class Proposals {
+  private items: Proposal[] = [];
+  private original: Size | null = null;
+  private display: { size: Size; layers: Layer[] } | null = null;
+
+  get all(): readonly Proposal[] {
+    return this.items;
+  }
+
+  /** New proposals for an image of `original` size (an empty list clears them). */
+  set(items: Proposal[], original: Size | null): void {
+    this.items = items;
+    this.original = original;
+    this.display = null;
+  }
+
+  /** Remove and return proposal `id`, or null. */
+  take(id: number): Proposal | null {
+    const p = this.items.find((x) => x.id === id) ?? null;
+    if (p) {
+      this.items = this.items.filter((x) => x !== p);
+      this.display = null;
+    }
+    return p;
+  }
+
+  /** Remove and return every proposal scoring at least `score`. */
+  takeAbove(score: number): Proposal[] {
+    const kept = this.items.filter((p) => p.score >= score);
+    this.items = this.items.filter((p) => p.score < score);
+    this.display = null;
+    return kept;
+  }
+
+  /** The smallest proposal covering `p` (original px), or null. */
+  at(p: Point): Proposal | null {
+    const size = this.original;
+    if (!size) return null;
+    const x = Math.min(size.w - 1, Math.max(0, Math.floor(p.x)));
+    const y = Math.min(size.h - 1, Math.max(0, Math.floor(p.y)));
+    let best: Proposal | null = null;
+    for (const q of this.items) if (q.mask[y * size.w + x] && (!best || q.area < best.area)) best = q;
+    return best;
+  }
+
+  /** Fill and dashed outline of every proposal at the overlay's `size` (computed once per size). */
+  layers(size: Size): Layer[] {
+    const original = this.original;
+    if (!original || !this.items.length) return [];
+    if (!this.display || this.display.size.w !== size.w || this.display.size.h !== size.h) {
+      const fills: Layer[] = [];
+      const edges: Layer[] = [];
+      for (const p of this.items) {
+        const m = resampleNearest(p.mask, original, size, (n) => new Uint8Array(n));
+        fills.push({ mask: m, color: FILL });
+        edges.push({ mask: dashedEdges(m, size), color: DASH });
+      }
+      this.display = { size, layers: [...fills, ...edges] };
+    }
+    return this.display.layers;
+  }
+}
