@@ -6,8 +6,9 @@ the image encoder is run once up front (timed and reported separately) and exclu
 is everything after the embedding: decoding the point grid, filtering, upsampling, NMS, RLE and records.
 
 Weights: the model with seeded random weights (no checkpoint can be downloaded here), with the prompt
-encoder and mask decoder perturbed and the hypernetwork outputs scaled (as in tests/model/
-test_automatic.py) so that a realistic share of the masks pass SAM's filters. The decoder has the same
+encoder and mask decoder perturbed and the hypernetwork outputs scaled (``sharpened_state`` of
+tests/referee_stubs.py, as in tests/model/test_automatic.py) so that a realistic share of the masks pass
+SAM's filters. The decoder has the same
 size for every SAM variant, so ``--model vit_test`` (tiny encoder) times the generator just the same and
 only makes the one-off embedding cheaper.
 
@@ -94,19 +95,6 @@ def _image(h: int, w: int) -> np.ndarray:
     return np.clip(img.astype(np.int64) + noise, 0, 255).astype(np.uint8)
 
 
-def _sharpened_state(sam: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
-    """As tests/model/test_automatic.py: perturbed prompt encoder/decoder, sharp hypernetwork outputs."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in sam.state_dict().items():
-        if value.is_floating_point() and not key.startswith("image_encoder"):
-            value = value + 0.05 * torch.randn(value.shape, generator=gen)
-            if key.startswith("mask_decoder.output_hypernetworks_mlps") and ".layers.2." in key:
-                value = value * 40.0
-        state[key] = value.clone()
-    return state
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,7 +108,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from referee_stubs import install_torchvision_stub, reference_sam  # the referee's stand-ins
+    # the referee's stand-ins and the weights tests/model/test_automatic.py uses
+    from referee_stubs import install_torchvision_stub, reference_sam, sharpened_state
 
     install_torchvision_stub()
     from segment_anything import automatic_mask_generator as official_amg
@@ -132,7 +121,7 @@ def main() -> int:
         sam = build_sam("demo").eval()
     else:
         sam = build_sam(args.model, seed=0).eval()
-        sam.load_state_dict(_sharpened_state(sam))
+        sam.load_state_dict(sharpened_state(sam))
     official = reference_sam(modeling, sam.image_encoder, sam.prompt_encoder.image_embedding_size)
     official.load_state_dict(sam.state_dict(), strict=True)
 

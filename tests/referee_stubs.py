@@ -6,7 +6,7 @@ exactly the names they use: ``transforms.functional.resize`` / ``to_pil_image`` 
 torchvision does for PIL images) and ``ops.boxes.batched_nms`` / ``box_area`` (plain torch).
 :func:`install_timm_stub` does the same for the ``timm`` names ``mobile_sam`` imports (eval-mode only).
 :func:`reference_sam` builds the referee's ``Sam`` around an image encoder with SAM's standard prompt
-encoder and mask decoder.
+encoder and mask decoder; :func:`sharpened_state` gives both sides weights whose masks are sharp.
 Tests import this module by name; the benchmarks put ``tests/`` on ``sys.path`` first.
 """
 
@@ -143,3 +143,18 @@ def reference_sam(
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     ).eval()
+
+
+def sharpened_state(sam: nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """``sam``'s state dict with its prompt encoder and mask decoder perturbed by seeded noise and the
+    hypernetwork outputs scaled up: sharp logits, so a good share of masks pass SAM's stability filter
+    (raw random weights give masks that almost all fail it). The image encoder is left as it is."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in sam.state_dict().items():
+        if value.is_floating_point() and not key.startswith("image_encoder"):
+            value = value + 0.05 * torch.randn(value.shape, generator=gen)
+            if key.startswith("mask_decoder.output_hypernetworks_mlps") and ".layers.2." in key:
+                value = value * 40.0  # sharp logits: stable masks
+        state[key] = value.clone()
+    return state

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from referee_stubs import reference_sam
+from referee_stubs import reference_sam, sharpened_state
 
 from clicksam.model import SamAutomaticMaskGenerator, amg, build_sam
 from clicksam.model.automatic import EverythingError, _GridDecoder
@@ -50,25 +50,13 @@ def _reference_batched_nms(
     return torch.tensor(keep, dtype=torch.int64)
 
 
-def _sharpened_state(sam: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in sam.state_dict().items():
-        if value.is_floating_point() and not key.startswith("image_encoder"):
-            value = value + 0.05 * torch.randn(value.shape, generator=gen)
-            if key.startswith("mask_decoder.output_hypernetworks_mlps") and ".layers.2." in key:
-                value = value * 40.0  # sharp logits: stable masks
-        state[key] = value.clone()
-    return state
-
-
 @pytest.fixture(scope="module")
 def models(segment_anything_ref: types.ModuleType) -> tuple[Any, Any, types.ModuleType]:
     from segment_anything import automatic_mask_generator as official_amg
     from segment_anything import modeling
 
     sam = build_sam("vit_test", seed=0).eval()
-    state = _sharpened_state(sam)
+    state = sharpened_state(sam)
     sam.load_state_dict(state)
     grid = sam.prompt_encoder.image_embedding_size
     official = reference_sam(modeling, sam.image_encoder, grid)
