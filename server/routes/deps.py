@@ -34,13 +34,17 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-#: the answers of a route that takes an image upload besides 200 (each route adds its 422)
-UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "empty, truncated or undecodable image"},
-    413: {"model": ErrorResponse, "description": "upload bytes or declared pixel count over the limit"},
-    415: {"model": ErrorResponse, "description": "not a supported image type (decided from the bytes)"},
-    503: {"model": ErrorResponse, "description": "busy (see Retry-After) or model loading"},
-}
+def upload_errors(unprocessable: str) -> dict[int | str, dict[str, Any]]:
+    """The documented answers besides 200 of a route that takes an image upload; ``unprocessable``
+    says when it answers 422."""
+    described = {
+        400: "empty, truncated or undecodable image",
+        413: "upload bytes or declared pixel count over the limit",
+        415: "not a supported image type (decided from the bytes)",
+        422: unprocessable,
+        503: "busy (see Retry-After) or model loading",
+    }
+    return {code: {"model": ErrorResponse, "description": text} for code, text in described.items()}
 
 
 def upload_too_large_message(limit: int) -> str:

@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from clicksam.formats import EmbeddingResponse
-from clicksam.server.routes.deps import UPLOAD_ERRORS, ServiceDep, SettingsDep, read_upload
+from clicksam.server.routes.deps import ServiceDep, SettingsDep, read_upload, upload_errors
 from clicksam.server.routes.deps import (
     upload_too_large_message as upload_too_large_message,
 )  # for old importers
-from clicksam.server.schemas import ErrorResponse
+from clicksam.server.schemas import IMAGE_UPLOAD_BODY, ErrorResponse
 
 router = APIRouter(prefix="/api/embeddings", tags=["embeddings"])
 
 TENSOR_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
-_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    **UPLOAD_ERRORS,
-    422: {"model": ErrorResponse, "description": "no 'image' file in the multipart form"},
-}
 
-
-@router.post("", response_model=EmbeddingResponse, responses=_UPLOAD_ERRORS)
+@router.post(
+    "",
+    response_model=EmbeddingResponse,
+    responses=upload_errors("no 'image' file in the multipart form"),
+    openapi_extra=IMAGE_UPLOAD_BODY,
+)
 async def create_embedding(
     service: ServiceDep,
     settings: SettingsDep,
-    image: Annotated[
-        UploadFile | None, File(description="the image file (JPEG, PNG, WebP, HEIC, ...)")
-    ] = None,
+    image: Annotated[UploadFile, File(description="the image file (JPEG, PNG, WebP, HEIC, ...)")],
 ) -> EmbeddingResponse:
     """Upload an image and get its embedding's metadata; the tensor is at the returned ``url``.
 

@@ -6,28 +6,25 @@ upload's limits and the generator options are checked here, the work and its que
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
 from clicksam.formats import EverythingResult
 from clicksam.server.everything import EverythingOptions
-from clicksam.server.routes.deps import UPLOAD_ERRORS, EverythingDep, SettingsDep, read_upload
-from clicksam.server.schemas import ErrorResponse
+from clicksam.server.routes.deps import EverythingDep, SettingsDep, read_upload, upload_errors
+from clicksam.server.schemas import IMAGE_UPLOAD_BODY
 
 router = APIRouter(prefix="/api/everything", tags=["everything"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    **UPLOAD_ERRORS,
-    422: {"model": ErrorResponse, "description": "no 'image' file, or an option out of range"},
-}
+_ERRORS = upload_errors("no 'image' file, or an option out of range")
 
 
-@router.post("", response_model=EverythingResult, responses=_ERRORS)
+@router.post("", response_model=EverythingResult, responses=_ERRORS, openapi_extra=IMAGE_UPLOAD_BODY)
 async def segment_everything(
     everything: EverythingDep,
     settings: SettingsDep,
-    image: Annotated[UploadFile | None, File(description="the image file")] = None,
+    image: Annotated[UploadFile, File(description="the image file")],
     points_per_side: Annotated[int, Form(ge=1, le=64, description="grid points per side")] = 32,
     pred_iou_thresh: Annotated[float, Form(ge=0.0, le=1.0)] = 0.88,
     stability_score_thresh: Annotated[float, Form(ge=0.0, le=1.0)] = 0.95,
@@ -39,12 +36,9 @@ async def segment_everything(
 
     Takes seconds to minutes on a CPU (about ``points_per_side**2`` decoder runs).
     """
+    # the fields of EverythingOptions, in order
     options = EverythingOptions(
-        points_per_side=points_per_side,
-        pred_iou_thresh=pred_iou_thresh,
-        stability_score_thresh=stability_score_thresh,
-        box_nms_thresh=box_nms_thresh,
-        crop_n_layers=crop_n_layers,
-        min_mask_region_area=min_mask_region_area,
-    )
+        points_per_side, pred_iou_thresh, stability_score_thresh, box_nms_thresh, crop_n_layers,
+        min_mask_region_area,
+    )  # fmt: skip
     return await everything.segment(await read_upload(image, settings), options)
