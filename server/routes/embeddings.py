@@ -8,9 +8,6 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from clicksam.formats import EmbeddingResponse
 from clicksam.server.routes.deps import ServiceDep, SettingsDep, read_upload, upload_errors
-from clicksam.server.routes.deps import (
-    upload_too_large_message as upload_too_large_message,
-)  # for old importers
 from clicksam.server.schemas import IMAGE_UPLOAD_BODY, ErrorResponse
 
 router = APIRouter(prefix="/api/embeddings", tags=["embeddings"])
