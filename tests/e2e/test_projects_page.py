@@ -1,15 +1,17 @@
-"""The projects page end to end: real headless Chromium, a real server with the projects API (SQLite).
+"""The projects page end to end: real headless Chromium, real ``clicksam serve`` with projects (SQLite).
 
-One browser session (web/e2e/projects.mjs) creates a project, adds 3 images (2 files and a folder),
-annotates 2 objects with categories, reloads, goes to the prefetched next image, pre-labels and keeps
-a proposal, meets a save conflict, exports COCO and looks at a phone-sized screen. The server needs a
-token, so the page must ask for it (once). The tests check what the page saw against what the
-server stored and exported. Screenshots land in artifacts/e2e/projects-*.png.
+The server runs with a token (CLICKSAM_TOKEN) and its own projects folder. One browser session
+(web/e2e/projects.mjs) creates a project, adds 3 images (2 files and a folder), annotates 2 objects
+with categories, reloads, goes to the prefetched next image, pre-labels and keeps a proposal, meets a
+save conflict, exports COCO and looks at a phone-sized screen; the page must ask for the token once.
+The tests check what the page saw against what the server stored and exported. Screenshots land in
+artifacts/e2e/projects-*.png.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -21,7 +23,7 @@ import numpy as np
 import pytest
 from loopback import free_port, wait_ready
 from PIL import Image, ImageDraw
-from test_page import ARTIFACTS, REPO, WEB, _missing_tools, run_node
+from test_page import ARTIFACTS, E2E_MODEL, REPO, WEB, _missing_tools, run_node
 
 from clicksam.model.amg import rle_to_mask
 
@@ -60,6 +62,7 @@ class Api:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """``clicksam serve`` with a token and its own projects folder (SQLite) on a free loopback port."""
     problem = _missing_tools()
     if problem:
         pytest.fail(f"browser tests need their tools: {problem}")
@@ -67,15 +70,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = ARTIFACTS / "projects-server.log"
-    script = Path(__file__).with_name("projects_page_server.py")
+    cmd = [
+        sys.executable, "-m", "clicksam.cli", "serve", "--model", E2E_MODEL, "--host", "127.0.0.1",
+        "--port", str(port), "--web-dir", str(WEB / "dist"), "--cache-dir", str(data / "cache"),
+        "--data-dir", str(data / "projects"), "--torch-threads", "1",
+    ]  # fmt: skip
+    decoder_dir = os.environ.get("CLICKSAM_E2E_DECODER_DIR")  # a ready export, to skip exporting
+    if decoder_dir:
+        cmd += ["--decoder-dir", decoder_dir]
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(script), str(port), str(data), str(WEB / "dist"), TOKEN],
-            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-        )  # fmt: skip
+            cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "CLICKSAM_TOKEN": TOKEN}
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_ready(url, proc, log, 600, "the projects server")  # the first start exports the decoder
+        wait_ready(url, proc, log, 600, "clicksam serve")  # the first start exports the decoder
         yield Api(url)
     finally:
         proc.terminate()

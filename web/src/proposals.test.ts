@@ -1,0 +1,81 @@
+// Tests of the pre-label proposals (proposals.ts): the server's answer becomes proposals best first,
+// keep-all-above takes exactly those at or above the score, a click finds the smallest proposal under
+// it, and the outline drawn for them is dashed.
+
+import { describe, expect, it } from 'vitest';
+import type { EverythingResult } from './api';
+import { Proposals, dashedEdges, toProposals } from './proposals';
+import { encodeRle } from './rle';
+
+const size = { w: 8, h: 6 };
+
+function rect(x0: number, y0: number, x1: number, y1: number): Uint8Array {
+  const m = new Uint8Array(size.w * size.h);
+  for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) m[y * size.w + x] = 1;
+  return m;
+}
+
+function answer(masks: Array<{ mask: Uint8Array; iou: number; point: [number, number] }>): EverythingResult {
+  return {
+    id: 'e',
+    original_size: [size.h, size.w],
+    masks: masks.map((m) => ({
+      segmentation: encodeRle(m.mask, size),
+      area: m.mask.reduce((a, b) => a + b, 0),
+      bbox: [0, 0, 0, 0],
+      predicted_iou: m.iou,
+      stability_score: 1,
+      point_coords: [m.point],
+      crop_box: [0, 0, size.w, size.h],
+    })),
+  };
+}
+
+describe('proposals', () => {
+  const big = rect(0, 0, 8, 6);
+  const small = rect(2, 2, 4, 4);
+  const res = answer([
+    { mask: small, iou: 0.7, point: [3, 3] },
+    { mask: big, iou: 0.95, point: [6, 1] },
+    { mask: new Uint8Array(48), iou: 0.99, point: [0, 0] }, // empty: left out
+  ]);
+
+  it('come best first with their masks, scores and grid points', () => {
+    const ps = toProposals(res, size);
+    expect(ps.map((p) => p.score)).toEqual([0.95, 0.7]);
+    expect(ps.map((p) => p.area)).toEqual([48, 4]);
+    expect(ps[1]!.point).toEqual({ x: 3, y: 3 });
+    expect(Array.from(ps[1]!.mask)).toEqual(Array.from(small));
+  });
+
+  it('keep-all-above takes those at or above the score and leaves the rest', () => {
+    const list = new Proposals();
+    list.set(toProposals(res, size), size);
+    expect(list.takeAbove(0.95).map((p) => p.score)).toEqual([0.95]);
+    expect(list.all.map((p) => p.score)).toEqual([0.7]);
+    expect(list.takeAbove(0.99)).toEqual([]);
+  });
+
+  it('a click finds the smallest proposal under it; take removes it', () => {
+    const list = new Proposals();
+    list.set(toProposals(res, size), size);
+    const inner = list.at({ x: 3.2, y: 2.5 });
+    expect(inner?.area).toBe(4);
+    expect(list.at({ x: 7, y: 5 })?.area).toBe(48);
+    expect(list.take(inner!.id)).toBe(inner);
+    expect(list.at({ x: 3.2, y: 2.5 })?.area).toBe(48);
+    expect(list.take(inner!.id)).toBeNull();
+  });
+
+  it('draws a dashed outline: part of the edge, nothing inside', () => {
+    const s = { w: 40, h: 40 };
+    const m = new Uint8Array(s.w * s.h);
+    for (let y = 5; y < 35; y++) for (let x = 5; x < 35; x++) m[y * s.w + x] = 1;
+    const e = dashedEdges(m, s);
+    const on = e.reduce((a, b) => a + b, 0);
+    expect(on).toBeGreaterThan(40);
+    expect(on).toBeLessThan(4 * 29); // gaps: less than the full outline
+    expect(e[20 * s.w + 20]).toBe(0);
+    for (let k = 0; k < e.length; k++) if (e[k]) expect(m[k]).toBe(1);
+  });
+});
