@@ -40,13 +40,9 @@ import sys
 from pathlib import Path
 import uvicorn
 from clicksam.server.app import create_app
-from clicksam.server.projects.runtime import ProjectsConfig
-from clicksam.server.routes.projects import install_projects
 from clicksam.server.settings import Settings
 port, data = int(sys.argv[1]), Path(sys.argv[2])
-app = create_app(Settings(model="vit_test", cache_dir=data / "cache", web_dir=data / "no-web"))
-if getattr(app.state, "projects_config", None) is None:
-    install_projects(app, ProjectsConfig(data_dir=data))
+app = create_app(Settings(model="vit_test", cache_dir=data / "cache", web_dir=data / "no-web", data_dir=data))
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 """
 

@@ -174,8 +174,11 @@ def serve(args: argparse.Namespace) -> int:
     from clicksam.server.app import create_app
     from clicksam.server.decoder_files import default_decoder_dir
     from clicksam.server.loading import resolve_model
+    from clicksam.server.projects.runtime import ProjectsConfig, check_auth
 
     settings = _settings_from_args(args)
+    # before any export: a server open beyond loopback with nobody's token is refused at once
+    check_auth(ProjectsConfig.from_settings(settings))
     spec = resolve_model(
         settings.model, settings.checkpoint, settings.seed, random_weights=settings.random_weights
     )

@@ -36,8 +36,15 @@ from clicksam.server.middleware import (
     UploadLimitMiddleware,
 )
 from clicksam.server.onnx_encoder import encoder_dir, load_onnx_encoder
+from clicksam.server.projects.runtime import ProjectsConfig
 from clicksam.server.routes import embeddings, everything, system
 from clicksam.server.routes.deps import upload_too_large_message
+from clicksam.server.routes.projects import (
+    REQUEST_FILES,
+    install_projects,
+    is_image_upload,
+    request_too_large_message,
+)
 from clicksam.server.service import EmbeddingService
 from clicksam.server.settings import Settings
 
@@ -180,6 +187,7 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
     app.include_router(system.router)
     app.include_router(embeddings.router)
     app.include_router(everything.router)
+    install_projects(app, ProjectsConfig.from_settings(settings))  # AuthConfigError: open beyond loopback
 
     if decoder_dir is not None:
         app.mount(
@@ -204,6 +212,16 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
         max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES,
         message=upload_too_large_message(settings.max_upload_bytes),
         drain_bytes=4 * settings.max_upload_bytes,
+        skip=is_image_upload,
+    )
+    # images added to a project come several to a request, each checked on its own against the limit
+    project_limit = REQUEST_FILES * settings.max_upload_bytes
+    app.add_middleware(
+        UploadLimitMiddleware,
+        max_body_bytes=project_limit + MULTIPART_SLACK_BYTES,
+        message=request_too_large_message(project_limit),
+        drain_bytes=4 * settings.max_upload_bytes,
+        skip=lambda scope: not is_image_upload(scope),
     )
     app.add_middleware(IsolationHeadersMiddleware)
     return app

@@ -59,13 +59,23 @@ class UploadLimitMiddleware:
         max_body_bytes: largest request body (the upload limit plus room for the multipart framing).
         message: the ``detail`` of the 413.
         drain_bytes: most bytes to read and drop after the limit before giving up on the connection.
+        skip: requests this instance leaves alone (another instance with its own limit takes them).
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, message: str, drain_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        message: str,
+        drain_bytes: int,
+        skip: Callable[[Scope], bool] = lambda scope: False,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body = json.dumps({"detail": message}).encode()
         self.drain_bytes = drain_bytes
+        self.skip = skip
 
     async def _send_413(self, send: Send) -> None:
         await send(
@@ -92,7 +102,7 @@ class UploadLimitMiddleware:
                 return
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or self.skip(scope):
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:

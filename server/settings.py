@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: the project's per-user cache (the same folder ``clicksam weights`` uses); weights, decoder exports and
 #: the optional embedding disk cache live below it
 DEFAULT_CACHE_DIR = Path(platformdirs.user_cache_dir("clicksam", appauthor=False))
+#: what people make (projects: their database and image files) is data, not cache: it lives apart
+DEFAULT_DATA_DIR = Path(platformdirs.user_data_dir("clicksam", appauthor=False))
 
 
 class Settings(BaseSettings):
@@ -74,10 +76,10 @@ class Settings(BaseSettings):
         0, ge=0, description="intra-op threads of the encoder (0: one per CPU core the process may use)"
     )
     log_level: str = Field("info", description="uvicorn log level")
-    data_dir: Path | None = Field(
-        None,
-        description="projects folder: the SQLite database (unless database_url is set) and the image files; "
-        "default <cache_dir>/projects (back it up: it holds people's work, not a cache)",
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        description="projects folder: the SQLite database (unless database_url is set) and the image files "
+        "(back it up: it holds people's work)",
     )
     database_url: str | None = Field(
         None,
@@ -92,10 +94,6 @@ class Settings(BaseSettings):
     no_auth: bool = Field(
         False, description="listen beyond loopback with no token: anyone who reaches it can change projects"
     )
-
-    def resolved_data_dir(self) -> Path:
-        """Where projects live: the setting, or ``<cache_dir>/projects``."""
-        return self.data_dir or self.cache_dir / "projects"
 
     def resolved_torch_threads(self) -> int:
         """The thread count to give torch: the setting, or the usable CPU cores."""

@@ -47,7 +47,7 @@ def _repository(data_dir: Path | None, database_url: str | None) -> Any:
     from clicksam.server.settings import Settings
 
     settings = Settings()
-    data_dir = data_dir or settings.resolved_data_dir()
+    data_dir = data_dir or settings.data_dir
     engine = create_db_engine(database_url or settings.database_url or default_url(data_dir))
     upgrade(engine)
     return Repository(engine, BlobStore(data_dir / "images"))

@@ -51,7 +51,7 @@ class ProjectsConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> ProjectsConfig:
         return cls(
-            data_dir=settings.resolved_data_dir(),
+            data_dir=settings.data_dir,
             database_url=settings.database_url,
             token=settings.token.get_secret_value() if settings.token is not None else None,
             host=settings.host,

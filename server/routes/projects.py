@@ -7,11 +7,13 @@ runs in plain ``def`` routes, which FastAPI runs on its thread pool, never on th
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Final
 
 import anyio
 from fastapi import APIRouter, Body, Depends, FastAPI, File, Path, Query, UploadFile
 from fastapi.responses import Response
+from starlette.types import Scope
 
 from clicksam.server.errors import ServerError, UploadTooLargeError
 from clicksam.server.images import sniff_format
@@ -67,16 +69,34 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": what[code]} for code in codes}
 
 
+#: one request to ``POST /api/projects/{pid}/images`` may carry this many files of the upload limit
+REQUEST_FILES: Final[int] = 20
+_IMAGES_PATH = re.compile(r"^/api/projects/[^/]+/images$")
+
+
+def is_image_upload(scope: Scope) -> bool:
+    """Whether a request adds images to a project (its body limit is ``REQUEST_FILES`` uploads)."""
+    return scope.get("method") == "POST" and bool(_IMAGES_PATH.match(scope.get("path", "")))
+
+
+def request_too_large_message(limit: int) -> str:
+    return f"upload too large: one request may carry {limit:,} bytes; send the images in several requests"
+
+
 def install_projects(app: FastAPI, config: ProjectsConfig) -> None:
-    """Add the projects API to ``app``; the database opens with the app's lifespan.
+    """Add the projects API to ``app`` (once; a second call only replaces the config before start-up).
+
+    The database opens with the app's lifespan.
 
     Raises:
         AuthConfigError: see ``runtime.check_auth``.
     """
     check_auth(config)
+    installed = getattr(app.state, "projects_config", None) is not None
     app.state.projects_config = config
     app.state.projects = None
-    app.include_router(router)
+    if not installed:
+        app.include_router(router)
 
 
 @router.post("", status_code=201, response_model=ProjectOut, responses=_errors(409, 422))
@@ -130,6 +150,8 @@ async def add_images(
     for upload in image:
         name = upload.filename or "image"
         try:
+            if upload.size is not None and upload.size > settings.max_upload_bytes:
+                raise UploadTooLargeError(upload_too_large_message(settings.max_upload_bytes))
             data = await upload.read()
             if len(data) > settings.max_upload_bytes:
                 raise UploadTooLargeError(upload_too_large_message(settings.max_upload_bytes))

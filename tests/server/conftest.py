@@ -35,6 +35,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "model": "vit_test",
             "cache_dir": tmp_path / "cache",
+            "data_dir": tmp_path / "data",
             "web_dir": tmp_path / "no-web",
         }
         values.update(overrides)

@@ -20,8 +20,6 @@ from server_helpers import StatusRecorder, run_uvicorn
 from clicksam.model import Sam
 from clicksam.server.app import create_app
 from clicksam.server.loading import ModelSpec
-from clicksam.server.projects.runtime import ProjectsConfig
-from clicksam.server.routes.projects import install_projects
 from clicksam.server.settings import Settings
 
 
@@ -57,8 +55,8 @@ def start_server(
     statuses: list[int] = []
 
     def start(database_url: str | None, *, token: str | None = None, **settings: Any) -> httpx.Client:
-        app = create_app(make_settings(**settings), spec=spec, sam=sam)
-        install_projects(app, ProjectsConfig(data_dir=data_dir, database_url=database_url, token=token))
+        config = make_settings(data_dir=data_dir, database_url=database_url, token=token, **settings)
+        app = create_app(config, spec=spec, sam=sam)
         app.add_middleware(StatusRecorder, statuses=statuses)
         base = stack.enter_context(run_uvicorn(app))
         return stack.enter_context(httpx.Client(base_url=base, timeout=60))

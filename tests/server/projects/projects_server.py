@@ -11,17 +11,17 @@ from pathlib import Path
 import uvicorn
 
 from clicksam.server.app import create_app
-from clicksam.server.projects.runtime import ProjectsConfig
-from clicksam.server.routes.projects import install_projects
 from clicksam.server.settings import Settings
 
 
 def main(argv: list[str]) -> None:
     port, data_dir = int(argv[0]), Path(argv[1])
     url = argv[2] if len(argv) > 2 else None
-    settings = Settings(model="vit_test", cache_dir=data_dir / "cache", web_dir=data_dir / "no-web")
+    settings = Settings(
+        model="vit_test", cache_dir=data_dir / "cache", web_dir=data_dir / "no-web", data_dir=data_dir,
+        database_url=url,
+    )  # fmt: skip
     app = create_app(settings)
-    install_projects(app, ProjectsConfig(data_dir=data_dir, database_url=url))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

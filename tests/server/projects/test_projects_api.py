@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -367,3 +368,46 @@ def test_hostile_values_are_422_not_500(client: httpx.Client) -> None:
     )  # fmt: skip
     assert client.put(url, json={"version": 2**40, "annotations": []}).status_code == 422
     assert client.get(url).json()["version"] == 0
+
+
+def test_several_files_may_together_pass_the_single_upload_limit(
+    start_server: Callable[..., httpx.Client], database: str | None
+) -> None:
+    """The body of an images request may hold REQUEST_FILES uploads; the byte limit applies per file."""
+    client = start_server(database, max_upload_bytes=70_000)  # one request to /api/embeddings: <= 135,536
+    pid = make_project(client)
+    fits = [image_bytes(140, 140, seed, fmt="BMP") for seed in range(3)]  # 58,854 bytes each
+    over = image_bytes(160, 160, 9, fmt="BMP")  # 76,854 bytes
+    r = upload(client, pid, *[(f"{i}.bmp", f) for i, f in enumerate(fits)], ("over.bmp", over))
+    assert r.status_code == 201, r.text
+    assert [im["file_name"] for im in r.json()["images"]] == ["0.bmp", "1.bmp", "2.bmp"]
+    assert r.json()["errors"] == [
+        {
+            "file_name": "over.bmp",
+            "status_code": 413,
+            "detail": "upload too large: the limit is 70,000 bytes; send a smaller or more compressed image",
+        }
+    ]
+    # the request as a whole is still bounded
+    r = upload(client, pid, *[(f"{i}.bmp", fits[0]) for i in range(25)])
+    assert r.status_code == 413
+    assert r.json() == {
+        "detail": "upload too large: one request may carry 1,400,000 bytes; "
+        "send the images in several requests"
+    }
+    # and /api/embeddings keeps its own limit
+    r = client.post("/api/embeddings", files={"image": ("a.bmp", fits[0] * 3, "image/bmp")})
+    assert r.status_code == 413
+
+
+def test_serve_refuses_an_open_non_loopback_address(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("clicksam")
+    args = [str(script), "serve", "--host", "0.0.0.0", "--model", "vit_test", "--cache-dir", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "CLICKSAM_TOKEN"}
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2
+    assert "refusing to listen on 0.0.0.0 with the projects open to anyone: set CLICKSAM_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr
