@@ -1,7 +1,7 @@
 """Export SAM's prompt encoder + mask decoder to ONNX, check every file, and write the manifest.
 
-The export is configured by one mapping, variant name -> :class:`VariantConfig`; :data:`DEFAULT_CONFIGS` are
-the two that ship:
+The export is configured by one mapping, variant name -> :class:`VariantConfig`;
+:data:`DEFAULT_CONFIGS` are the two presets that ship:
 
 * ``official`` -> ``decoder.onnx``: Meta's decoder interface (``orig_im_size`` input, full-size
   ``masks`` computed in the graph from that input, ``iou_predictions``, ``low_res_masks``), float32.
