@@ -22,8 +22,6 @@ from server_helpers import StatusRecorder, encode, random_rgb, run_uvicorn
 from clicksam.model import Sam
 from clicksam.server.app import create_app
 from clicksam.server.loading import ModelSpec
-from clicksam.server.projects.runtime import ProjectsConfig
-from clicksam.server.routes.projects import install_projects
 from clicksam.server.settings import Settings
 
 NO_IMAGE = "no image: send the file as multipart/form-data in the field 'image'"
@@ -39,9 +37,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(sam: Sam, spec: ModelSpec, root: Path) -> Iterator[httpx.Client]:
-    settings = Settings(model="vit_test", cache_dir=root / "cache", web_dir=root / "web")
+    web, data = root / "web", root / "data"
+    settings = Settings(model="vit_test", cache_dir=root / "cache", web_dir=web, data_dir=data)
     app = create_app(settings, spec=spec, sam=sam)
-    install_projects(app, ProjectsConfig(data_dir=root / "data"))
     statuses: list[int] = []
     app.add_middleware(StatusRecorder, statuses=statuses)
     with run_uvicorn(app) as url, httpx.Client(base_url=url, timeout=60) as client:
@@ -148,7 +146,8 @@ def test_the_page_is_still_served(client: httpx.Client) -> None:
 
 
 def test_an_unexpected_exception_is_a_500_with_a_string(sam: Sam, spec: ModelSpec, root: Path) -> None:
-    app = create_app(Settings(model="vit_test", cache_dir=root / "cache500"), spec=spec, sam=sam)
+    settings = Settings(model="vit_test", cache_dir=root / "cache500", data_dir=root / "data500")
+    app = create_app(settings, spec=spec, sam=sam)
 
     @app.get("/boom")
     async def boom() -> None:

@@ -28,8 +28,6 @@ from server_helpers import StatusRecorder, png_bytes, run_uvicorn
 from clicksam.model import Sam
 from clicksam.server.app import create_app
 from clicksam.server.loading import ModelSpec
-from clicksam.server.projects.runtime import ProjectsConfig
-from clicksam.server.routes.projects import install_projects
 from clicksam.server.settings import Settings
 
 #: test cases per operation and phase; the run's length and count are in the test's output
@@ -44,9 +42,10 @@ def test_the_server_keeps_its_openapi_contract(sam: Sam, spec: ModelSpec, tmp_pa
     web = tmp_path / "web"
     web.mkdir()
     (web / "index.html").write_text("<!doctype html><title>clicksam</title>")
-    settings = Settings(model="vit_test", cache_dir=tmp_path / "cache", web_dir=web)
+    settings = Settings(
+        model="vit_test", cache_dir=tmp_path / "cache", web_dir=web, data_dir=tmp_path / "data", token=TOKEN
+    )
     app = create_app(settings, spec=spec, sam=sam)
-    install_projects(app, ProjectsConfig(data_dir=tmp_path / "data", token=TOKEN))
     statuses: list[int] = []
     app.add_middleware(StatusRecorder, statuses=statuses)
     command = [
