@@ -291,12 +291,7 @@ class Repository:
 
     def image(self, pid: int, iid: int) -> ImageRecord:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            image = session.get(ImageRecord, iid)
-            if image is None or image.project_id != pid:
-                if session.get(Project, pid) is None:
-                    raise _project_missing(pid)
-                raise _image_missing(pid, iid)
-            return image
+            return self._load_image(session, pid, iid)
 
     # --------------------------------------------------------------------------------- annotations
 
