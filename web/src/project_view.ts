@@ -14,10 +14,11 @@ import { embeddingDtype } from './manifest';
 import type { SavedObject } from './objects';
 import type { Layer } from './overlay';
 import type { Page, PageExtension } from './page';
-import { type ExportFormat, IMAGE_STATUSES, type ImageStatus, type Project, type ProjectImage, addImagesInBatches, exportProject, getAnnotations, getProject, listImages } from './projects_api';
-import { ProjectImages } from './project_images';
+import { type ExportFormat, IMAGE_STATUSES, type ImageStatus, type Annotations, type Project, type ProjectImage, addImagesInBatches, exportProject, getAnnotations, getProject, listImages } from './projects_api';
+import { type PreparedImage, ProjectImages } from './project_images';
 import { type HomeElements, ProjectsHome } from './projects_home';
 import { type Route, parseRoute, routeHash } from './routes';
+import { need } from './session';
 import { ProposalsList, renderSaveState } from './ui/proposals_list';
 import { StatusBar } from './ui/status';
 
@@ -81,7 +82,7 @@ export class ProjectView implements PageExtension {
     this.home = new ProjectsHome(els, (e) => this.fail(e));
     this.galleryView = new Gallery(els.gallery, els.galleryToggle, {
       open: (id) => this.go(id),
-      thumb: (id) => this.need(this.loader).blob(id),
+      thumb: (id) => need(this.loader, 'Open a project first').blob(id),
     });
     this.proposalsList = new ProposalsList(els.proposalsBox, els.proposalCount, els.proposalList, {
       keep: (id) => this.work?.keep({ id }, this.page.objects.category),
@@ -268,24 +269,35 @@ export class ProjectView implements PageExtension {
   /** Open image `iid`: the current one's edits are saved first (a conflict keeps the person here). */
   private async open(iid: number): Promise<void> {
     const img = this.images.find((i) => i.id === iid);
-    const project = this.need(this.project);
+    const project = need(this.project, 'Open a project first');
     if (!img) throw new Error(`Project “${project.name}” has no image ${iid}; pick one in the gallery.`);
+    const back = (): void => history.replaceState(null, '', routeHash({ kind: 'project', pid: project.id, iid: this.work?.image.id ?? iid }));
+    const seq = ++this.openSeq;
+    // the image on screen stays editable (and saved) until the next one is ready to show
+    let ready: [PreparedImage, Annotations];
+    try {
+      ready = await Promise.all([need(this.loader, 'Open a project first').get(img), getAnnotations(project.id, iid)]);
+    } catch (e) {
+      if (seq === this.openSeq) back();
+      throw e;
+    }
+    if (seq !== this.openSeq) return;
     const old = this.work;
     if (old) {
       await old.autosave.flush();
       if (old.autosave.unsaved) {
-        history.replaceState(null, '', routeHash({ kind: 'project', pid: project.id, iid: old.image.id }));
+        back();
         this.bar.error('This image’s edits are not saved yet (see the save state): resolve that before leaving it.');
         return;
       }
+      if (seq !== this.openSeq) return;
       old.dispose();
       this.work = null;
     }
-    const seq = ++this.openSeq;
+    const [prepared, saved] = ready;
     this.prelabelled = false;
+    this.proposalsList.render([], false);
     this.renderGallery(iid);
-    const [prepared, saved] = await Promise.all([this.need(this.loader).get(img), getAnnotations(project.id, iid)]);
-    if (seq !== this.openSeq) return;
     await this.page.session.loadEncoded(prepared);
     if (seq !== this.openSeq || !this.page.session.image) return; // superseded, or the session showed its error
     const work = new ImageWork(project.id, img, this.page.objects, {
@@ -376,14 +388,9 @@ export class ProjectView implements PageExtension {
   }
 
   private dtype(): string {
-    const manifest = this.need(this.page.session.manifest);
+    const manifest = need(this.page.session.manifest, 'The decoder manifest is not loaded');
     const variant = manifest.variants.get(this.query.get('variant') ?? manifest.defaultVariant);
-    return embeddingDtype(this.need(variant ?? null));
-  }
-
-  private need<T>(v: T | null): T {
-    if (v === null) throw new Error('Open a project first');
-    return v;
+    return embeddingDtype(need(variant ?? null, 'The decoder has no such variant'));
   }
 
   private fail(e: unknown): void {
