@@ -119,6 +119,11 @@ def main() -> int:
     for name, label in (("first5", "1-5"), ("clicks15_20", "15-20"), ("measured", "both")):
         cols = (s[f"{name}_click_to_mask_p50"], s[f"{name}_decode_p50"], s[f"{name}_overhead"])
         print(f"{label:<12}{cols[0]:>19.1f}{cols[1]:>12.1f}{cols[2]:>10.1f}")
+    parts = [c["parts"] for r in runs for c in r["clicks"] if c.get("parts") and not c["decodeHover"]]
+    if parts:
+        keys = ("beforeDecode", "afterDecode", "paint")
+        split = ", ".join(f"{k} {pct([p[k] for p in parts], 50):.1f}" for k in keys)
+        print(f"clicks decoded after the click (n={len(parts)}), p50 ms: {split}")
     print(f"ratio p50(first 5) / p50(clicks 15-20): {s['ratio_first5_to_15_20']:.2f} (goal <= 1.25)")
     print(f"page overhead (clicks 1-5 and 15-20): {s['measured_overhead']:.1f} ms (goal <= 15)")
     if a.json:

@@ -1,12 +1,16 @@
-"""Helpers of the browser tests: a free loopback port and waiting for a started server's /readyz."""
+"""Helpers of the browser tests: a free loopback port, waiting for a started server's /readyz, and
+``clicksam serve`` on loopback for as long as a ``with`` block."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -39,3 +43,29 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: fl
         if time.monotonic() > deadline:
             raise NotReadyError(f"{what} not ready after {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
+
+
+@contextmanager
+def clicksam_serve(args: list[str], log: Path, cwd: Path, timeout_s: float = 300) -> Iterator[str]:
+    """``clicksam serve ARGS`` on a free 127.0.0.1 port with its output in ``log``; yields its URL.
+
+    The first start of a model exports its decoder, hence the long default ``timeout_s``.
+
+    Raises:
+        NotReadyError: the server exited or did not get ready (the message ends with its log).
+    """
+    port = free_port()
+    cmd = [sys.executable, "-m", "clicksam.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_ready(url, proc, log, timeout_s, "clicksam serve")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -53,13 +53,18 @@ try {
     const c2m = (await measures('clicksam:click-to-mask'))[before];
     // the decode that produced this mask: the last worker run that ended before it was painted
     const decode = (await measures('clicksam:decode')).filter((d) => d.end <= c2m.end + 0.01).pop() ?? null;
-    clicks.push({ index: i + 1, step, clickToMaskMs: c2m.ms, decodeMs: decode ? decode.ms : null, decodeHover: decode?.detail?.hover ?? null });
+    const paint = (await measures('clicksam:paint')).find((m) => Math.abs(m.end - c2m.end) < 0.01) ?? null;
+    // where the rest went: input -> decode start, decode end -> paint start (worker tail, message,
+    // main-thread work, frame wait), and the paint itself
+    const parts = decode && paint ? { beforeDecode: decode.start - c2m.start, afterDecode: paint.start - decode.end, paint: paint.ms } : null;
+    clicks.push({ index: i + 1, step, clickToMaskMs: c2m.ms, decodeMs: decode ? decode.ms : null, decodeHover: decode?.detail?.hover ?? null, parts });
     await page.waitForTimeout(Number(o.think)); // a person looks at the mask before moving on
   }
   const s = await page.evaluate(() => window.__clicksam.state());
   const paintMs = (await measures('clicksam:paint')).map((m) => m.ms);
   const hoverDecodes = (await measures('clicksam:decode')).filter((d) => d.detail?.hover).length;
-  const result = { backend: ready.backend, original: s.original, clicks, paintMs, hoverDecodes, userAgent: await page.evaluate(() => navigator.userAgent), logs: logs.slice(-20) };
+  const warmUp = (await measures('clicksam:warm-up')).map((m) => ({ ms: m.ms, runs: m.detail?.runs }));
+  const result = { backend: ready.backend, original: s.original, clicks, paintMs, hoverDecodes, warmUp, userAgent: await page.evaluate(() => navigator.userAgent), logs: logs.slice(-20) };
   if (o.out) writeFileSync(o.out, JSON.stringify(result, null, 1));
   else console.log(JSON.stringify(result));
 } catch (e) {

@@ -3,7 +3,7 @@
 // starts only once the pointer has rested HOVER_DWELL_MS, so a sweep across the image does not keep
 // the worker busy and a click right after a move does not queue behind a preview it never wanted).
 
-import type { DecodeReply, EmbeddingReply, FromWorker, ReadyReply, ToWorker } from './protocol';
+import type { BackendChoice, DecodeReply, EmbeddingReply, FromWorker, ReadyReply, ToWorker } from './protocol';
 
 type Pending = { resolve: (m: FromWorker) => void; reject: (e: Error) => void };
 
@@ -17,6 +17,13 @@ export class DecoderError extends Error {
   override name = 'DecoderError';
 }
 
+/** The page's ?backend= query value (null: not given) as a backend choice; throws on an unknown one. */
+export function parseBackend(value: string | null): BackendChoice {
+  if (value === null || value === '' || value === 'auto') return 'auto';
+  if (value === 'webgpu' || value === 'wasm') return value;
+  throw new DecoderError(`Unknown ?backend=${value}: use webgpu, wasm or auto.`);
+}
+
 type Omitted<T> = T extends unknown ? Omit<T, 'id'> : never;
 
 /**
@@ -24,6 +31,9 @@ type Omitted<T> = T extends unknown ? Omit<T, 'id'> : never;
  * decode, on the page's clock, with detail {hover}; beside the page's 'clicksam:click-to-mask'.
  */
 export const DECODE_MEASURE = 'clicksam:decode';
+
+/** The worker's warm-up after start-up (detail {runs, error}: click-graph runs done before a request came). */
+export const WARMUP_MEASURE = 'clicksam:warm-up';
 
 /** How long the pointer must rest before a hover preview is decoded. */
 export const HOVER_DWELL_MS = 40;
@@ -39,6 +49,10 @@ export class DecoderClient {
   constructor() {
     this.worker = new Worker(new URL('./decoder.worker.ts', import.meta.url), { type: 'module' });
     this.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+      if (ev.data.type === 'warmed') {
+        performance.measure(WARMUP_MEASURE, { start: ev.data.start - performance.timeOrigin, duration: ev.data.ms, detail: { runs: ev.data.runs, error: ev.data.error } });
+        return;
+      }
       const p = this.pending.get(ev.data.id);
       if (!p) return;
       this.pending.delete(ev.data.id);
@@ -61,7 +75,7 @@ export class DecoderClient {
     });
   }
 
-  async init(opts: { modelUrl: string; prepUrl: string | null; ortBase: string; embeddingDtype: 'float32' | 'float16'; lowResSize: number; forceWasm: boolean }): Promise<ReadyReply> {
+  async init(opts: { modelUrl: string; prepUrl: string | null; ortBase: string; embeddingDtype: 'float32' | 'float16'; lowResSize: number; backend: BackendChoice }): Promise<ReadyReply> {
     return (await this.send({ type: 'init', ...opts })) as ReadyReply;
   }
 

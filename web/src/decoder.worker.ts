@@ -1,12 +1,14 @@
 /// <reference lib="webworker" />
 // Web Worker that owns the onnxruntime-web session of the exported SAM prompt encoder + mask
-// decoder. WebGPU when the browser offers an adapter, else WASM with SIMD and threads. It keeps the
+// decoder. WebGPU when the browser offers an adapter with shader-f16 (or when the page forces it),
+// else WASM with SIMD and threads. It keeps the
 // current image's feeds as ready tensors so a click costs one session.run: the embedding, or for a
 // variant with a per-image graph ("prep" in the manifest) that graph's outputs, computed once when
-// the embedding arrives.
+// the embedding arrives. Right after start-up, while the person picks an image, it runs both graphs a
+// few times on zero inputs (warmUp), so the first clicks on the first image run as fast as later ones.
 
 import type * as OrtWasm from 'onnxruntime-web/wasm';
-import type { DecodeRequest, EmbeddingRequest, FromWorker, InitRequest, ToWorker } from './protocol';
+import type { Backend, BackendChoice, DecodeRequest, EmbeddingRequest, FromWorker, InitRequest, ToWorker } from './protocol';
 
 type Ort = typeof OrtWasm;
 type Tensor = OrtWasm.Tensor;
@@ -18,7 +20,9 @@ interface State {
   session: OrtWasm.InferenceSession;
   /** The per-image graph, or null when the click graph takes image_embeddings itself. */
   prep: OrtWasm.InferenceSession | null;
-  backend: 'webgpu' | 'wasm';
+  backend: Backend;
+  /** The backend was asked for by name: a WebGPU failure is reported, not hidden by a switch to WASM. */
+  forced: boolean;
   /** The model bytes, kept to rebuild the sessions on WASM if WebGPU fails at run time. */
   model: Uint8Array;
   prepModel: Uint8Array | null;
@@ -26,6 +30,8 @@ interface State {
   lowResSize: number;
   /** The current image's inputs of the click graph (the embedding or the prep graph's outputs). */
   imageFeeds: Record<string, Tensor> | null;
+  /** Click-graph runs so far (warm-up and real ones), towards WARMUP_RUNS. */
+  warmRuns: number;
   origSize: Tensor | null;
 }
 
@@ -39,19 +45,34 @@ interface GpuAdapterLike {
   readonly features: { has(name: string): boolean };
 }
 
-/**
- * Whether WebGPU can run this decoder: an adapter exists (navigator.gpu exists in headless Chromium
- * with the GPU disabled, but has no adapter) and, for a float16 model, it supports shader-f16.
- */
-async function webgpuAvailable(needsF16: boolean): Promise<boolean> {
+/** The browser's WebGPU adapter, or why there is none. */
+async function webgpuAdapter(): Promise<{ adapter: GpuAdapterLike } | { adapter: null; reason: string }> {
   const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<GpuAdapterLike | null> } }).gpu;
-  if (!gpu) return false;
+  // navigator.gpu exists in headless Chromium with the GPU disabled, but has no adapter
+  if (!gpu) return { adapter: null, reason: 'this browser has no navigator.gpu' };
   try {
     const adapter = await gpu.requestAdapter();
-    return adapter !== null && (!needsF16 || adapter.features.has('shader-f16'));
-  } catch {
-    return false;
+    return adapter ? { adapter } : { adapter: null, reason: 'navigator.gpu.requestAdapter() found no adapter' };
+  } catch (e) {
+    return { adapter: null, reason: `navigator.gpu.requestAdapter() failed: ${e instanceof Error ? e.message : String(e)}` };
   }
+}
+
+/**
+ * The backend to run on, and whether its shaders can take float16. 'auto' takes WebGPU when there is
+ * an adapter and, for a float16 model, it supports shader-f16 (else WASM); a forced 'webgpu' takes
+ * any adapter and fails with the reason when there is none, so a test or a person who asked for
+ * WebGPU never gets WASM silently.
+ */
+async function chooseBackend(choice: BackendChoice, needsF16: boolean): Promise<{ backend: Backend; f16: boolean }> {
+  if (choice === 'wasm') return { backend: 'wasm', f16: false };
+  const found = await webgpuAdapter();
+  const f16 = found.adapter?.features.has('shader-f16') ?? false;
+  if (choice === 'webgpu') {
+    if (!found.adapter) throw new Error(`WebGPU was asked for (?backend=webgpu), but ${found.reason}. Open the page without ?backend=webgpu to decode on the CPU (WASM).`);
+    return { backend: 'webgpu', f16 };
+  }
+  return { backend: found.adapter && (!needsF16 || f16) ? 'webgpu' : 'wasm', f16 };
 }
 
 async function createSession(ort: Ort, model: Uint8Array, gpu: boolean): Promise<OrtWasm.InferenceSession> {
@@ -78,13 +99,18 @@ function wasmThreads(): number {
 
 async function init(req: InitRequest): Promise<void> {
   const t0 = performance.now();
-  const useGpu = !req.forceWasm && (await webgpuAvailable(req.embeddingDtype === 'float16'));
+  const { backend, f16 } = await chooseBackend(req.backend, req.embeddingDtype === 'float16');
+  const useGpu = backend === 'webgpu';
   const ort = await loadOrt(useGpu, req.ortBase);
   const threads = wasmThreads();
   const bytes = await fetchModel(req.modelUrl, 'decoder');
   const prepBytes = req.prepUrl ? await fetchModel(req.prepUrl, 'per-image decoder graph') : null;
   const session = await createSession(ort, bytes, useGpu);
-  const prep = prepBytes ? await createSession(ort, prepBytes, useGpu) : null;
+  // The per-image graph casts the float16 embedding on its input, which a WebGPU device without
+  // shader-f16 cannot compile: it then runs on WASM (once per image), the click graph on WebGPU.
+  const prepOnGpu = useGpu && (f16 || req.embeddingDtype !== 'float16');
+  if (useGpu && prepBytes && !prepOnGpu) console.info('WebGPU without shader-f16: the per-image graph (float16 input) runs on WASM, the click graph on WebGPU');
+  const prep = prepBytes ? await createSession(ort, prepBytes, prepOnGpu) : null;
   const imageInputs = prep ? prep.outputNames : ['image_embeddings'];
   for (const name of [...imageInputs, 'point_coords', 'point_labels']) {
     if (!session.inputNames.includes(name)) throw new Error(`The decoder has no input "${name}" (inputs: ${session.inputNames.join(', ')})`);
@@ -97,16 +123,74 @@ async function init(req: InitRequest): Promise<void> {
     await state.session.release();
     await state.prep?.release();
   }
-  state = { ort, session, prep, backend: useGpu ? 'webgpu' : 'wasm', model: bytes, prepModel: prepBytes, ortBase: req.ortBase, lowResSize: req.lowResSize, imageFeeds: null, origSize: null };
+  state = { ort, session, prep, backend, forced: req.backend !== 'auto', model: bytes, prepModel: prepBytes, ortBase: req.ortBase, lowResSize: req.lowResSize, imageFeeds: null, warmRuns: 0, origSize: null };
   reply({
     type: 'ready',
     id: req.id,
-    backend: useGpu ? 'webgpu' : 'wasm',
+    backend,
     threads,
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     loadMs: performance.now() - t0,
   });
+  enqueue(() => warmUp(state));
+}
+
+/**
+ * Decoder runs while no request waits, until the click graph has run WARMUP_RUNS times (real decodes
+ * count): onnxruntime-web's kernels are WebAssembly, which V8 first compiles with its baseline
+ * compiler and recompiles optimised only once they are hot, so without this the first ~5 clicks of a
+ * session took 1.3-2x as long as later ones (the number of prompt points, which changes on every
+ * early click, made no difference: bench/README.md). On WebGPU one run compiles the shaders. Starts
+ * after start-up on zero inputs (the per-image graph once, then the click graph with 2-4 points, with
+ * and without a mask input), stops as soon as a request arrives (which waits for at most the run in
+ * progress) and goes on after the next embedding, on its feeds. The page records `clicksam:warm-up`.
+ */
+async function warmUp(s: State | null): Promise<void> {
+  if (!s || s.warmRuns >= WARMUP_RUNS[s.backend]) return;
+  const t0 = performance.now();
+  let runs = 0;
+  let error: string | null = null;
+  const idle = async (): Promise<boolean> => {
+    await new Promise((r) => setTimeout(r, 0)); // let waiting messages in first
+    return waiting === 0 && state === s;
+  };
+  try {
+    if (!(await idle())) return;
+    const image = s.imageFeeds ?? (s.prep ? await runPrep(s, zeros(s.ort, s.prep.inputMetadata, 'image_embeddings', 0)) : {});
+    while (s.warmRuns < WARMUP_RUNS[s.backend] && (await idle())) {
+      const k = s.warmRuns;
+      const feeds: Record<string, Tensor> = { ...image };
+      for (const meta of s.session.inputMetadata) {
+        if (meta.name === 'has_mask_input') feeds[meta.name] = new s.ort.Tensor('float32', Float32Array.of(k % 2), [1]);
+        else if (meta.name === 'orig_im_size') feeds[meta.name] = new s.ort.Tensor('float32', Float32Array.of(s.lowResSize, s.lowResSize), [2]);
+        else feeds[meta.name] ??= zeros(s.ort, s.session.inputMetadata, meta.name, 2 + (k % 3));
+      }
+      const out = await runClick(s, feeds);
+      for (const t of Object.values(out)) t.dispose();
+      s.warmRuns++;
+      runs++;
+    }
+  } catch (e) {
+    // a real request meets the same failure and reports it; the warm-up only notes it
+    error = e instanceof Error ? e.message : String(e);
+    s.warmRuns = Infinity;
+    console.warn(`decoder warm-up stopped: ${error}`);
+  } finally {
+    if (runs > 0 || error !== null) reply({ type: 'warmed', id: 0, runs, error, ms: performance.now() - t0, start: performance.timeOrigin + t0 });
+  }
+}
+
+/** Click-graph runs of the warm-up: WASM needs ~6 for V8 to optimise ORT's kernels (bench/README.md). */
+const WARMUP_RUNS: Readonly<Record<Backend, number>> = { wasm: 6, webgpu: 1 };
+
+/** A float32 (or float16) zero tensor for input `name`, its symbolic dimensions (prompt points) set to `n`. */
+function zeros(ort: Ort, inputs: readonly OrtWasm.InferenceSession.ValueMetadata[], name: string, n: number): Tensor {
+  const meta = inputs.find((m) => m.name === name);
+  if (!meta?.isTensor) throw new Error(`The decoder has no tensor input "${name}"`);
+  const dims = meta.shape.map((d) => (typeof d === 'number' ? d : n));
+  const count = dims.reduce((a, b) => a * b, 1);
+  return meta.type === 'float16' ? new ort.Tensor('float16', new Uint16Array(count), dims) : new ort.Tensor('float32', new Float32Array(count), dims);
 }
 
 async function fetchModel(url: string, what: string): Promise<Uint8Array> {
@@ -136,6 +220,7 @@ async function setEmbedding(req: EmbeddingRequest): Promise<void> {
   s.imageFeeds = feeds;
   s.origSize = new s.ort.Tensor('float32', Float32Array.from(req.originalSize), [2]);
   reply({ type: 'embedding-ready', id: req.id, bytes: buf.byteLength, fetchMs, prepMs: performance.now() - t0 - fetchMs });
+  enqueue(() => warmUp(s)); // if an early image cut it short
 }
 
 /** The per-image graph's outputs on this embedding, as CPU tensors (inputs of every click). */
@@ -146,7 +231,7 @@ async function runPrep(s: State, embedding: Tensor): Promise<Record<string, Tens
   try {
     out = await prep.run({ image_embeddings: embedding });
   } catch (e) {
-    if (s.backend !== 'webgpu') throw e;
+    if (s.backend !== 'webgpu' || s.forced) throw e;
     await fallBackToWasm(s, e);
     return runPrep(s, embedding);
   }
@@ -194,18 +279,10 @@ async function decode(req: DecodeRequest): Promise<void> {
     if (!t) throw new Error(`The decoder wants an input "${name}" this page does not know`);
     wanted[name] = t;
   }
-  let t0 = performance.now();
-  let out;
-  try {
-    out = await s.session.run(wanted, ['low_res_masks', 'iou_predictions']);
-  } catch (e) {
-    if (s.backend !== 'webgpu') throw e;
-    await fallBackToWasm(s, e);
-    // Tensors are plain data: the WASM build takes them as they are.
-    t0 = performance.now();
-    out = await s.session.run(wanted, ['low_res_masks', 'iou_predictions']);
-  }
-  const runMs = performance.now() - t0;
+  const timing = { start: 0 };
+  const out = await runClick(s, wanted, timing);
+  const runMs = performance.now() - timing.start;
+  s.warmRuns++;
   const low = out.low_res_masks;
   const iou = out.iou_predictions;
   if (!low || !iou) throw new Error('The decoder returned no low_res_masks / iou_predictions');
@@ -217,7 +294,24 @@ async function decode(req: DecodeRequest): Promise<void> {
   const iouCopy = new Float32Array(iouData);
   low.dispose();
   iou.dispose();
-  reply({ type: 'decoded', id: req.id, lowRes: lowCopy, iou: iouCopy, tokens, runMs, runStart: performance.timeOrigin + t0, backend: s.backend, threads: wasmThreads() }, [lowCopy.buffer, iouCopy.buffer]);
+  reply({ type: 'decoded', id: req.id, lowRes: lowCopy, iou: iouCopy, tokens, runMs, runStart: performance.timeOrigin + timing.start, backend: s.backend, threads: wasmThreads() }, [lowCopy.buffer, iouCopy.buffer]);
+}
+
+/**
+ * One run of the click graph; on WebGPU a failure switches to WASM for good and runs again there.
+ * `timing.start` is set to when the run that produced the result started.
+ */
+async function runClick(s: State, feeds: Record<string, Tensor>, timing = { start: 0 }): Promise<OrtWasm.InferenceSession.ReturnType> {
+  timing.start = performance.now();
+  try {
+    return await s.session.run(feeds, ['low_res_masks', 'iou_predictions']);
+  } catch (e) {
+    if (s.backend !== 'webgpu' || s.forced) throw e;
+    await fallBackToWasm(s, e);
+    // Tensors are plain data: the WASM build takes them as they are.
+    timing.start = performance.now();
+    return await s.session.run(feeds, ['low_res_masks', 'iou_predictions']);
+  }
 }
 
 function need(): State {
@@ -226,12 +320,19 @@ function need(): State {
 }
 
 // Requests run one at a time in arrival order; the page keeps at most one hover in flight, so
-// hover previews never pile up here.
+// hover previews never pile up here. `waiting` counts requests not started yet (the warm-up yields to them).
 let chain: Promise<void> = Promise.resolve();
+let waiting = 0;
+
+function enqueue(task: () => Promise<void>): void {
+  chain = chain.then(task);
+}
 
 self.onmessage = (ev: MessageEvent<ToWorker>) => {
   const req = ev.data;
-  chain = chain.then(async () => {
+  waiting++;
+  enqueue(async () => {
+    waiting--;
     try {
       if (req.type === 'init') await init(req);
       else if (req.type === 'embedding') await setEmbedding(req);

@@ -1,6 +1,11 @@
 // Messages between the page and the decoder worker: discriminated unions with request ids. Large
 // arrays travel as transferred ArrayBuffers (listed next to postMessage), never as copies.
 
+/** Where the decoder runs. */
+export type Backend = 'webgpu' | 'wasm';
+/** What the page asks for (?backend=...): a backend by name, or 'auto'. */
+export type BackendChoice = Backend | 'auto';
+
 export interface InitRequest {
   readonly type: 'init';
   readonly id: number;
@@ -14,8 +19,8 @@ export interface InitRequest {
   readonly embeddingDtype: 'float32' | 'float16';
   /** Side of the low-res mask frame (manifest low_res_size). */
   readonly lowResSize: number;
-  /** Skip WebGPU even if present (tests, comparisons). */
-  readonly forceWasm: boolean;
+  /** 'auto' picks WebGPU when it can run the model, else WASM; a named backend is used or fails. */
+  readonly backend: BackendChoice;
 }
 
 export interface EmbeddingRequest {
@@ -47,7 +52,7 @@ export type ToWorker = InitRequest | EmbeddingRequest | DecodeRequest;
 export interface ReadyReply {
   readonly type: 'ready';
   readonly id: number;
-  readonly backend: 'webgpu' | 'wasm';
+  readonly backend: Backend;
   readonly threads: number;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
@@ -76,8 +81,21 @@ export interface DecodeReply {
   /** When session.run started, ms since the Unix epoch (performance.timeOrigin + now in the worker). */
   readonly runStart: number;
   /** Backend that ran it (WebGPU falls back to WASM for good if a run fails). */
-  readonly backend: 'webgpu' | 'wasm';
+  readonly backend: Backend;
   readonly threads: number;
+}
+
+/** Sent when a stretch of the worker's warm-up ends (id 0: it answers no request). */
+export interface WarmedReply {
+  readonly type: 'warmed';
+  readonly id: 0;
+  /** Click-graph runs of this stretch (it stops when a request arrives and may go on later). */
+  readonly runs: number;
+  /** Why it stopped early, or null. */
+  readonly error: string | null;
+  readonly ms: number;
+  /** When it started, ms since the Unix epoch. */
+  readonly start: number;
 }
 
 export interface ErrorReply {
@@ -86,4 +104,4 @@ export interface ErrorReply {
   readonly message: string;
 }
 
-export type FromWorker = ReadyReply | EmbeddingReply | DecodeReply | ErrorReply;
+export type FromWorker = ReadyReply | EmbeddingReply | DecodeReply | WarmedReply | ErrorReply;

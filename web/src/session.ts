@@ -4,11 +4,11 @@
 // no view of its own.
 
 import { type EmbeddingMeta, type ServerConfig, embeddingUrl, getConfig, getManifestJson, postEmbedding } from './api';
-import { DecoderClient } from './decoder';
+import { DecoderClient, parseBackend } from './decoder';
 import type { EditTarget } from './editor';
 import { type Geometry, makeGeometry, preprocessShape } from './frames';
 import { type DecoderManifest, type DecoderVariant, embeddingDtype, embeddingMismatch, parseManifest, serverMismatch } from './manifest';
-import type { DecodeReply } from './protocol';
+import type { Backend, DecodeReply } from './protocol';
 
 export interface LoadedImage {
   readonly name: string;
@@ -36,14 +36,14 @@ export interface SessionListener {
 }
 
 export interface StartOptions {
-  /** Skip WebGPU even if present. */
-  readonly forceWasm: boolean;
+  /** The ?backend= value: webgpu or wasm by name, auto or null (WebGPU when it can run the model). */
+  readonly backend: string | null;
   /** Decoder variant from the manifest; null: the manifest's default. */
   readonly variant: string | null;
 }
 
 /** How the status line names a decoder backend. */
-export function backendLabel(r: { readonly backend: 'webgpu' | 'wasm'; readonly threads: number }): string {
+export function backendLabel(r: { readonly backend: Backend; readonly threads: number }): string {
   return r.backend === 'webgpu' ? 'WebGPU' : `WASM ×${r.threads}`;
 }
 
@@ -101,7 +101,7 @@ export class Session {
       ortBase: new URL('ort/', document.baseURI).href,
       embeddingDtype: embeddingDtype(variant),
       lowResSize: manifest.lowResSize,
-      forceWasm: opts.forceWasm,
+      backend: parseBackend(opts.backend),
     });
     this.backend = backendLabel(ready);
     this.decoderReady = true;
