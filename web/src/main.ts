@@ -1,7 +1,8 @@
 // Entry point: finds the page's elements, builds the page, wires input (file chooser, drop, paste,
 // buttons, keys) to it, exposes the read-only test hooks and starts. Query options:
 // ?backend=webgpu|wasm forces a decoder backend (default auto), ?variant=NAME picks a decoder
-// variant from the manifest (default: the manifest's default_variant); segment-everything options (points_per_side, ...) are passed to the server.
+// variant from the manifest (default: the manifest's default_variant); segment-everything options
+// (points_per_side, ...) are passed to the server.
 // The address's hash opens projects (#/projects, #/projects/3/images/17; see project_view.ts):
 // then files go to the project instead of the one-image page.
 
