@@ -7,6 +7,7 @@ overhead per image. Usage::
 
     .venv/bin/python bench/bench_label.py                       # demo and vit_t (random weights), 4 images
     .venv/bin/python bench/bench_label.py --models demo --images 2 --points-per-side 16
+    .venv/bin/python bench/bench_label.py --pred-iou-thresh 0 --stability-score-thresh 0  # many masks
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--size", default="640x480")
+    parser.add_argument("--pred-iou-thresh", type=float, default=0.88, help="SAM's filter (0: keep all)")
+    parser.add_argument(
+        "--stability-score-thresh", type=float, default=0.95, help="SAM's filter (0: keep all)"
+    )
     args = parser.parse_args()
 
     from clicksam.model.automatic import SamAutomaticMaskGenerator
@@ -57,7 +62,11 @@ def main() -> None:
     for name in args.models.split(","):
         spec = resolve_model(name, None, 0, random_weights=name != "demo")
         generator = SamAutomaticMaskGenerator(
-            load_model(spec), points_per_side=args.points_per_side, output_mode="coco_rle"
+            load_model(spec),
+            points_per_side=args.points_per_side,
+            pred_iou_thresh=args.pred_iou_thresh,
+            stability_score_thresh=args.stability_score_thresh,
+            output_mode="coco_rle",
         )
         generator.generate(decode_image(files[0], max_pixels=10**8).pixels)  # warm-up
         start = time.perf_counter()
@@ -89,7 +98,10 @@ def main() -> None:
             "label overhead ms/image": round(1000 * (label_s - plain_s) / len(files), 1),
             "masks (plain, label)": [plain_masks, label_masks],
         }
-    print(json.dumps({"size": args.size, "points_per_side": args.points_per_side, **results}, indent=2))
+    setup = {
+        k: getattr(args, k) for k in ("size", "points_per_side", "pred_iou_thresh", "stability_score_thresh")
+    }
+    print(json.dumps({**setup, **results}, indent=2))
 
 
 if __name__ == "__main__":
