@@ -10,6 +10,12 @@ export interface GalleryItem {
   readonly status: ImageStatus;
 }
 
+/** The image step a key asks for outside text fields: +1 for → or n, -1 for ← or p, else 0. */
+export function stepForKey(k: { readonly key: string; readonly ctrlKey: boolean; readonly metaKey: boolean; readonly altKey: boolean }, inField: boolean): number {
+  if (inField || k.ctrlKey || k.metaKey || k.altKey) return 0;
+  return k.key === 'ArrowRight' || k.key === 'n' ? 1 : k.key === 'ArrowLeft' || k.key === 'p' ? -1 : 0;
+}
+
 export const STATUS_LABEL: Record<ImageStatus, string> = { new: 'new', in_progress: 'in progress', done: 'done', skipped: 'skipped' };
 
 export class Gallery {

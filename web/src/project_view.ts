@@ -8,7 +8,7 @@
 import type { SaveState } from './autosave';
 import { download } from './exporters';
 import type { Point, Size } from './frames';
-import { Gallery, STATUS_LABEL } from './gallery';
+import { Gallery, STATUS_LABEL, stepForKey } from './gallery';
 import { ImageWork } from './image_work';
 import { embeddingDtype } from './manifest';
 import type { SavedObject } from './objects';
@@ -107,9 +107,7 @@ export class ProjectView implements PageExtension {
     }
     document.addEventListener('keydown', (e) => {
       const t = e.target;
-      if (this.route.kind !== 'project' || e.ctrlKey || e.metaKey || e.altKey) return;
-      if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) return;
-      const delta = e.key === 'ArrowRight' || e.key === 'n' ? 1 : e.key === 'ArrowLeft' || e.key === 'p' ? -1 : 0;
+      const delta = this.route.kind === 'project' ? stepForKey(e, t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) : 0;
       if (delta) {
         e.preventDefault();
         this.step(delta);
@@ -247,6 +245,8 @@ export class ProjectView implements PageExtension {
   }
 
   private async openProject(pid: number): Promise<void> {
+    await this.work?.autosave.flush();
+    if (this.work?.autosave.unsaved) throw new Error('This image’s edits are not saved yet (see the save state): resolve that first.');
     this.work?.dispose();
     this.work = null;
     this.galleryView.clear();

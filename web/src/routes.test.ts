@@ -1,6 +1,8 @@
-// Tests of the page's address parsing (routes.ts): every route round-trips, the rest is one-image mode.
+// Tests of the page's address parsing (routes.ts): every route round-trips, the rest is one-image mode;
+// and of the keys that step through a project's images (gallery.ts).
 
 import { describe, expect, it } from 'vitest';
+import { stepForKey } from './gallery';
 import { type Route, parseRoute, routeHash } from './routes';
 
 describe('parseRoute', () => {
@@ -19,5 +21,15 @@ describe('parseRoute', () => {
   it('round-trips through routeHash', () => {
     const routes: Route[] = [{ kind: 'one-image' }, { kind: 'projects' }, { kind: 'project', pid: 5, iid: null }, { kind: 'project', pid: 5, iid: 9 }];
     for (const r of routes) expect(parseRoute(routeHash(r))).toEqual(r);
+  });
+});
+
+describe('stepForKey', () => {
+  const key = (k: string, mods: Partial<{ ctrlKey: boolean; metaKey: boolean; altKey: boolean }> = {}) => ({ key: k, ctrlKey: false, metaKey: false, altKey: false, ...mods });
+  it('steps with the arrows and n / p, not in text fields or with modifiers', () => {
+    expect([key('ArrowRight'), key('n'), key('ArrowLeft'), key('p'), key('x')].map((k) => stepForKey(k, false))).toEqual([1, 1, -1, -1, 0]);
+    expect(stepForKey(key('n'), true)).toBe(0);
+    expect(stepForKey(key('ArrowRight', { altKey: true }), false)).toBe(0);
+    expect(stepForKey(key('p', { ctrlKey: true }), false)).toBe(0);
   });
 });
