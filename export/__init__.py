@@ -26,8 +26,8 @@ _EXPORTS = {
     "VariantConfig": "clicksam.export.decoder",
     "DEFAULT_CONFIGS": "clicksam.export.decoder",
     "GraphOptions": "clicksam.export.graph",
-    "Manifest": "clicksam.export.manifest",
-    "ManifestError": "clicksam.export.manifest",
+    "Manifest": "clicksam.formats",
+    "ManifestError": "clicksam.formats",
 }
 
 __all__ = sorted(_EXPORTS)

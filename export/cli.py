@@ -74,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from clicksam.errors import UsageError
     from clicksam.export.decoder import export_decoder
-    from clicksam.export.manifest import sha256_file
     from clicksam.model import build_sam
+    from clicksam.model.weights import sha256_file
 
     if args.checkpoint is not None and args.seed is not None:
         raise UsageError("--seed only applies to random weights; drop it or drop --checkpoint")

@@ -30,11 +30,12 @@ import numpy as np
 
 from clicksam.export.errors import ExportError
 from clicksam.export.graph import GraphOptions
-from clicksam.export.manifest import Manifest, MaskTokens, PrepEntry, TensorSpec, VariantEntry, sha256_file
 from clicksam.export.passes import compress_weights, quantize_int8
 from clicksam.export.trace import DEFAULT_OPSET, export_graph, prep_file
 from clicksam.export.verify import VerifyReport, verify_onnx
+from clicksam.formats import Manifest, MaskTokens, PrepEntry, TensorSpec, VariantEntry
 from clicksam.model.sam import Sam
+from clicksam.model.weights import sha256_file
 
 logger = logging.getLogger(__name__)
 

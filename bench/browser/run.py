@@ -210,7 +210,7 @@ def demo_embeddings(sam: torch.nn.Module, out_dir: Path, count: int = 2) -> list
 
 def models_from_manifest(out_dir: Path) -> list[BenchModel]:
     """Our exported variants as listed in ``out_dir/manifest.json``."""
-    from clicksam.export.manifest import Manifest
+    from clicksam.formats import Manifest
 
     models = []
     for name, entry in Manifest.read(out_dir).variants.items():

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from clicksam.export.decoder import DEFAULT_CONFIGS
-from clicksam.export.manifest import Manifest
+from clicksam.formats import Manifest
 from clicksam.model import Sam
 
 # fp32 low-res variant: the browser interface without the lossy choices, held to the fp32 tolerances

@@ -10,7 +10,7 @@ import pytest
 from export_testlib import Exported
 from wire_fixtures import check_web_fixture
 
-from clicksam.export.manifest import Manifest, ManifestError
+from clicksam.formats import Manifest, ManifestError
 
 
 @pytest.mark.slow
