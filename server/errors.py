@@ -58,10 +58,6 @@ class ImageTooLargeError(ServerError, status=413):
     """The image header declares more pixels than ``max_pixels``: a decompression bomb guard."""
 
 
-class MissingImageError(ServerError, status=422):
-    """The multipart request has no ``image`` file field (422, as FastAPI's own validation)."""
-
-
 class EmbeddingNotFoundError(ServerError, status=404):
     """No embedding with this id is cached."""
 
@@ -82,7 +78,7 @@ class DecoderMismatchError(ClickSamError, RuntimeError):
     """The decoder export in the decoder dir does not belong to the loaded model (start-up refuses)."""
 
 
-#: what a missing or non-file ``image`` field is told (the same words as ``MissingImageError``'s)
+#: what a missing or non-file ``image`` field is told
 NO_IMAGE_MESSAGE = "no image: send the file as multipart/form-data in the field 'image'"
 _VALIDATION_MODEL = "#/components/schemas/HTTPValidationError"
 #: FastAPI's 400 for a body it cannot read at all (bytes that are not UTF-8 JSON, a broken multipart form)
@@ -94,8 +90,8 @@ _WHERE = {"query": "query parameter", "path": "path parameter", "header": "heade
 def validation_message(errors: Sequence[Any]) -> str:
     """One sentence for FastAPI's list of request-validation errors: which input, what is wrong with it.
 
-    A missing ``image`` upload (or one sent as a plain text field) says how to send it, in the words of
-    ``MissingImageError``; a body that is not JSON says so; anything else names each input and pydantic's
+    A missing ``image`` upload (or one sent as a plain text field) says how to send it; a body that
+    is not JSON says so; anything else names each input and pydantic's
     own requirement ("Input should be greater than or equal to 1").
     """
     parts: list[str] = []

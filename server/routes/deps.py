@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, UploadFile
 
-from clicksam.server.errors import MissingImageError, NotReadyError, UploadTooLargeError
+from clicksam.server.errors import NotReadyError, UploadTooLargeError
 from clicksam.server.everything import EverythingService
 from clicksam.server.schemas import ErrorResponse
 from clicksam.server.service import EmbeddingService
@@ -51,15 +51,12 @@ def upload_too_large_message(limit: int) -> str:
     return f"upload too large: the limit is {limit:,} bytes; send a smaller or more compressed image"
 
 
-async def read_upload(image: UploadFile | None, settings: Settings) -> bytes:
-    """The bytes of the multipart ``image`` field.
+async def read_upload(image: UploadFile, settings: Settings) -> bytes:
+    """The bytes of the multipart ``image`` field (FastAPI's validation answers a missing one).
 
     Raises:
-        MissingImageError: there is no ``image`` file.
         UploadTooLargeError: it has more than ``settings.max_upload_bytes`` bytes.
     """
-    if image is None:
-        raise MissingImageError("no image: send the file as multipart/form-data in the field 'image'")
     if image.size is not None and image.size > settings.max_upload_bytes:
         raise UploadTooLargeError(upload_too_large_message(settings.max_upload_bytes))
     data = await image.read()
