@@ -42,13 +42,6 @@ from PIL import Image, ImageDraw
 HOST = "127.0.0.1"  # loopback only
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def photo_like(width: int, height: int, seed: int) -> Image.Image:
     """A deterministic picture with smooth gradients, shapes and mild noise (JPEG-sized like a photo)."""
     rng = np.random.default_rng(seed)
@@ -374,6 +367,8 @@ def main() -> int:
     parser.add_argument("--http", default="httptools")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+    from loopback import free_port, stop  # the browser tests' loopback helpers
 
     port = free_port()
     base = f"http://{HOST}:{port}"
@@ -406,11 +401,7 @@ def main() -> int:
             results["server_peak_rss_mib"] = round(peak_rss_mib(process.pid), 1)
             results["server_exit_code_before_stop"] = process.poll()
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process, 30)
             log = (Path(tmp) / "server.log").read_text(errors="replace")
         results["server_log_errors"] = [
             line for line in log.splitlines() if "ERROR" in line or "Traceback" in line

@@ -1,5 +1,6 @@
-"""Helpers of the browser tests: a free loopback port, waiting for a started server's /readyz, and
-``clicksam serve`` on loopback for as long as a ``with`` block."""
+"""Helpers of the browser tests: a free loopback port, waiting for a started server's /readyz,
+``clicksam serve`` on loopback for as long as a ``with`` block, and stopping a server process (the
+benchmarks import this module too, with ``tests/e2e`` on ``sys.path``)."""
 
 from __future__ import annotations
 
@@ -63,9 +64,14 @@ def clicksam_serve(args: list[str], log: Path, cwd: Path, timeout_s: float = 300
         wait_ready(url, proc, log, timeout_s, "clicksam serve")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 20)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Terminate ``proc`` and wait for it to exit; kill it if it is still running after ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
