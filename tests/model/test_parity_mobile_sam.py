@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import types
 
-import numpy as np
 import pytest
 import torch
 from referee_stubs import install_timm_stub, reference_sam
-from test_parity import TOL, _image, _max_err, _prompts
+from test_parity import _assert_predictors_agree, _image
 from test_tiny_vit import SMALL_CONFIG
 from torch import nn
 
@@ -72,21 +71,8 @@ def test_mobile_sam_predictor_parity(
 ) -> None:
     ours, theirs = pair_t
     image = _image(h, w, seed=h + w)
-    mine, ref = SamPredictor(ours), mobile_sam_ref.SamPredictor(theirs)
-    mine.set_image(image)
-    ref.set_image(image)
-    emb_err = _max_err(mine.get_image_embedding(), ref.get_image_embedding())
-    assert emb_err <= TOL, emb_err
-    assert float(ref.get_image_embedding().std()) > 0.1
-    for name, prompt in _prompts(h, w).items():
-        for multimask in (True, False):
-            m_masks, m_scores, m_low = mine.predict(**prompt, multimask_output=multimask, return_logits=True)
-            r_masks, r_scores, r_low = ref.predict(**prompt, multimask_output=multimask, return_logits=True)
-            assert _max_err(m_low, r_low) <= TOL, (name, multimask)
-            assert _max_err(m_scores, r_scores) <= TOL, (name, multimask)
-            assert _max_err(m_masks, r_masks) <= TOL, (name, multimask)
-        _, r_scores, r_low = ref.predict(**prompt, multimask_output=True)
-        previous = r_low[int(np.argmax(r_scores))][None]
-        _, m_scores, m_low = mine.predict(**prompt, mask_input=previous, multimask_output=False)
-        _, r_scores, r_low = ref.predict(**prompt, mask_input=previous, multimask_output=False)
-        assert _max_err(m_low, r_low) <= TOL and _max_err(m_scores, r_scores) <= TOL, (name, "mask_input")
+    # the mask_input runs' boolean masks are not counted pixel by pixel (their logits are compared within
+    # TOL): at 720x1280, 3 pixels of one sit within TOL of the threshold, over the ViT test's bound of 2
+    _assert_predictors_agree(
+        SamPredictor(ours), mobile_sam_ref.SamPredictor(theirs), image, max_mask_flips=None
+    )
