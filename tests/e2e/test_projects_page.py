@@ -147,13 +147,35 @@ def test_objects_are_saved_with_category_prompts_and_mask_and_survive_a_reload(
     assert reload["hash"] == run["add"]["hash"]
     assert reload["p"]["objects"] == objects  # exactly what was saved
     p = reload["p"]
-    saved = server.get(f"api/projects/{p['projectId']}/images/{p['imageId']}/annotations")
+    saved = reload["server"]  # what the server had then
     assert saved["version"] == p["version"]
     got = [(a["category"], a["source"], a["area"], a["prompts"]["points"]) for a in saved["annotations"]]
     assert got == [(o["category"], o["source"], o["area"], o["prompts"]["points"]) for o in objects]
     for a, o in zip(saved["annotations"], objects, strict=True):
         assert a["segmentation"]["size"] == [480, 640]  # at the image's resolution
         assert int(rle_to_mask(a["segmentation"]).sum()) == o["area"]
+
+
+def test_a_kept_object_reopens_in_the_editor_and_its_refinement_replaces_it(run: dict[str, Any]) -> None:
+    r = run["refine"]
+    before = {a["id"]: a for a in run["reload"]["server"]["annotations"]}
+    after = {a["id"]: a for a in r["server"]["annotations"]}
+    assert r["hidden"].count(False) == 1  # the object being refined is hidden meanwhile
+    target, second = r["target"], r["second"]
+    (first,) = r["opened"]["prompts"]["points"]
+    assert (first["x"], first["y"], first["label"]) == (
+        pytest.approx(target["x"], abs=0.01),
+        pytest.approx(target["y"], abs=0.01),
+        1,
+    )
+    assert after.keys() == before.keys()  # same annotations: the refined one keeps its id
+    (refined_id,) = [k for k in after if after[k]["prompts"] != before[k]["prompts"]]
+    points = after[refined_id]["prompts"]["points"]
+    assert np.allclose(points, [[target["x"], target["y"], 1], [second["x"], second["y"], 1]], atol=0.01)
+    assert after[refined_id]["category"] == before[refined_id]["category"]
+    assert after[refined_id]["source"] == "manual"
+    assert sorted(o["category"] for o in r["p"]["objects"]) == ["cat", "dog"]
+    assert all(o["visible"] for o in r["p"]["objects"])
 
 
 def test_next_image_is_prefetched_and_clickable_without_an_upload(run: dict[str, Any]) -> None:
@@ -200,7 +222,10 @@ def test_coco_export_holds_the_annotations_of_the_page(run: dict[str, Any], serv
     for a in coco["annotations"]:
         by_image.setdefault(a["image_id"], []).append((names[a["category_id"]], a["source"]))
     first, second = (i["id"] for i in coco["images"][:2])
-    assert by_image == {first: [("dog", "manual"), ("cat", "manual")], second: [("cat", "everything")]}
+    assert {k: sorted(v) for k, v in by_image.items()} == {
+        first: [("cat", "manual"), ("dog", "manual")],
+        second: [("cat", "everything")],
+    }
     pid = run["export"]["p"]["projectId"]
     stored = server.get(f"api/projects/{pid}/images/{run['export']['p']['images'][0]['id']}/annotations")
     for a, s in zip(

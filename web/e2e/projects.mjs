@@ -2,9 +2,10 @@
 // tests/e2e/test_projects_page.py). Usage:
 //   node projects.mjs --url URL --images DIR --out DIR [--token TOKEN]
 // DIR holds a.png, b.png and folder/ (c.png and a text file). Walks: create a project, add images
-// (files and a folder), annotate 2 objects with categories, reload, next image (prefetched),
-// pre-label and keep a proposal, a save conflict (overwritten with the page's edits), the COCO export, a phone-sized screen. Writes
-// DIR/results.json with what it saw; the pytest side asserts on it, on the server and on the files.
+// (files and a folder), annotate 2 objects with categories, reload, refine a kept object, next image
+// (prefetched), pre-label and keep a proposal, a save conflict (overwritten with the page's edits),
+// the COCO export, a phone-sized screen. Writes DIR/projects-results.json with what it saw; the
+// pytest side asserts on it, on the server and on the files.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { clientPoint, errorText, launch, state, waitState } from './browser.mjs';
@@ -63,6 +64,13 @@ async function keepObject(x, y, category, count) {
   await page.keyboard.press('Enter');
   return waitProject((q) => q.objects.length === count, `object ${count}`);
 }
+/** What the server has for image `iid` of project `pid` (read by the page, with its token). */
+const serverAnnotations = (pid, iid) =>
+  page.evaluate(async ([p, i]) => {
+    const token = localStorage.getItem('clicksam.token');
+    const r = await fetch(`api/projects/${p}/images/${i}/annotations`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+    return r.json();
+  }, [pid, iid]);
 const saved = (what) => waitProject((p) => p.saveState === 'saved', what, 30000);
 const query = '?points_per_side=6&pred_iou_thresh=0&stability_score_thresh=0';
 
@@ -103,7 +111,25 @@ try {
     await page.reload();
     await waitState(page, (s) => s.decoderReady, 'the decoder after reload', 180000);
     const { p, s } = await waitProject((q, x) => q.imageId === before.imageId && x.imageReady && q.objects.length === 2, 'the saved objects after reload');
-    return { before, p, s, hash: await page.evaluate(() => location.hash) };
+    return { before, p, s, hash: await page.evaluate(() => location.hash), server: await serverAnnotations(p.projectId, p.imageId) };
+  });
+
+  await step('refine', async () => {
+    const before = await project();
+    await page.click('[data-testid="refine"]');
+    const n = (await state(page)).decodeCount;
+    const target = before.objects[0].inside;
+    const a = await clientPoint(page, target.x, target.y);
+    await page.mouse.click(a.x, a.y); // the kept object under the click opens in the editor
+    const opened = await waitState(page, (s) => s.prompts.points.length === 1 && s.maskArea > 0, 'the kept object in the editor');
+    const hidden = (await project()).objects.map((o) => o.visible);
+    const second = { x: Math.min(target.x + 12, 639), y: target.y };
+    const b = await clientPoint(page, second.x, second.y);
+    await page.mouse.click(b.x, b.y); // refine it with a second click
+    await waitState(page, (s) => s.decodeCount > n && s.prompts.points.length === 2 && s.maskArea > 0, 'the refined mask');
+    await page.keyboard.press('Enter');
+    const { p } = await waitProject((q) => q.objects.length === 2 && q.saveState === 'saved' && q.version > before.version, 'the refined object saved', 30000);
+    return { before, target, second, opened, hidden, p, server: await serverAnnotations(p.projectId, p.imageId) };
   });
 
   await step('next', async () => {

@@ -4,7 +4,7 @@
 
 import { ApiError, EVERYTHING_OPTIONS, postEverything } from './api';
 import { Autosave, type SaveState } from './autosave';
-import type { Size } from './frames';
+import type { Point, Size } from './frames';
 import type { AnnotationInfo, ObjectStore, SavedObject } from './objects';
 import { type Proposal, Proposals, toProposals } from './proposals';
 import { type AnnotationIn, type Annotations, type ImageStatus, type ProjectImage, getAnnotations, saveAnnotations } from './projects_api';
@@ -35,6 +35,9 @@ export class ImageWork {
   private disposed = false;
   /** Proposals handed to the editor on this image. */
   private readonly adopted: Proposal[] = [];
+  private refining = false;
+  /** The kept object being refined (hidden until its refined mask is kept). */
+  private replacing: SavedObject | null = null;
 
   constructor(
     readonly pid: number,
@@ -123,8 +126,31 @@ export class ImageWork {
     this.on.proposalsChanged();
   }
 
-  /** A proposal the person clicked, handed to the editor (it comes back through `kept` if kept). */
-  pick(p: { x: number; y: number }): Proposal | null {
+  /** The next click on a kept object reopens it in the editor (see `pick`). */
+  refineNext(on: boolean): boolean {
+    this.refining = on;
+    return on;
+  }
+
+  get refineArmed(): boolean {
+    return this.refining;
+  }
+
+  /**
+   * A click (no prompts yet) handed to the editor as a mask to refine: after `refineNext`, the
+   * smallest visible kept object under `p` (hidden, and replaced when the refined one is kept);
+   * else a proposal. Null: an ordinary click.
+   */
+  pick(p: Point): { point: Point; mask: Uint8Array; score: number } | null {
+    if (this.refining) {
+      this.refining = false;
+      const o = this.objectAt(p);
+      if (!o) return null;
+      o.visible = false;
+      this.replacing = o;
+      this.on.objectsReplaced();
+      return { point: p, mask: o.mask, score: o.iou };
+    }
     const q = this.proposals.at(p);
     if (q) {
       this.proposals.take(q.id);
@@ -134,8 +160,21 @@ export class ImageWork {
     return q;
   }
 
-  /** An object kept from the editor: a refined proposal keeps its source and score. */
+  /**
+   * An object kept from the editor: a refined object replaces the one it came from (same id,
+   * category and source); a refined proposal keeps the proposal's source and score.
+   */
   kept(o: SavedObject): void {
+    const old = this.replacing;
+    this.replacing = null;
+    if (old && this.objects.all.includes(old)) {
+      this.objects.remove(old.id);
+      o.annotation.category = old.annotation.category;
+      o.annotation.source = old.annotation.source;
+      const id = savedIds.get(old);
+      if (id !== undefined) savedIds.set(o, id);
+      return;
+    }
     const first = o.annotation.prompts?.points[0];
     const from = first && this.adopted.find((q) => Math.abs(q.point.x - first[0]) < 0.5 && Math.abs(q.point.y - first[1]) < 0.5);
     if (from) {
@@ -147,6 +186,22 @@ export class ImageWork {
   dispose(): void {
     this.disposed = true;
     this.autosave.dispose();
+  }
+
+  /** Test hook: a pixel of `o`'s mask (the middle one in row-major order), or null for an empty mask. */
+  pointInside(o: SavedObject): Point | null {
+    const on: number[] = [];
+    o.mask.forEach((v, k) => v && on.push(k));
+    const k = on[Math.floor(on.length / 2)];
+    return k === undefined ? null : { x: k % this.size.w, y: Math.floor(k / this.size.w) };
+  }
+
+  private objectAt(p: Point): SavedObject | null {
+    const { w, h } = this.size;
+    const k = Math.min(h - 1, Math.max(0, Math.floor(p.y))) * w + Math.min(w - 1, Math.max(0, Math.floor(p.x)));
+    let best: SavedObject | null = null;
+    for (const o of this.objects.all) if (o.visible && o.mask[k] && (!best || o.area < best.area)) best = o;
+    return best;
   }
 
   private annotation(o: SavedObject): AnnotationIn {

@@ -75,6 +75,7 @@ const projects = new ProjectView(
     category: el('category', HTMLSelectElement),
     status: el('image-status', HTMLSelectElement),
     prelabel: button('prelabel'),
+    refine: button('refine'),
     proposalsBox: el('proposals', HTMLElement),
     proposalCount: el('proposal-count', HTMLElement),
     keepThreshold: input('keep-threshold'),

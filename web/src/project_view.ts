@@ -16,43 +16,12 @@ import type { Layer } from './overlay';
 import type { Page, PageExtension } from './page';
 import { type ExportFormat, IMAGE_STATUSES, type ImageStatus, type Annotations, type Project, type ProjectImage, addImagesInBatches, exportProject, getAnnotations, getProject, listImages } from './projects_api';
 import { type PreparedImage, ProjectImages } from './project_images';
-import { type HomeElements, ProjectsHome } from './projects_home';
+import { ProjectsHome } from './projects_home';
 import { type Route, parseRoute, routeHash } from './routes';
 import { need } from './session';
+import type { ProjectElements } from './ui/project_elements';
 import { ProposalsList, renderSaveState } from './ui/proposals_list';
 import { StatusBar } from './ui/status';
-
-export interface ProjectElements extends HomeElements {
-  /** The one-image work area (stage and side panel), hidden on the projects list. */
-  readonly workArea: readonly HTMLElement[];
-  readonly galleryPane: HTMLElement;
-  readonly gallery: HTMLElement;
-  readonly galleryToggle: HTMLButtonElement;
-  readonly title: HTMLElement;
-  readonly addImages: HTMLInputElement;
-  readonly addFolder: HTMLInputElement;
-  readonly tools: HTMLElement;
-  readonly prev: HTMLButtonElement;
-  readonly next: HTMLButtonElement;
-  readonly position: HTMLElement;
-  readonly saveState: HTMLElement;
-  readonly conflict: HTMLElement;
-  readonly conflictReload: HTMLButtonElement;
-  readonly conflictOverwrite: HTMLButtonElement;
-  readonly category: HTMLSelectElement;
-  readonly status: HTMLSelectElement;
-  readonly prelabel: HTMLButtonElement;
-  readonly proposalsBox: HTMLElement;
-  readonly proposalCount: HTMLElement;
-  readonly keepThreshold: HTMLInputElement;
-  readonly keepAbove: HTMLButtonElement;
-  readonly discardAll: HTMLButtonElement;
-  readonly proposalList: HTMLElement;
-  readonly exportFormat: HTMLSelectElement;
-  readonly exportButton: HTMLButtonElement;
-  readonly statusLine: HTMLElement;
-  readonly error: HTMLElement;
-}
 
 /** Files per upload request (each is encoded on the server before the answer). */
 const UPLOAD_BATCH = 4;
@@ -96,6 +65,7 @@ export class ProjectView implements PageExtension {
     els.conflictReload.addEventListener('click', () => void this.work?.reload().catch((e: unknown) => this.fail(e)));
     els.conflictOverwrite.addEventListener('click', () => void this.work?.autosave.overwrite());
     els.prelabel.addEventListener('click', () => void this.prelabel());
+    els.refine.addEventListener('click', () => els.refine.setAttribute('aria-pressed', String(this.work?.refineNext(!this.work.refineArmed) ?? false)));
     els.keepAbove.addEventListener('click', () => this.work?.keep({ above: Number(els.keepThreshold.value) || 0 }, this.page.objects.category));
     els.discardAll.addEventListener('click', () => this.work?.discard(null));
     els.exportButton.addEventListener('click', () => void this.exportAll());
@@ -207,7 +177,7 @@ export class ProjectView implements PageExtension {
       status: w?.status ?? null,
       saveState: w?.autosave.state ?? null,
       version: w?.autosave.version ?? null,
-      objects: this.page.objects.all.map((o) => ({ ...o.annotation, area: o.area })),
+      objects: this.page.objects.all.map((o) => ({ ...o.annotation, area: o.area, visible: o.visible, inside: w?.pointInside(o) ?? null })),
       proposals: w?.proposals.all.map((p) => ({ id: p.id, score: p.score, area: p.area, point: p.point })) ?? [],
       prefetched: this.loader?.readyIds ?? [],
       lastExport: this.lastExport,
@@ -222,6 +192,7 @@ export class ProjectView implements PageExtension {
 
   pick(p: Point): { point: Point; mask: Uint8Array; iou: number } | null {
     const q = this.work?.pick(p);
+    this.els.refine.setAttribute('aria-pressed', 'false');
     return q ? { point: q.point, mask: q.mask, iou: q.score } : null;
   }
 
