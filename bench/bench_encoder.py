@@ -50,26 +50,17 @@ def perturbed_state(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
 def build_pair(name: str) -> tuple[nn.Module, nn.Module]:
     """(official, ours) image encoders of one model with identical perturbed weights, eval mode."""
     from clicksam.model import build_sam
-    from clicksam.model.build import MODEL_CONFIGS, TinyViTConfig
+    from clicksam.model.build import MODEL_CONFIGS, TinyViTConfig, ViTConfig
 
     ours = build_sam(name, seed=0).image_encoder
     config = MODEL_CONFIGS[name]
     if name == "vit_b":
         from segment_anything.modeling import ImageEncoderViT
 
+        assert isinstance(config.encoder, ViTConfig)
         official: nn.Module = ImageEncoderViT(
-            depth=12,
-            embed_dim=768,
-            img_size=1024,
-            mlp_ratio=4,
+            **config.encoder.constructor_args(config.image_size, config.prompt_embed_dim),
             norm_layer=partial(nn.LayerNorm, eps=1e-6),
-            num_heads=12,
-            patch_size=16,
-            qkv_bias=True,
-            use_rel_pos=True,
-            global_attn_indexes=[2, 5, 8, 11],
-            window_size=14,
-            out_chans=256,
         )
     elif isinstance(config.encoder, TinyViTConfig):
         from mobile_sam.modeling import TinyViT

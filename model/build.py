@@ -79,6 +79,29 @@ class ViTConfig:
     patch_size: int = 16
     mlp_ratio: float = 4.0
 
+    def constructor_args(self, img_size: int, out_chans: int) -> dict[str, Any]:
+        """Keyword arguments of ``ImageEncoderViT(...)``, ours or the official class (which also needs
+        ``norm_layer`` with eps 1e-6, as the official ``build_sam`` passes).
+
+        Args:
+            img_size: side of the square (padded) input in pixels (1024 for SAM).
+            out_chans: channels of the image embedding (the prompt embedding width, 256 for SAM).
+        """
+        return dict(
+            img_size=img_size,
+            patch_size=self.patch_size,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+            out_chans=out_chans,
+            qkv_bias=True,
+            use_abs_pos=True,
+            use_rel_pos=True,
+            window_size=self.window_size,
+            global_attn_indexes=self.global_attn_indexes,
+        )
+
 
 @dataclass(frozen=True)
 class TinyViTConfig:
@@ -174,20 +197,7 @@ def _build_image_encoder(config: SamConfig) -> nn.Module:
     if isinstance(enc, DemoEncoderConfig):
         return DemoEncoder(enc, img_size=config.image_size)
     if isinstance(enc, ViTConfig):
-        return ImageEncoderViT(
-            img_size=config.image_size,
-            patch_size=enc.patch_size,
-            embed_dim=enc.embed_dim,
-            depth=enc.depth,
-            num_heads=enc.num_heads,
-            mlp_ratio=enc.mlp_ratio,
-            out_chans=config.prompt_embed_dim,
-            qkv_bias=True,
-            use_abs_pos=True,
-            use_rel_pos=True,
-            window_size=enc.window_size,
-            global_attn_indexes=enc.global_attn_indexes,
-        )
+        return ImageEncoderViT(**enc.constructor_args(config.image_size, config.prompt_embed_dim))
     # imported here so the ViT models work without (and before) the TinyViT module
     from .tiny_vit import TinyViT
 

@@ -49,18 +49,8 @@ def _official_sam(sa: types.ModuleType, config: SamConfig) -> torch.nn.Module:
     assert isinstance(enc, ViTConfig)
     grid = config.image_embedding_size
     encoder = modeling.ImageEncoderViT(
-        depth=enc.depth,
-        embed_dim=enc.embed_dim,
-        img_size=config.image_size,
-        mlp_ratio=4,
+        **enc.constructor_args(config.image_size, config.prompt_embed_dim),
         norm_layer=lambda d: torch.nn.LayerNorm(d, eps=1e-6),
-        num_heads=enc.num_heads,
-        patch_size=16,
-        qkv_bias=True,
-        use_rel_pos=True,
-        global_attn_indexes=enc.global_attn_indexes,
-        window_size=enc.window_size,
-        out_chans=256,
     )
     return reference_sam(modeling, encoder, (grid, grid), config.image_size)
 
