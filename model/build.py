@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,26 +81,15 @@ class ViTConfig:
 
     def constructor_args(self, img_size: int, out_chans: int) -> dict[str, Any]:
         """Keyword arguments of ``ImageEncoderViT(...)``, ours or the official class (which also needs
-        ``norm_layer`` with eps 1e-6, as the official ``build_sam`` passes).
+        ``norm_layer`` with eps 1e-6, as the official ``build_sam`` passes). The fields are named after
+        the constructor's parameters.
 
         Args:
             img_size: side of the square (padded) input in pixels (1024 for SAM).
             out_chans: channels of the image embedding (the prompt embedding width, 256 for SAM).
         """
-        return dict(
-            img_size=img_size,
-            patch_size=self.patch_size,
-            embed_dim=self.embed_dim,
-            depth=self.depth,
-            num_heads=self.num_heads,
-            mlp_ratio=self.mlp_ratio,
-            out_chans=out_chans,
-            qkv_bias=True,
-            use_abs_pos=True,
-            use_rel_pos=True,
-            window_size=self.window_size,
-            global_attn_indexes=self.global_attn_indexes,
-        )
+        fixed = dict(qkv_bias=True, use_abs_pos=True, use_rel_pos=True)
+        return dict(asdict(self), img_size=img_size, out_chans=out_chans, **fixed)
 
 
 @dataclass(frozen=True)
@@ -118,26 +107,14 @@ class TinyViTConfig:
 
     def constructor_args(self, img_size: int) -> dict[str, Any]:
         """Keyword arguments of ``TinyViT(...)``, ours or the official class: MobileSAM's own build call.
+        The fields are named after the constructor's parameters (passed as lists, as MobileSAM does).
 
         Args:
             img_size: side of the square (padded) input in pixels (1024 for MobileSAM).
         """
-        return dict(
-            img_size=img_size,
-            in_chans=3,
-            num_classes=1000,
-            embed_dims=list(self.embed_dims),
-            depths=list(self.depths),
-            num_heads=list(self.num_heads),
-            window_sizes=list(self.window_sizes),
-            mlp_ratio=self.mlp_ratio,
-            drop_rate=0.0,
-            drop_path_rate=0.0,
-            use_checkpoint=False,
-            mbconv_expand_ratio=self.mbconv_expand_ratio,
-            local_conv_size=self.local_conv_size,
-            layer_lr_decay=self.layer_lr_decay,
-        )
+        fields = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        fixed = dict(in_chans=3, num_classes=1000, drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False)
+        return dict(fields, img_size=img_size, **fixed)
 
 
 @dataclass(frozen=True)
