@@ -1,6 +1,6 @@
 """The projects page end to end: real headless Chromium, real ``clicksam serve`` with projects (SQLite).
 
-The server runs with a token (CLICKSAM_TOKEN) and its own projects folder. One browser session
+The server runs with a token (--token) and its own projects folder. One browser session
 (web/e2e/projects.mjs) creates a project, adds 3 images (2 files and a folder), annotates 2 objects
 with categories, reloads, goes to the prefetched next image, pre-labels and keeps a proposal, meets a
 save conflict, exports COCO and looks at a phone-sized screen; the page must ask for the token once.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from loopback import free_port, wait_ready
+from loopback import clicksam_serve
 from PIL import Image, ImageDraw
 from test_page import ARTIFACTS, E2E_MODEL, REPO, WEB, _missing_tools, run_node
 
@@ -67,32 +65,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     if problem:
         pytest.fail(f"browser tests need their tools: {problem}")
     data = tmp_path_factory.mktemp("projects-page")
-    port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = ARTIFACTS / "projects-server.log"
-    cmd = [
-        sys.executable, "-m", "clicksam.cli", "serve", "--model", E2E_MODEL, "--host", "127.0.0.1",
-        "--port", str(port), "--web-dir", str(WEB / "dist"), "--cache-dir", str(data / "cache"),
-        "--data-dir", str(data / "projects"), "--torch-threads", "1",
+    args = [
+        "--model", E2E_MODEL, "--web-dir", str(WEB / "dist"), "--cache-dir", str(data / "cache"),
+        "--data-dir", str(data / "projects"), "--token", TOKEN, "--torch-threads", "1",
     ]  # fmt: skip
     decoder_dir = os.environ.get("CLICKSAM_E2E_DECODER_DIR")  # a ready export, to skip exporting
     if decoder_dir:
-        cmd += ["--decoder-dir", decoder_dir]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "CLICKSAM_TOKEN": TOKEN}
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_ready(url, proc, log, 600, "clicksam serve")  # the first start exports the decoder
+        args += ["--decoder-dir", decoder_dir]
+    # the first start exports the decoder
+    with clicksam_serve(args, ARTIFACTS / "projects-server.log", REPO, timeout_s=600) as url:
         yield Api(url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
