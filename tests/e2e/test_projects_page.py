@@ -104,8 +104,18 @@ def run(server: Api, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
     return results
 
 
+def test_leaving_unsaved_one_image_objects_asks_first(run: dict[str, Any]) -> None:
+    confirms = [d for d in run["dialogs"] if d["type"] == "confirm"]
+    assert [d["message"] for d in confirms] == [
+        "Leave this image? Its 1 object is not saved anywhere (export them first)."
+    ] * 2
+    assert run["start"]["stayed"] == {"hash": "", "objects": 1}  # dismissed: still on the one-image page
+    assert run["start"]["hash"] == "#/projects"
+
+
 def test_the_page_asks_for_the_token_once_and_keeps_it(run: dict[str, Any]) -> None:
-    assert run["dialogs"] == ["This server needs its access token (CLICKSAM_TOKEN):"]
+    prompts = [d["message"] for d in run["dialogs"] if d["type"] == "prompt"]
+    assert prompts == ["This server needs its access token (CLICKSAM_TOKEN):"]
 
 
 def test_a_project_gets_images_from_files_and_a_folder(run: dict[str, Any], server: Api) -> None:

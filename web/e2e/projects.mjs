@@ -22,9 +22,12 @@ mkdirSync(o.out, { recursive: true });
 const results = { steps: [], dialogs: [] };
 const logs = [];
 const { page, close } = await launch({ log: (s) => logs.push(s) });
+let confirms = 0;
 page.on('dialog', async (d) => {
-  results.dialogs.push(d.message());
-  await d.accept(o.token ?? '');
+  results.dialogs.push({ type: d.type(), message: d.message() });
+  // the first "leave this image?" is dismissed, the next accepted; the token prompt gets the token
+  if (d.type() === 'confirm' && confirms++ === 0) await d.dismiss();
+  else await d.accept(o.token ?? '');
 });
 const project = () => page.evaluate(() => window.__clicksam.project());
 /** Wait until predicate(project state, page state) holds. */
@@ -75,11 +78,23 @@ const saved = (what) => waitProject((p) => p.saveState === 'saved', what, 30000)
 const query = '?points_per_side=6&pred_iou_thresh=0&stability_score_thresh=0';
 
 try {
-  await page.goto(`${o.url}${query}#/projects`);
+  await page.goto(`${o.url}${query}`);
   await step('start', async () => {
+    // an object on the one-image page: going to the projects asks first (it is not saved anywhere)
     await waitState(page, (s) => s.decoderReady, 'the decoder', 180000);
+    await page.setInputFiles('[data-testid="image-input"]', path.join(o.images, 'a.png'));
+    await waitState(page, (s) => s.imageReady, 'the one-image upload', 180000);
+    const pt = await clientPoint(page, 210, 160);
+    await page.mouse.click(pt.x, pt.y);
+    await waitState(page, (s) => s.maskArea > 0, 'a mask on the one-image page');
+    await page.keyboard.press('Enter');
+    await waitState(page, (s) => s.objects.length === 1, 'the kept object');
+    await page.click('[data-testid="projects-link"]');
+    await page.waitForTimeout(300);
+    const stayed = { hash: await page.evaluate(() => location.hash), objects: (await state(page)).objects.length };
+    await page.click('[data-testid="projects-link"]');
     await page.locator('[data-testid="projects-home"]:not([hidden])').waitFor({ timeout: 30000 });
-    return {};
+    return { stayed, hash: await page.evaluate(() => location.hash) };
   });
 
   await step('create', async () => {

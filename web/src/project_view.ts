@@ -105,6 +105,11 @@ export class ProjectView implements PageExtension {
       location.reload(); // the one-image page starts clean
       return;
     }
+    const kept = this.page.objects.all.length;
+    if (was.kind === 'one-image' && next.kind !== 'one-image' && kept && !window.confirm(`Leave this image? Its ${kept} object${kept === 1 ? ' is' : 's are'} not saved anywhere (export them first).`)) {
+      history.replaceState(null, '', location.pathname + location.search);
+      return;
+    }
     this.route = next;
     document.body.classList.toggle('mode-projects', next.kind === 'projects');
     document.body.classList.toggle('mode-project', next.kind === 'project');
