@@ -66,10 +66,7 @@ export class Gallery {
       const url = this.urls.get(it.id);
       if (url && img instanceof HTMLImageElement && img.src !== url) img.src = url;
       if (name) name.textContent = `${index + 1}. ${it.fileName}`;
-      if (status) {
-        status.textContent = STATUS_LABEL[it.status];
-        status.className = `status-tag ${it.status}`;
-      }
+      if (status instanceof HTMLElement) showStatus(status, it.status);
       li.classList.toggle('current', it.id === current);
       li.querySelector('button')?.setAttribute('aria-current', String(it.id === current));
       return li;
@@ -77,6 +74,12 @@ export class Gallery {
     this.list.replaceChildren(...cells);
     const here = current === null ? undefined : this.cells.get(current);
     here?.scrollIntoView?.({ block: 'nearest', inline: 'nearest' });
+  }
+
+  /** One image's status changed (a save): only its tile changes. */
+  setStatus(id: number, status: ImageStatus): void {
+    const tag = this.cells.get(id)?.querySelector('.status-tag');
+    if (tag instanceof HTMLElement) showStatus(tag, status);
   }
 
   /** Forget every cell and thumbnail (another project). */
@@ -108,4 +111,9 @@ export class Gallery {
     toggle.setAttribute('aria-expanded', String(!collapsed));
     toggle.textContent = collapsed ? 'Show images' : 'Hide images';
   }
+}
+
+function showStatus(tag: HTMLElement, status: ImageStatus): void {
+  tag.textContent = STATUS_LABEL[status];
+  tag.className = `status-tag ${status}`;
 }

@@ -332,9 +332,10 @@ export class ProjectView implements PageExtension {
     renderSaveState(this.els.saveState, state, detail);
     this.els.conflict.hidden = state !== 'conflict';
     if (state === 'conflict' && detail) this.bar.error(detail);
-    if (state === 'saved') {
-      this.els.status.value = this.work?.status ?? 'new';
-      this.renderGallery();
+    const work = this.work;
+    if (state === 'saved' && work) {
+      this.els.status.value = work.status;
+      this.galleryView.setStatus(work.image.id, work.status);
     }
   }
 
