@@ -74,6 +74,8 @@ const serverAnnotations = (pid, iid) =>
     const r = await fetch(`api/projects/${p}/images/${i}/annotations`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
     return r.json();
   }, [pid, iid]);
+/** The page's own click-to-mask measures so far (ms). */
+const clickMeasures = () => page.evaluate(() => performance.getEntriesByName('clicksam:click-to-mask').map((e) => e.duration));
 const saved = (what) => waitProject((p) => p.saveState === 'saved', what, 30000);
 const query = '?points_per_side=6&pred_iou_thresh=0&stability_score_thresh=0';
 
@@ -118,7 +120,7 @@ try {
     await keepObject(210, 160, 'dog', 1);
     await keepObject(470, 335, 'cat', 2);
     const { p } = await saved('the save of 2 objects');
-    return { p, badge: await page.locator('[data-testid="save-state"]').textContent(), screenshot: await shot('annotated') };
+    return { p, measures: await clickMeasures(), badge: await page.locator('[data-testid="save-state"]').textContent(), screenshot: await shot('annotated') };
   });
 
   await step('reload', async () => {
@@ -164,7 +166,7 @@ try {
     const clicked = await waitState(page, (x) => x.decodeCount > n && x.maskArea > 0, 'a click on the next image');
     page.off('request', record);
     await page.keyboard.press('Escape');
-    return { p, readyMs, requests, clicked, hash: await page.evaluate(() => location.hash) };
+    return { p, readyMs, requests, clicked, measures: await clickMeasures(), hash: await page.evaluate(() => location.hash) };
   });
 
   await step('prelabel', async () => {
