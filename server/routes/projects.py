@@ -69,6 +69,11 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": what[code]} for code in codes}
 
 
+#: Content-Type of stored images, by the sniffed format
+MEDIA_TYPES: Final[dict[str, str]] = {
+    "JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp",
+    "TIFF": "image/tiff", "HEIF": "image/heif", "AVIF": "image/avif",
+}  # fmt: skip
 #: one request to ``POST /api/projects/{pid}/images`` may carry this many files of the upload limit
 REQUEST_FILES: Final[int] = 20
 _IMAGES_PATH = re.compile(r"^/api/projects/[^/]+/images$")
@@ -193,7 +198,7 @@ def image_file(pid: ProjectId, iid: ImageId, repo: RepositoryDep) -> Response:
     record = repo.image(pid, iid)
     return Response(
         repo.store.read(record.sha256),
-        media_type=f"image/{exports.EXTENSIONS[record.format].replace('jpg', 'jpeg')}",
+        media_type=MEDIA_TYPES[record.format],
         headers={"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{record.sha256}"'},
     )
 
