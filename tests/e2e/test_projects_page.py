@@ -190,6 +190,12 @@ def test_prelabel_proposals_can_be_kept_with_source_and_score(run: dict[str, Any
     assert kept["score"] == pytest.approx(pre["first"]["score"], abs=1e-4)
     assert kept["area"] == pre["first"]["area"]
     assert kept["category"] == "cat"
+    # after a reload: the kept one is an annotation, the others are still proposals
+    left = pre["reloaded"]["proposals"]
+    assert pre["reloaded"]["objects"] == pre["after"]["objects"]
+    assert [q["id"] for q in left] == [q["id"] for q in pre["after"]["proposals"]]
+    assert pre["first"]["id"] not in [q["id"] for q in left]
+    assert pre["listed"] == min(len(left), 60)
 
 
 def test_a_conflict_is_shown_and_overwrite_keeps_the_page_edits(run: dict[str, Any], server: Api) -> None:

@@ -176,7 +176,10 @@ try {
     const first = p.proposals[0];
     await page.click(`[data-testid="proposal-keep-${first.id}"]`);
     const after = await waitProject((q) => q.objects.length === 1 && q.saveState === 'saved', 'the kept proposal saved', 30000);
-    return { proposals: p.proposals.length, first, after: after.p, screenshot };
+    await page.reload(); // the proposals left come back (this browser keeps them), the kept one as an object
+    const reloaded = await waitProject((q, x) => q.imageId === p.imageId && x.imageReady && q.objects.length === 1, 'the image after a reload', 180000);
+    const listed = await page.locator('[data-testid^="proposal-keep-"]').count();
+    return { proposals: p.proposals.length, first, after: after.p, reloaded: reloaded.p, listed, screenshot };
   });
 
   await step('conflict', async () => {

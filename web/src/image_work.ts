@@ -1,8 +1,9 @@
 // The work on one project image: its saved annotations put on the page as objects, the autosave of
 // the objects (as COCO RLE at the image's resolution, with category, source, score and prompts),
-// the image's status, and the pre-label proposals. The project view makes one per opened image.
+// the image's status, and the pre-label proposals (kept in localStorage until kept or discarded).
+// The project view makes one per opened image.
 
-import { ApiError, EVERYTHING_OPTIONS, postEverything } from './api';
+import { ApiError, EVERYTHING_OPTIONS, type EverythingResult, postEverything } from './api';
 import { Autosave, type SaveState } from './autosave';
 import type { Point, Size } from './frames';
 import type { AnnotationInfo, ObjectStore, SavedObject } from './objects';
@@ -36,6 +37,8 @@ export class ImageWork {
   /** Proposals handed to the editor on this image. */
   private readonly adopted: Proposal[] = [];
   private refining = false;
+  /** The pre-label answer the proposals came from. */
+  private run: EverythingResult | null = null;
   /** The kept object being refined (hidden until its refined mask is kept). */
   private replacing: SavedObject | null = null;
 
@@ -57,7 +60,13 @@ export class ImageWork {
         this.statusValue = snap.status;
         return v;
       },
-      latest: async () => (await getAnnotations(pid, image.id)).version,
+      latest: async () => {
+        // an overwrite sends ids only of annotations the server still has (someone may have deleted some)
+        const now = await getAnnotations(pid, image.id);
+        const ids = new Set(now.annotations.map((a) => a.id));
+        for (const o of this.objects.all) if (!ids.has(savedIds.get(o) ?? 0)) savedIds.delete(o);
+        return now.version;
+      },
       isConflict: (e) => e instanceof ApiError && e.status === 409,
       state: (state, detail) => {
         if (!this.disposed) this.on.saveState(state, detail);
@@ -102,16 +111,32 @@ export class ImageWork {
     const options = new Map(EVERYTHING_OPTIONS.flatMap((k) => (query.has(k) ? [[k, query.get(k) ?? '']] : [])));
     const res = await postEverything(blob, this.image.file_name, options);
     if (this.disposed) return 0;
+    this.run = res;
     this.proposals.set(toProposals(res, this.size), this.size);
-    this.on.proposalsChanged();
+    this.proposalsChanged();
     return this.proposals.all.length;
+  }
+
+  /** Show the proposals this browser kept for the image from an earlier pre-label; whether there were any. */
+  restoreProposals(): boolean {
+    try {
+      const saved = JSON.parse(localStorage.getItem(this.proposalsKey) ?? 'null') as { res: EverythingResult; left: number[] } | null;
+      if (!saved) return false;
+      const left = new Set(saved.left);
+      this.run = saved.res;
+      this.proposals.set(toProposals(saved.res, this.size).filter((p) => left.has(p.id)), this.size);
+      return true;
+    } catch {
+      localStorage.removeItem(this.proposalsKey); // unreadable (an older page wrote it): pre-label again
+      return false;
+    }
   }
 
   /** Keep proposal `id` (or every one scoring at least `above`) as objects of `category`. */
   keep(which: { id: number } | { above: number }, category: string): number {
     const taken = 'id' in which ? [this.proposals.take(which.id)].filter((p): p is Proposal => p !== null) : this.proposals.takeAbove(which.above);
     for (const p of taken) this.objects.addMask(p.mask, this.size, proposalInfo(p, category));
-    this.on.proposalsChanged();
+    this.proposalsChanged();
     if (taken.length) {
       this.on.objectsReplaced();
       this.autosave.changed();
@@ -123,7 +148,7 @@ export class ImageWork {
   discard(id: number | null): void {
     if (id === null) this.proposals.set([], this.size);
     else this.proposals.take(id);
-    this.on.proposalsChanged();
+    this.proposalsChanged();
   }
 
   /** The next click on a kept object reopens it in the editor (see `pick`). */
@@ -155,7 +180,7 @@ export class ImageWork {
     if (q) {
       this.proposals.take(q.id);
       this.adopted.push(q);
-      this.on.proposalsChanged();
+      this.proposalsChanged();
     }
     return q;
   }
@@ -181,6 +206,22 @@ export class ImageWork {
       o.annotation.source = 'everything';
       o.annotation.score = Math.round(from.score * 1e4) / 1e4;
     }
+  }
+
+  /** Proposals kept in this browser (localStorage) until kept or discarded, so a reload shows them again. */
+  private get proposalsKey(): string {
+    return `clicksam.proposals.${this.pid}.${this.image.id}`;
+  }
+
+  private proposalsChanged(): void {
+    try {
+      const left = this.proposals.all.map((p) => p.id);
+      if (this.run && left.length) localStorage.setItem(this.proposalsKey, JSON.stringify({ res: this.run, left }));
+      else localStorage.removeItem(this.proposalsKey);
+    } catch {
+      // storage full or disabled: the proposals live as long as the page (pre-label again after a reload)
+    }
+    this.on.proposalsChanged();
   }
 
   dispose(): void {

@@ -285,7 +285,9 @@ export class ProjectView implements PageExtension {
       },
     });
     this.work = work;
-    work.apply(saved);
+    this.prelabelled = work.restoreProposals();
+    work.apply(saved); // shows the objects and the proposals
+    this.proposalsList.render(work.proposals.all, this.prelabelled);
     this.els.status.value = work.status;
     this.renderTools();
     this.prefetchAround();
