@@ -6,16 +6,18 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Autosave, type SaveState } from './autosave';
 
 class Conflict extends Error {}
+class Refused extends Error {}
 
 /** A server holding one document and its version; `down` makes saves fail without a conflict. */
 function server() {
-  const s = { version: 0, doc: '', saves: [] as Array<{ base: number; doc: string }>, down: false, gate: null as Promise<void> | null };
+  const s = { version: 0, doc: '', saves: [] as Array<{ base: number; doc: string }>, down: false, refuse: false, gate: null as Promise<void> | null };
   return {
     s,
     async save(base: number, doc: string): Promise<number> {
       s.saves.push({ base, doc });
       if (s.gate) await s.gate;
       if (s.down) throw new Error('Cannot reach the server');
+      if (s.refuse) throw new Refused('the project has no category "x"');
       if (base !== s.version) throw new Conflict(`stale version ${base}, the image is at ${s.version}`);
       s.doc = doc;
       return ++s.version;
@@ -36,6 +38,7 @@ function setup(start = 0) {
     save: (v, d) => srv.save(v, d),
     latest: () => Promise.resolve(srv.s.version),
     isConflict: (e) => e instanceof Conflict,
+    isRetryable: (e) => !(e instanceof Refused),
     state: (st, detail) => {
       states.push(st);
       details.push(detail);
@@ -147,6 +150,22 @@ describe('Autosave', () => {
     expect(srv.s.saves).toHaveLength(2);
     expect(auto.state).toBe('saved');
     expect(srv.s.doc).toBe('b');
+  });
+
+  it('does not retry a refused save; the next edit tries again', async () => {
+    const { srv, auto, edit, details } = setup();
+    srv.s.refuse = true;
+    edit('b');
+    await vi.advanceTimersByTimeAsync(500);
+    expect(auto.state).toBe('error');
+    expect(details.at(-1)).toBe('the project has no category "x"');
+    await vi.advanceTimersByTimeAsync(10000);
+    expect(srv.s.saves).toHaveLength(1);
+    srv.s.refuse = false;
+    edit('c');
+    await vi.advanceTimersByTimeAsync(500);
+    expect(srv.s.doc).toBe('c');
+    expect(auto.state).toBe('saved');
   });
 
   it('flush with nothing to save sends nothing; dispose stops the timer', async () => {

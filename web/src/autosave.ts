@@ -2,7 +2,8 @@
 // edits are saved after a quiet period (debounce), one save at a time, each based on the version
 // the last one returned. A stale version (409) stops saving in the 'conflict' state, with the local
 // edits kept, until the person chooses: overwrite (save ours over the server's version) or reload
-// (the caller reads the server's and calls reset). A failed save (network, 5xx) retries later.
+// (the caller reads the server's and calls reset). A failed save retries later when that may help
+// (network, 5xx); a refused one (422) waits for the next edit.
 //
 //   saved --changed--> pending --quiet--> saving --ok--> saved (or pending if edited meanwhile)
 //                                          saving --409--> conflict --overwrite--> saving
@@ -23,6 +24,8 @@ export interface AutosaveOptions<T> {
   latest(): Promise<number>;
   /** Whether a save's error means "stale version". */
   isConflict(error: unknown): boolean;
+  /** Whether trying the same save again may work (a network error, 5xx); else it waits for the next edit. */
+  isRetryable(error: unknown): boolean;
   /** The state changed; `detail` says why a save failed. */
   state(state: SaveState, detail: string | null): void;
 }
@@ -115,7 +118,7 @@ export class Autosave<T> {
         this.set('conflict', message(e));
       } else {
         this.set('error', message(e));
-        this.schedule(this.opts.retryMs);
+        if (this.opts.isRetryable(e)) this.schedule(this.opts.retryMs);
       }
       return;
     }

@@ -68,6 +68,7 @@ export class ImageWork {
         return now.version;
       },
       isConflict: (e) => e instanceof ApiError && e.status === 409,
+      isRetryable: (e) => !(e instanceof ApiError) || e.status === 0 || e.status >= 500,
       state: (state, detail) => {
         if (!this.disposed) this.on.saveState(state, detail);
       },

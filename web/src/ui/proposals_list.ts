@@ -44,7 +44,7 @@ const SAVE_TEXT: Record<SaveState, string> = {
 /** The save badge: its text, and `data-state` for the styles and tests. */
 export function renderSaveState(el: HTMLElement, state: SaveState, detail: string | null): void {
   el.dataset.state = state;
-  el.textContent = detail && state === 'error' ? `${SAVE_TEXT[state]}: ${detail} (retrying)` : SAVE_TEXT[state];
+  el.textContent = detail && state === 'error' ? `${SAVE_TEXT[state]}: ${detail}` : SAVE_TEXT[state];
 }
 
 export function button(text: string, testid: string, click: () => void): HTMLButtonElement {
