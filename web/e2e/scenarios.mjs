@@ -71,6 +71,8 @@ try {
     const errorAfterUpload = await errorText(page);
     const p = await clientPoint(page, 210, 160);
     const s = await decoded(() => page.mouse.click(p.x, p.y), 'the first click');
+    // the thumbnails follow the mask's frame
+    await page.locator('[data-testid="candidate-0"]').waitFor({ timeout: 10000 });
     const candidates = await page.locator('[data-testid^="candidate-"]').count();
     const measures = await page.evaluate(() => performance.getEntriesByName('clicksam:click-to-mask').map((e) => e.duration));
     return { s0, s, errorAfterUpload, candidates, measures, screenshot: await shot('click') };

@@ -30,8 +30,6 @@ interface State {
   lowResSize: number;
   /** The current image's inputs of the click graph (the embedding or the prep graph's outputs). */
   imageFeeds: Record<string, Tensor> | null;
-  /** Click-graph runs so far (warm-up and real ones), towards WARMUP_RUNS. */
-  warmRuns: number;
   origSize: Tensor | null;
 }
 
@@ -123,7 +121,7 @@ async function init(req: InitRequest): Promise<void> {
     await state.session.release();
     await state.prep?.release();
   }
-  state = { ort, session, prep, backend, forced: req.backend !== 'auto', model: bytes, prepModel: prepBytes, ortBase: req.ortBase, lowResSize: req.lowResSize, imageFeeds: null, warmRuns: 0, origSize: null };
+  state = { ort, session, prep, backend, forced: req.backend !== 'auto', model: bytes, prepModel: prepBytes, ortBase: req.ortBase, lowResSize: req.lowResSize, imageFeeds: null, origSize: null };
   reply({
     type: 'ready',
     id: req.id,
@@ -137,17 +135,18 @@ async function init(req: InitRequest): Promise<void> {
 }
 
 /**
- * Decoder runs while no request waits, until the click graph has run WARMUP_RUNS times (real decodes
- * count): onnxruntime-web's kernels are WebAssembly, which V8 first compiles with its baseline
- * compiler and recompiles optimised only once they are hot, so without this the first ~5 clicks of a
- * session took 1.3-2x as long as later ones (the number of prompt points, which changes on every
- * early click, made no difference: bench/README.md). On WebGPU one run compiles the shaders. Starts
- * after start-up on zero inputs (the per-image graph once, then the click graph with 2-4 points, with
- * and without a mask input), stops as soon as a request arrives (which waits for at most the run in
- * progress) and goes on after the next embedding, on its feeds. The page records `clicksam:warm-up`.
+ * Decoder runs on zero inputs right after start-up, while the person picks an image: onnxruntime-web's
+ * kernels are WebAssembly, which V8 first compiles with its baseline compiler and recompiles
+ * optimised only once they are hot, so without this the first ~5 clicks of a session took 1.3-2x as
+ * long as later ones (the number of prompt points, which changes on every early click, made no
+ * difference: bench/README.md). On WebGPU one run compiles the shaders. The per-image graph once,
+ * then the click graph with 2-4 points, with and without a mask input. Stops for good as soon as a
+ * request arrives (which waits for at most the run in progress): once an image is there, a click may
+ * come at any moment, and a warm-up run in its way costs more than it saves (measured). The page
+ * records it as `clicksam:warm-up`.
  */
 async function warmUp(s: State | null): Promise<void> {
-  if (!s || s.warmRuns >= WARMUP_RUNS[s.backend]) return;
+  if (!s) return;
   const t0 = performance.now();
   let runs = 0;
   let error: string | null = null;
@@ -157,9 +156,8 @@ async function warmUp(s: State | null): Promise<void> {
   };
   try {
     if (!(await idle())) return;
-    const image = s.imageFeeds ?? (s.prep ? await runPrep(s, zeros(s.ort, s.prep.inputMetadata, 'image_embeddings', 0)) : {});
-    while (s.warmRuns < WARMUP_RUNS[s.backend] && (await idle())) {
-      const k = s.warmRuns;
+    const image = s.prep ? await runPrep(s, zeros(s.ort, s.prep.inputMetadata, 'image_embeddings', 0)) : {};
+    for (let k = 0; k < WARMUP_RUNS[s.backend] && (await idle()); k++) {
       const feeds: Record<string, Tensor> = { ...image };
       for (const meta of s.session.inputMetadata) {
         if (meta.name === 'has_mask_input') feeds[meta.name] = new s.ort.Tensor('float32', Float32Array.of(k % 2), [1]);
@@ -168,13 +166,11 @@ async function warmUp(s: State | null): Promise<void> {
       }
       const out = await runClick(s, feeds);
       for (const t of Object.values(out)) t.dispose();
-      s.warmRuns++;
       runs++;
     }
   } catch (e) {
     // a real request meets the same failure and reports it; the warm-up only notes it
     error = e instanceof Error ? e.message : String(e);
-    s.warmRuns = Infinity;
     console.warn(`decoder warm-up stopped: ${error}`);
   } finally {
     if (runs > 0 || error !== null) reply({ type: 'warmed', id: 0, runs, error, ms: performance.now() - t0, start: performance.timeOrigin + t0 });
@@ -220,7 +216,6 @@ async function setEmbedding(req: EmbeddingRequest): Promise<void> {
   s.imageFeeds = feeds;
   s.origSize = new s.ort.Tensor('float32', Float32Array.from(req.originalSize), [2]);
   reply({ type: 'embedding-ready', id: req.id, bytes: buf.byteLength, fetchMs, prepMs: performance.now() - t0 - fetchMs });
-  enqueue(() => warmUp(s)); // if an early image cut it short
 }
 
 /** The per-image graph's outputs on this embedding, as CPU tensors (inputs of every click). */
@@ -282,19 +277,15 @@ async function decode(req: DecodeRequest): Promise<void> {
   const timing = { start: 0 };
   const out = await runClick(s, wanted, timing);
   const runMs = performance.now() - timing.start;
-  s.warmRuns++;
   const low = out.low_res_masks;
   const iou = out.iou_predictions;
   if (!low || !iou) throw new Error('The decoder returned no low_res_masks / iou_predictions');
-  const lowData = (await low.getData()) as Float32Array;
-  const iouData = (await iou.getData()) as Float32Array;
+  const lowData = owned((await low.getData()) as Float32Array);
+  const iouData = owned((await iou.getData()) as Float32Array);
   const tokens = Number(low.dims[1] ?? 1);
-  // Copy out of ORT's buffers so both can be transferred and the tensors released.
-  const lowCopy = new Float32Array(lowData);
-  const iouCopy = new Float32Array(iouData);
   low.dispose();
   iou.dispose();
-  reply({ type: 'decoded', id: req.id, lowRes: lowCopy, iou: iouCopy, tokens, runMs, runStart: performance.timeOrigin + timing.start, backend: s.backend, threads: wasmThreads() }, [lowCopy.buffer, iouCopy.buffer]);
+  reply({ type: 'decoded', id: req.id, lowRes: lowData, iou: iouData, tokens, runMs, runStart: performance.timeOrigin + timing.start, backend: s.backend, threads: wasmThreads() }, [lowData.buffer, iouData.buffer]);
 }
 
 /**
@@ -312,6 +303,14 @@ async function runClick(s: State, feeds: Record<string, Tensor>, timing = { star
     timing.start = performance.now();
     return await s.session.run(feeds, ['low_res_masks', 'iou_predictions']);
   }
+}
+
+/**
+ * `a` itself when it is the whole of its own ArrayBuffer (ORT hands CPU outputs over as fresh
+ * arrays, and WebGPU downloads into fresh ones), so it can be transferred without a copy; else a copy.
+ */
+function owned(a: Float32Array): Float32Array<ArrayBuffer> {
+  return a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? (a as Float32Array<ArrayBuffer>) : new Float32Array(a);
 }
 
 function need(): State {

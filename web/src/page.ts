@@ -299,10 +299,13 @@ export class Page {
   }
 
   private maskChanged(change: MaskChange, t: number): void {
-    this.renderCandidates();
     if (change === 'shown') this.updateStatus();
     this.updateButtons();
     this.painter.schedule(t);
+    // A decoded mask's candidate thumbnails (a few ms of main thread) once the frame with the mask
+    // is out: this frame callback runs after the paint's, its task after the frame is presented.
+    if (change === 'shown') requestAnimationFrame(() => setTimeout(() => this.renderCandidates(), 0));
+    else this.renderCandidates();
   }
 
   private objectsChanged(): void {

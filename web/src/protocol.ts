@@ -85,11 +85,11 @@ export interface DecodeReply {
   readonly threads: number;
 }
 
-/** Sent when a stretch of the worker's warm-up ends (id 0: it answers no request). */
+/** Sent when the worker's warm-up ends (id 0: it answers no request). */
 export interface WarmedReply {
   readonly type: 'warmed';
   readonly id: 0;
-  /** Click-graph runs of this stretch (it stops when a request arrives and may go on later). */
+  /** Click-graph runs done (fewer when a request arrived first). */
   readonly runs: number;
   /** Why it stopped early, or null. */
   readonly error: string | null;
