@@ -1,9 +1,10 @@
 """``clicksam label`` throughput against a plain loop over segment-everything, same images, same run.
 
-For each model: a plain loop (decode the stored bytes, ``SamAutomaticMaskGenerator.generate``), then the
-labeller (``label.label_one``: read the image row and bytes, decode, generate, filter, one versioned
-save in SQLite) over the same images in a fresh project. Images per minute of both, and the labeller's
-overhead per image. Usage::
+For each model and image, interleaved so that the machine's load hits both alike: a plain loop step
+(decode the bytes, ``SamAutomaticMaskGenerator.generate``), then the labeller (``label.label_one``: read
+the image row and bytes, decode, generate, filter, one versioned save in SQLite, in a fresh project).
+Images per minute of both, and the labeller's own time per image: its total minus the generator's time
+inside it, which does not depend on how busy the machine is. Usage::
 
     .venv/bin/python bench/bench_label.py                       # demo and vit_t (random weights), 4 images
     .venv/bin/python bench/bench_label.py --models demo --images 2 --points-per-side 16
@@ -18,6 +19,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -69,9 +71,19 @@ def main() -> None:
             output_mode="coco_rle",
         )
         generator.generate(decode_image(files[0], max_pixels=10**8).pixels)  # warm-up
-        start = time.perf_counter()
-        plain_masks = sum(len(generator.generate(decode_image(f, max_pixels=10**8).pixels)) for f in files)
-        plain_s = time.perf_counter() - start
+        generate_s: list[float] = []
+
+        def timed_generate(
+            pixels: np.ndarray, generator: Any = generator, generate_s: list[float] = generate_s
+        ) -> list[dict[str, Any]]:
+            start = time.perf_counter()
+            out: list[dict[str, Any]] = generator.generate(pixels)
+            generate_s.append(time.perf_counter() - start)
+            return out
+
+        plain_s: list[float] = []
+        label_s: list[float] = []
+        plain_masks = label_masks = 0
         with tempfile.TemporaryDirectory() as tmp:
             engine = create_db_engine(default_url(Path(tmp)))
             upgrade(engine)
@@ -81,21 +93,27 @@ def main() -> None:
                 repo.add_image(pid, data=f, file_name=f"{i}.jpg", fmt="JPEG", width=width, height=height).id
                 for i, f in enumerate(files)
             ]
-            start = time.perf_counter()
-            label_masks = sum(
-                label_one(
-                    repo, pid, iid, generator.generate, category="object", min_score=0.0, max_pixels=10**8
+            # interleaved, image by image, so a change in the machine's load hits both alike
+            for data, iid in zip(files, ids, strict=True):
+                start = time.perf_counter()
+                plain_masks += len(generator.generate(decode_image(data, max_pixels=10**8).pixels))
+                plain_s.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                saved = label_one(
+                    repo, pid, iid, timed_generate, category="object", min_score=0.0, max_pixels=10**8
                 )
-                or 0
-                for iid in ids
-            )
-            label_s = time.perf_counter() - start
+                label_s.append(time.perf_counter() - start)
+                label_masks += saved or 0
             engine.dispose()
+        # the labeller's own work: its time minus the generator's time inside it (robust to load)
+        overhead = [total - gen for total, gen in zip(label_s, generate_s, strict=True)]
         results[f"{spec.name}{' (random weights)' if name != 'demo' else ''}"] = {
             "images": len(files),
-            "plain loop images/min": round(60 * len(files) / plain_s, 2),
-            "clicksam label images/min": round(60 * len(files) / label_s, 2),
-            "label overhead ms/image": round(1000 * (label_s - plain_s) / len(files), 1),
+            "plain loop images/min": round(60 * len(files) / sum(plain_s), 2),
+            "clicksam label images/min": round(60 * len(files) / sum(label_s), 2),
+            "label overhead ms/image (read, decode, filter, save)": round(
+                1000 * sum(overhead) / len(files), 1
+            ),
             "masks (plain, label)": [plain_masks, label_masks],
         }
     setup = {
