@@ -18,12 +18,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     CLICKSAM_HOST=0.0.0.0 \
     CLICKSAM_PORT=8000 \
-    CLICKSAM_CACHE_DIR=/cache
+    CLICKSAM_CACHE_DIR=/cache \
+    CLICKSAM_DATA_DIR=/data
 RUN apt-get update \
     && apt-get install -y --no-install-recommends make \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 clicksam \
-    && mkdir -p /cache /app && chown clicksam:clicksam /cache /app
+    && mkdir -p /cache /data /app && chown clicksam:clicksam /cache /data /app
 WORKDIR /app
 USER clicksam
 # CPU-only torch first and alone (the same pin as the Makefile), from PyTorch's CPU index
@@ -37,6 +38,8 @@ RUN make install VENV=/app/.venv PIP_EXTRA="--index-url https://download.pytorch
 COPY --chown=clicksam:clicksam --from=web /src/web/dist ./web/dist
 ENV PATH=/app/.venv/bin:$PATH
 VOLUME ["/cache"]
+# the projects' database and images: people's work, keep this volume and back it up
+VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"

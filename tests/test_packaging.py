@@ -58,5 +58,52 @@ def test_dockerfile_runs_as_non_root_with_healthcheck_and_cache_volume() -> None
     assert re.search(r"^USER (?!root)\w+", text, flags=re.M)
     assert "HEALTHCHECK" in text and "/healthz" in text
     assert re.search(r'^VOLUME \["/cache"\]', text, flags=re.M)
+    # the projects' database and images live in their own volume, not in a layer that dies with the container
+    assert re.search(r'^VOLUME \["/data"\]', text, flags=re.M) and "CLICKSAM_DATA_DIR=/data" in text
     assert "CLICKSAM_CACHE_DIR=/cache" in text
     assert text.count("FROM ") >= 2, "multi-stage: node builds web/, python runs the server"
+
+
+def test_wheel_holds_every_module_and_the_migrations(tmp_path: Path) -> None:
+    """A regular (non-editable) install gets every source file: subpackages and Alembic's scripts too.
+
+    The wheel is built from a copy of the sources, so no ``build/`` folder left by an earlier build
+    can supply what the package list forgets.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    folders = {"clicksam": "clicksam", "model": "clicksam/model", "export": "clicksam/export"}
+    folders |= {"server": "clicksam/server", "train": "clicksam/train"}
+    src = tmp_path / "src"
+    for folder in folders:
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("clicksam-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        f"{package}/{path.relative_to(src / folder).as_posix()}"
+        for folder, package in folders.items()
+        for path in (src / folder).rglob("*")
+        if path.suffix in (".py", ".mako")
+    }
+    assert expected - names == set()
