@@ -1,3 +1,4 @@
+// The embedding-metadata parser against what the Python server really answers, and the API error helper.
 import { describe, expect, it } from 'vitest';
 import { EmbeddingMetaError, errorDetail, parseEmbeddingMeta } from './api';
 import pythonMeta from './testdata/embedding_python.json';

@@ -1,3 +1,4 @@
+// Coordinate frames (original, 1024 model input, 256 low-res, display): conversions and round trips.
 import { describe, expect, it } from 'vitest';
 import {
   displayToOriginal,

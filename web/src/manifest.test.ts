@@ -1,3 +1,4 @@
+// The decoder-manifest parser against a manifest the Python exporter really wrote, and the mismatch checks.
 import { describe, expect, it } from 'vitest';
 import { ManifestError, embeddingDtype, embeddingMismatch, parseManifest, serverMismatch } from './manifest';
 import pythonManifest from './testdata/manifest_python.json';
