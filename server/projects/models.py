@@ -2,10 +2,13 @@
 
     projects 1--n categories
     projects 1--n images 1--n annotations n--1 categories
+                  images 1--n proposals
 
 An image's ``version`` counts the saves of its annotations (optimistic concurrency: a save names the
 version it read and is refused when another save came first). An annotation's mask is COCO compressed RLE
 at the image's resolution (``images.height`` x ``images.width``), with its bbox and area derived from it.
+A proposal is a mask a model made (pre-label) that nobody has kept or discarded yet: the same mask
+columns, no category; keeping one makes it an annotation.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 IMAGE_STATUSES: Final[tuple[str, ...]] = ("new", "in_progress", "done", "skipped")
 #: what made an annotation: clicks, segment-everything, a text prompt, ``clicksam label``
 ANNOTATION_SOURCES: Final[tuple[str, ...]] = ("manual", "everything", "text", "auto")
+#: what made a proposal: segment-everything, or (later) a text prompt
+PROPOSAL_SOURCES: Final[tuple[str, ...]] = ("everything", "text")
 NAME_LENGTH: Final[int] = 200
 FILE_NAME_LENGTH: Final[int] = 255
 
@@ -141,3 +146,33 @@ class Annotation(Base):
     prompts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProposalRecord(Base):
+    """A pre-label mask of one image, waiting to be kept (as an annotation) or discarded."""
+
+    __tablename__ = "proposals"
+    __table_args__ = (
+        Index("ix_proposals_image_id_score", "image_id", "score"),
+        CheckConstraint(_in("source", PROPOSAL_SOURCES), name="source"),
+        CheckConstraint("area >= 0", name="area"),
+        # ids are never reused (SQLite reuses the largest rowid otherwise): a page that still shows a
+        # replaced proposal must not discard a new one of the same id
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    #: COCO compressed RLE counts; the size is the image's (height, width)
+    rle_counts: Mapped[str] = mapped_column(Text)
+    #: [x, y, w, h] in image pixels (COCO), derived from the mask
+    bbox: Mapped[list[float]] = mapped_column(JSON)
+    area: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+    #: the model's predicted IoU (segment-everything) or detection score (text)
+    score: Mapped[float] = mapped_column(Float)
+    #: the generator's stability score (segment-everything only)
+    stability_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the prompts that made it: {"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null}
+    prompts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

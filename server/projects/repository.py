@@ -18,6 +18,7 @@ from sqlalchemy import Engine, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from clicksam.formats import EverythingMask
 from clicksam.server.projects import masks
 from clicksam.server.projects.db import writer
 from clicksam.server.projects.errors import ConflictError, InvalidInputError, NotFoundError
@@ -29,6 +30,7 @@ from clicksam.server.projects.models import (
     Category,
     ImageRecord,
     Project,
+    ProposalRecord,
     utcnow,
 )
 from clicksam.server.projects.schemas import (
@@ -41,6 +43,8 @@ from clicksam.server.projects.schemas import (
     ImportResult,
     ProjectOut,
     Prompts,
+    ProposalOut,
+    ProposalsOut,
     Rle,
 )
 from clicksam.server.projects.storage import BlobStore
@@ -393,6 +397,74 @@ class Repository:
             session.execute(update(Annotation), updates)  # bulk UPDATE by primary key
         if inserts:
             session.execute(insert(Annotation), inserts)
+
+    # ----------------------------------------------------------------------------------- proposals
+
+    def _proposals_out(self, session: Session, image: ImageRecord) -> ProposalsOut:
+        rows = session.scalars(
+            select(ProposalRecord)
+            .where(ProposalRecord.image_id == image.id)
+            .order_by(ProposalRecord.score.desc(), ProposalRecord.id)
+        ).all()
+        return ProposalsOut(
+            proposals=[
+                ProposalOut(
+                    id=r.id,
+                    segmentation=Rle(size=[image.height, image.width], counts=r.rle_counts),
+                    bbox=list(r.bbox),
+                    area=r.area,
+                    source=r.source,
+                    score=r.score,
+                    stability_score=r.stability_score,
+                    prompts=Prompts.model_validate(r.prompts) if r.prompts is not None else None,
+                    created_at=_aware(r.created_at),
+                )
+                for r in rows
+            ]
+        )
+
+    def get_proposals(self, pid: int, iid: int) -> ProposalsOut:
+        """The image's pre-label proposals, best score first."""
+        with Session(self.engine) as session, session.begin():
+            return self._proposals_out(session, self._load_image(session, pid, iid))
+
+    def replace_proposals(
+        self, pid: int, iid: int, found: Sequence[EverythingMask], source: str = "everything"
+    ) -> ProposalsOut:
+        """Make ``found`` (masks at the image's size) the image's proposals, in one transaction.
+
+        Raises:
+            NotFoundError: no such project or image (deleted while the model ran).
+        """
+        with Session(self.writer) as session, session.begin():
+            image = self._load_image(session, pid, iid)
+            rows = []
+            for m in found:
+                rle = {"size": list(m.segmentation.size), "counts": m.segmentation.counts}
+                counts = masks.parse_rle(rle, image.height, image.width)
+                bbox, area = masks.bbox_and_area(counts, image.height)
+                rows.append({
+                    "image_id": image.id, "rle_counts": masks.counts_to_string(counts), "bbox": bbox,
+                    "area": area, "source": source, "score": m.predicted_iou,
+                    "stability_score": m.stability_score,
+                    "prompts": {"points": [[x, y, 1] for x, y in m.point_coords], "box": None},
+                    "created_at": utcnow(),
+                })  # fmt: skip
+            session.execute(delete(ProposalRecord).where(ProposalRecord.image_id == image.id))
+            if rows:
+                session.execute(insert(ProposalRecord), rows)
+            return self._proposals_out(session, image)
+
+    def discard_proposals(self, pid: int, iid: int, ids: Sequence[int]) -> int:
+        """Delete the image's proposals among ``ids`` (ids no longer there are ignored); how many went."""
+        with Session(self.writer) as session, session.begin():
+            image = self._load_image(session, pid, iid)
+            gone = session.execute(
+                delete(ProposalRecord).where(
+                    ProposalRecord.image_id == image.id, ProposalRecord.id.in_(set(ids))
+                )
+            )
+            return int(gone.rowcount)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------------------ export / import
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 #: largest id, version or offset accepted (32-bit signed: every database's INTEGER holds it)
 MAX_ID: Final[int] = 2**31 - 1
@@ -15,6 +15,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 ImageStatus = Literal["new", "in_progress", "done", "skipped"]
 AnnotationSource = Literal["manual", "everything", "text", "auto"]
 ExportFormat = Literal["coco", "coco-polygons", "yolo", "masks"]
+ProposalSource = Literal["everything", "text"]
 
 
 class ProjectCreate(BaseModel):
@@ -127,3 +128,45 @@ class ImportResult(BaseModel):
     annotations: int = Field(description="annotations imported")
     categories_added: list[str]
     unmatched: list[str] = Field(description="file names in the file that the project does not have")
+
+
+class PrelabelIn(BaseModel):
+    """Segment-everything options of a pre-label (SAM's defaults; the bounds of ``POST /api/everything``)."""
+
+    model_config = ConfigDict(strict=True)  # JSON numbers only: no true for 1, no "0.5" for 0.5
+
+    points_per_side: int = Field(32, ge=1, le=64, description="grid points per side")
+    pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0)
+    stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0)
+    box_nms_thresh: float = Field(0.7, ge=0.0, le=1.0)
+    crop_n_layers: int = Field(0, ge=0, le=2, description="extra crop layers (slow)")
+    min_mask_region_area: int = Field(0, ge=0, le=1_000_000)
+    min_score: float = Field(0.0, ge=0.0, le=1.0, description="keep masks whose score is at least this")
+
+
+class ProposalOut(BaseModel):
+    id: int
+    segmentation: Rle
+    bbox: list[float] = Field(description="[x, y, w, h] in pixels (COCO)")
+    area: int = Field(description="pixels in the mask")
+    source: ProposalSource
+    score: float = Field(description="the model's predicted IoU (segment-everything)")
+    stability_score: float | None = Field(description="the generator's stability score, when it has one")
+    prompts: Prompts | None = Field(description="the grid point that made it")
+    created_at: datetime
+
+
+class ProposalsOut(BaseModel):
+    proposals: list[ProposalOut] = Field(description="best score first")
+
+
+class ProposalIds(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        max_length=10_000, description="proposals to discard (ids no longer there are ignored)"
+    )
+
+
+class Discarded(BaseModel):
+    discarded: int = Field(description="proposals removed by this request")

@@ -1,4 +1,5 @@
-"""``/api/projects``: projects, their images, annotations (versioned saves), export and import.
+"""``/api/projects``: projects, their images, annotations (versioned saves), pre-label proposals,
+export and import.
 
 Every route needs the server's bearer token when it has one (``runtime.require_token``). Database work
 runs in plain ``def`` routes, which FastAPI runs on its thread pool, never on the event loop.
@@ -16,6 +17,7 @@ from fastapi.responses import Response
 from starlette.types import Scope
 
 from clicksam.server.errors import ServerError, UploadTooLargeError
+from clicksam.server.everything import EverythingOptions
 from clicksam.server.images import sniff_format
 from clicksam.server.projects import exports
 from clicksam.server.projects.repository import image_out
@@ -30,18 +32,22 @@ from clicksam.server.projects.schemas import (
     MAX_ID,
     AnnotationsIn,
     AnnotationsOut,
+    Discarded,
     ExportFormat,
     ImagePage,
     ImagesCreated,
     ImageStatus,
     ImportResult,
+    PrelabelIn,
     ProjectCreate,
     ProjectList,
     ProjectOut,
+    ProposalIds,
+    ProposalsOut,
     Saved,
     UploadError,
 )
-from clicksam.server.routes.deps import ServiceDep, SettingsDep, upload_too_large_message
+from clicksam.server.routes.deps import EverythingDep, ServiceDep, SettingsDep, upload_too_large_message
 from clicksam.server.schemas import IMAGE_UPLOAD_BODY, ErrorResponse
 
 ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="project id")]
@@ -61,10 +67,10 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         400: "empty, truncated or undecodable image (the only file)",
         404: "no such project or image",
         409: "name in use, or a save based on a stale version",
-        413: "upload bytes or pixel count over the limit (the only file)",
+        413: "upload bytes or pixel count over the limit (the only file; for a pre-label, the stored image)",
         415: "not a supported image type (the only file)",
         422: "the body breaks a rule; the detail says which",
-        503: "model or database not ready, or the encoder is busy",
+        503: "model or database not ready, or the encoder or segment-everything is busy (see Retry-After)",
     }
     return {code: {"model": ErrorResponse, "description": what[code]} for code in codes}
 
@@ -217,6 +223,50 @@ def save_annotations(pid: ProjectId, iid: ImageId, body: AnnotationsIn, repo: Re
     is a 422. Annotations sent with their ``id`` keep it (and their ``created_at``).
     """
     return Saved(version=repo.save_annotations(pid, iid, body))
+
+
+@router.post(
+    "/{pid}/images/{iid}/prelabel", response_model=ProposalsOut, responses=_errors(404, 413, 422, 503)
+)
+async def prelabel(
+    pid: ProjectId,
+    iid: ImageId,
+    repo: RepositoryDep,
+    everything: EverythingDep,
+    body: Annotated[PrelabelIn | None, Body(description="segment-everything options and min_score")] = None,
+) -> ProposalsOut:
+    """Run segment-everything on the stored image; its masks scoring at least ``min_score`` replace the
+    image's proposals, and are returned best first.
+
+    Takes seconds to minutes on a CPU (about ``points_per_side**2`` decoder runs); the same image and
+    options again are answered from the generator's cache. Busy: 503 with Retry-After.
+    """
+    options = body or PrelabelIn()
+    record = await anyio.to_thread.run_sync(repo.image, pid, iid)
+    data = await anyio.to_thread.run_sync(repo.store.read, record.sha256)
+    # the fields of EverythingOptions, in order
+    run = EverythingOptions(
+        options.points_per_side, options.pred_iou_thresh, options.stability_score_thresh,
+        options.box_nms_thresh, options.crop_n_layers, options.min_mask_region_area,
+    )  # fmt: skip
+    result = await everything.segment(data, run)  # decodes the bytes once (EmbeddingService.embed)
+    found = [m for m in result.masks if m.predicted_iou >= options.min_score]
+    return await anyio.to_thread.run_sync(repo.replace_proposals, pid, iid, found)
+
+
+@router.get("/{pid}/images/{iid}/proposals", response_model=ProposalsOut, responses=_errors(404))
+def get_proposals(pid: ProjectId, iid: ImageId, repo: RepositoryDep) -> ProposalsOut:
+    """The image's pre-label proposals not yet kept or discarded, best score first."""
+    return repo.get_proposals(pid, iid)
+
+
+@router.post("/{pid}/images/{iid}/proposals/discard", response_model=Discarded, responses=_errors(404, 422))
+def discard_proposals(pid: ProjectId, iid: ImageId, body: ProposalIds, repo: RepositoryDep) -> Discarded:
+    """Remove proposals: discarded ones, and kept ones once their annotation is saved (the page keeps
+    a proposal by saving its mask as an annotation with the usual versioned ``PUT``, then discards it).
+    Ids that are no longer there (discarded by someone else, or replaced by a new pre-label) are ignored.
+    """
+    return Discarded(discarded=repo.discard_proposals(pid, iid, body.ids))
 
 
 _MEDIA = {"coco": "application/json", "coco-polygons": "application/json"}

@@ -4,7 +4,10 @@ The ``image`` part of an upload is documented as ``image/png, image/jpeg, ...``;
 make a decodable image from that, so these media types get a few real tiny images (each is encoded once,
 then the server's cache answers). ``POST /api/everything`` costs ``points_per_side**2`` decoder runs per
 crop: a schema-valid run is capped at 2x2 points and no crop layers, so the run stays short
-(``test_everything.py`` tests the generator itself). Out-of-range values are sent as generated.
+(``test_everything.py`` tests the generator itself). A project image's pre-label (``POST
+/api/projects/{pid}/images/{iid}/prelabel``, options in a JSON body that may be left out) runs the same
+generator and gets the same caps; a request without a body (SAM's 32x32 default) is sent an empty JSON
+object instead, which the cap then turns into 2x2 points. Out-of-range values are sent as generated.
 
 One workaround for schemathesis 4.32 itself: it rewrites a response schema's OpenAPI 3.1 ``prefixItems``
 (pydantic's spelling of a tuple, e.g. ``original_size: [H, W]``) into the old list form of ``items`` and
@@ -23,6 +26,7 @@ import numpy as np
 import schemathesis
 from hypothesis import strategies as st
 from PIL import Image
+from schemathesis.core import NotSet
 
 
 def _image(fmt: str, mode: str, height: int, width: int, seed: int) -> bytes:
@@ -82,10 +86,18 @@ def _in_range(value: Any, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+#: the operations that run segment-everything
+EVERYTHING_PATHS = ("/api/everything", "/api/projects/{pid}/images/{iid}/prelabel")
+
+
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
-    if case.operation.path != "/api/everything":
+    if case.operation.path not in EVERYTHING_PATHS:
         return
+    if case.operation.path != "/api/everything" and (case.body is None or isinstance(case.body, NotSet)):
+        # no options (or JSON null) means SAM's 32x32 grid: the same run as an in-range body asks for
+        case.body = {}
+        case.media_type = "application/json"
     form = getattr(case.body, "body", case.body)  # a multipart body with part media types wraps its dict
     if not isinstance(form, dict):
         return

@@ -19,7 +19,7 @@ def test_migrations_build_exactly_the_models(database: str | None, tmp_path: Pat
         upgrade(engine)  # a second start finds nothing to do
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
     finally:
         engine.dispose()
 
@@ -69,7 +69,7 @@ def test_servers_starting_at_once_migrate_once(database: str | None, tmp_path: P
     try:
         assert errors == []
         with engines[0].connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0001",)]
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0002",)]
     finally:
         for e in engines:
             e.dispose()
