@@ -184,16 +184,23 @@ def test_next_image_is_prefetched_and_clickable_without_an_upload(run: dict[str,
 
 def test_prelabel_proposals_can_be_kept_with_source_and_score(run: dict[str, Any]) -> None:
     pre = run["prelabel"]
-    assert pre["proposals"] >= 1
+    assert pre["proposals"] >= 2  # so that some are left after one is kept
     (kept,) = pre["after"]["objects"]
     assert kept["source"] == "everything"
     assert kept["score"] == pytest.approx(pre["first"]["score"], abs=1e-4)
     assert kept["area"] == pre["first"]["area"]
     assert kept["category"] == "cat"
-    # after a reload: the kept one is an annotation, the others are still proposals
+    # the proposals are the server's: the page showed what it stores; keeping one removed it there
+    assert pre["before"] == pre["shown"]
+    assert pre["server"] == [q for q in pre["before"] if q != pre["first"]["id"]]
+    # after a reload with nothing in this browser's storage but the token: the kept one is an
+    # annotation, the others are still proposals, as the server has them
+    assert "clicksam.token" in pre["storage"]
+    assert not [k for k in pre["storage"] if "proposal" in k]  # the page keeps none in this browser
     left = pre["reloaded"]["proposals"]
+    assert len(left) == pre["proposals"] - 1
     assert pre["reloaded"]["objects"] == pre["after"]["objects"]
-    assert [q["id"] for q in left] == [q["id"] for q in pre["after"]["proposals"]]
+    assert [q["id"] for q in left] == [q["id"] for q in pre["after"]["proposals"]] == pre["server"]
     assert pre["first"]["id"] not in [q["id"] for q in left]
     assert pre["listed"] == min(len(left), 60)
 

@@ -57,6 +57,13 @@ const step = async (name, fn) => {
     throw e;
   }
 };
+/** Ids of the proposals the server stores for the image the project state `p` shows, best first. */
+const serverProposals = (p) =>
+  page.evaluate(async ([pid, iid]) => {
+    const token = localStorage.getItem('clicksam.token');
+    const r = await fetch(`api/projects/${pid}/images/${iid}/proposals`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+    return (await r.json()).proposals.map((q) => q.id);
+  }, [p.projectId, p.imageId]);
 /** Click at image pixel (x, y), wait for its mask, keep it (Enter) as a `category` object. */
 async function keepObject(x, y, category, count) {
   await page.selectOption('[data-testid="category"]', category);
@@ -77,7 +84,7 @@ const serverAnnotations = (pid, iid) =>
 /** The page's own click-to-mask measures so far (ms). */
 const clickMeasures = () => page.evaluate(() => performance.getEntriesByName('clicksam:click-to-mask').map((e) => e.duration));
 const saved = (what) => waitProject((p) => p.saveState === 'saved', what, 30000);
-const query = '?points_per_side=6&pred_iou_thresh=0&stability_score_thresh=0';
+const query = '?points_per_side=6&pred_iou_thresh=0&stability_score_thresh=0&box_nms_thresh=1'; // no NMS: several proposals, so some are left after one is kept
 
 try {
   await page.goto(`${o.url}${query}`);
@@ -174,12 +181,23 @@ try {
     const { p } = await waitProject((q) => q.proposals.length > 0, 'proposals', 600000);
     const screenshot = await shot('proposals');
     const first = p.proposals[0];
+    const before = await serverProposals(p);
     await page.click(`[data-testid="proposal-keep-${first.id}"]`);
     const after = await waitProject((q) => q.objects.length === 1 && q.saveState === 'saved', 'the kept proposal saved', 30000);
-    await page.reload(); // the proposals left come back (this browser keeps them), the kept one as an object
+    // once its annotation is saved, the kept proposal leaves the server too
+    const t0 = Date.now();
+    let left = await serverProposals(p);
+    while (left.includes(first.id) && Date.now() - t0 < 30000) {
+      await page.waitForTimeout(100);
+      left = await serverProposals(p);
+    }
+    // nothing of this browser's storage but the token: what comes back after the reload is the server's
+    await page.evaluate(() => Object.keys(localStorage).filter((k) => k !== 'clicksam.token').forEach((k) => localStorage.removeItem(k)));
+    await page.reload();
     const reloaded = await waitProject((q, x) => q.imageId === p.imageId && x.imageReady && q.objects.length === 1, 'the image after a reload', 180000);
     const listed = await page.locator('[data-testid^="proposal-keep-"]').count();
-    return { proposals: p.proposals.length, first, after: after.p, reloaded: reloaded.p, listed, screenshot };
+    const storage = await page.evaluate(() => Object.keys(localStorage));
+    return { proposals: p.proposals.length, shown: p.proposals.map((q) => q.id), first, before, after: after.p, server: left, reloaded: reloaded.p, listed, storage, screenshot };
   });
 
   await step('conflict', async () => {

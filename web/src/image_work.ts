@@ -1,14 +1,15 @@
 // The work on one project image: its saved annotations put on the page as objects, the autosave of
 // the objects (as COCO RLE at the image's resolution, with category, source, score and prompts),
-// the image's status, and the pre-label proposals (kept in localStorage until kept or discarded).
-// The project view makes one per opened image.
+// the image's status, and the pre-label proposals (stored on the server until kept or discarded:
+// a kept one is discarded there once the save that holds its annotation succeeded, so a reload or
+// another browser never loses it). The project view makes one per opened image.
 
-import { ApiError, EVERYTHING_OPTIONS, type EverythingResult, postEverything } from './api';
+import { ApiError, EVERYTHING_OPTIONS } from './api';
 import { Autosave, type SaveState } from './autosave';
 import type { Point, Size } from './frames';
 import type { AnnotationInfo, ObjectStore, SavedObject } from './objects';
 import { type Proposal, Proposals, toProposals } from './proposals';
-import { type AnnotationIn, type Annotations, type ImageStatus, type ProjectImage, getAnnotations, saveAnnotations } from './projects_api';
+import { type AnnotationIn, type Annotations, type ImageStatus, type ProjectImage, type ServerProposal, discardProposals, getAnnotations, getProposals, prelabelImage, saveAnnotations } from './projects_api';
 import { type CocoRle, decodeRle, encodeRle } from './rle';
 
 /** Quiet time after the last edit before a save. */
@@ -22,6 +23,8 @@ export interface ImageWorkListener {
   objectsReplaced(): void;
   /** The proposals changed: overlay and list. */
   proposalsChanged(): void;
+  /** A call to the server for the proposals failed (the next reload shows what the server has). */
+  failed(e: unknown): void;
 }
 
 /** The annotation id a loaded object had (sent back so it keeps its id and created_at). */
@@ -37,8 +40,8 @@ export class ImageWork {
   /** Proposals handed to the editor on this image. */
   private readonly adopted: Proposal[] = [];
   private refining = false;
-  /** The pre-label answer the proposals came from. */
-  private run: EverythingResult | null = null;
+  /** Ids of proposals kept as objects: discarded on the server after the next successful save. */
+  private keptProposals: number[] = [];
   /** The kept object being refined (hidden until its refined mask is kept). */
   private replacing: SavedObject | null = null;
 
@@ -54,10 +57,19 @@ export class ImageWork {
       retryMs: RETRY_MS,
       snapshot: () => ({ annotations: this.objects.all.map((o) => this.annotation(o)), status: this.statusToSave() }),
       save: async (version, snap) => {
-        const v = await saveAnnotations(pid, image.id, { version, ...snap });
+        const kept = this.keptProposals; // all in `snap`: the snapshot was taken just now
+        this.keptProposals = [];
+        let v: number;
+        try {
+          v = await saveAnnotations(pid, image.id, { version, ...snap });
+        } catch (e) {
+          this.keptProposals.unshift(...kept);
+          throw e;
+        }
         this.image.version = v;
         this.image.status = snap.status;
         this.statusValue = snap.status;
+        if (kept.length) this.discardOnServer(kept);
         return v;
       },
       latest: async () => {
@@ -102,42 +114,38 @@ export class ImageWork {
     this.on.objectsReplaced();
   }
 
-  /** After a conflict: drop the local edits and show what the server has. */
+  /** After a conflict: drop the local edits and show what the server has (proposals kept here come back). */
   async reload(): Promise<void> {
-    this.apply(await getAnnotations(this.pid, this.image.id));
+    const [saved, proposals] = await Promise.all([getAnnotations(this.pid, this.image.id), getProposals(this.pid, this.image.id)]);
+    this.keptProposals = [];
+    this.apply(saved);
+    this.showProposals(proposals);
   }
 
-  /** Run segment-everything on the image; its masks become proposals (best first). */
-  async prelabel(blob: Blob, query: URLSearchParams): Promise<number> {
-    const options = new Map(EVERYTHING_OPTIONS.flatMap((k) => (query.has(k) ? [[k, query.get(k) ?? '']] : [])));
-    const res = await postEverything(blob, this.image.file_name, options);
+  /**
+   * Run segment-everything on the server for the stored image; its masks replace the image's
+   * proposals (best first). The page's query may set the generator's options (EVERYTHING_OPTIONS).
+   */
+  async prelabel(query: URLSearchParams): Promise<number> {
+    const options = Object.fromEntries(EVERYTHING_OPTIONS.flatMap((k) => (query.has(k) ? [[k, Number(query.get(k))]] : [])));
+    const found = await prelabelImage(this.pid, this.image.id, options);
     if (this.disposed) return 0;
-    this.run = res;
-    this.proposals.set(toProposals(res, this.size), this.size);
-    this.proposalsChanged();
+    this.showProposals(found);
     return this.proposals.all.length;
   }
 
-  /** Show the proposals this browser kept for the image from an earlier pre-label; whether there were any. */
-  restoreProposals(): boolean {
-    try {
-      const saved = JSON.parse(localStorage.getItem(this.proposalsKey) ?? 'null') as { res: EverythingResult; left: number[] } | null;
-      if (!saved) return false;
-      const left = new Set(saved.left);
-      this.run = saved.res;
-      this.proposals.set(toProposals(saved.res, this.size).filter((p) => left.has(p.id)), this.size);
-      return true;
-    } catch {
-      localStorage.removeItem(this.proposalsKey); // unreadable (an older page wrote it): pre-label again
-      return false;
-    }
+  /** Show the server's proposals for the image. */
+  showProposals(items: readonly ServerProposal[]): void {
+    this.proposals.set(toProposals(items, this.size), this.size);
+    this.on.proposalsChanged();
   }
 
   /** Keep proposal `id` (or every one scoring at least `above`) as objects of `category`. */
   keep(which: { id: number } | { above: number }, category: string): number {
     const taken = 'id' in which ? [this.proposals.take(which.id)].filter((p): p is Proposal => p !== null) : this.proposals.takeAbove(which.above);
     for (const p of taken) this.objects.addMask(p.mask, this.size, proposalInfo(p, category));
-    this.proposalsChanged();
+    this.keptProposals.push(...taken.map((p) => p.id));
+    this.on.proposalsChanged();
     if (taken.length) {
       this.on.objectsReplaced();
       this.autosave.changed();
@@ -145,11 +153,13 @@ export class ImageWork {
     return taken.length;
   }
 
-  /** Discard proposal `id`, or all of them. */
+  /** Discard proposal `id`, or all of them (here and on the server). */
   discard(id: number | null): void {
+    const ids = id === null ? this.proposals.all.map((p) => p.id) : [id];
     if (id === null) this.proposals.set([], this.size);
     else this.proposals.take(id);
-    this.proposalsChanged();
+    this.on.proposalsChanged();
+    if (ids.length) this.discardOnServer(ids);
   }
 
   /** The next click on a kept object reopens it in the editor (see `pick`). */
@@ -179,9 +189,9 @@ export class ImageWork {
     }
     const q = this.proposals.at(p);
     if (q) {
-      this.proposals.take(q.id);
+      this.proposals.take(q.id); // stays on the server until its refined mask is kept and saved
       this.adopted.push(q);
-      this.proposalsChanged();
+      this.on.proposalsChanged();
     }
     return q;
   }
@@ -206,23 +216,14 @@ export class ImageWork {
     if (from) {
       o.annotation.source = 'everything';
       o.annotation.score = Math.round(from.score * 1e4) / 1e4;
+      this.keptProposals.push(from.id);
     }
   }
 
-  /** Proposals kept in this browser (localStorage) until kept or discarded, so a reload shows them again. */
-  private get proposalsKey(): string {
-    return `clicksam.proposals.${this.pid}.${this.image.id}`;
-  }
-
-  private proposalsChanged(): void {
-    try {
-      const left = this.proposals.all.map((p) => p.id);
-      if (this.run && left.length) localStorage.setItem(this.proposalsKey, JSON.stringify({ res: this.run, left }));
-      else localStorage.removeItem(this.proposalsKey);
-    } catch {
-      // storage full or disabled: the proposals live as long as the page (pre-label again after a reload)
-    }
-    this.on.proposalsChanged();
+  private discardOnServer(ids: readonly number[]): void {
+    discardProposals(this.pid, this.image.id, ids).catch((e: unknown) => {
+      if (!this.disposed) this.on.failed(e);
+    });
   }
 
   dispose(): void {

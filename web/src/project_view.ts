@@ -14,7 +14,7 @@ import { embeddingDtype } from './manifest';
 import type { SavedObject } from './objects';
 import type { Layer } from './overlay';
 import type { Page, PageExtension } from './page';
-import { type ExportFormat, IMAGE_STATUSES, type ImageStatus, type Annotations, type Project, type ProjectImage, addImagesInBatches, exportProject, getAnnotations, getProject, listImages } from './projects_api';
+import { type ExportFormat, IMAGE_STATUSES, type ImageStatus, type Annotations, type Project, type ProjectImage, type ServerProposal, addImagesInBatches, exportProject, getAnnotations, getProject, getProposals, listImages } from './projects_api';
 import { type PreparedImage, ProjectImages } from './project_images';
 import { ProjectsHome } from './projects_home';
 import { type Route, parseRoute, routeHash } from './routes';
@@ -250,9 +250,9 @@ export class ProjectView implements PageExtension {
     const back = (): void => history.replaceState(null, '', routeHash({ kind: 'project', pid: project.id, iid: this.work?.image.id ?? iid }));
     const seq = ++this.openSeq;
     // the image on screen stays editable (and saved) until the next one is ready to show
-    let ready: [PreparedImage, Annotations];
+    let ready: [PreparedImage, Annotations, ServerProposal[]];
     try {
-      ready = await Promise.all([need(this.loader, 'Open a project first').get(img), getAnnotations(project.id, iid)]);
+      ready = await Promise.all([need(this.loader, 'Open a project first').get(img), getAnnotations(project.id, iid), getProposals(project.id, iid)]);
     } catch (e) {
       if (seq === this.openSeq) back();
       throw e;
@@ -270,7 +270,7 @@ export class ProjectView implements PageExtension {
       old.dispose();
       this.work = null;
     }
-    const [prepared, saved] = ready;
+    const [prepared, saved, proposals] = ready;
     this.prelabelled = false;
     this.proposalsList.render([], false);
     this.renderGallery(iid);
@@ -283,11 +283,12 @@ export class ProjectView implements PageExtension {
         this.proposalsList.render(this.work?.proposals.all ?? [], this.prelabelled);
         this.refreshQuietly();
       },
+      failed: (e) => this.fail(e),
     });
     this.work = work;
-    this.prelabelled = work.restoreProposals();
-    work.apply(saved); // shows the objects and the proposals
-    this.proposalsList.render(work.proposals.all, this.prelabelled);
+    this.prelabelled = proposals.length > 0;
+    work.apply(saved); // shows the objects
+    work.showProposals(proposals);
     this.els.status.value = work.status;
     this.renderTools();
     this.prefetchAround();
@@ -305,9 +306,8 @@ export class ProjectView implements PageExtension {
     this.els.prelabel.disabled = true;
     const stop = this.bar.progress('Pre-labelling (segment everything on the server)…');
     try {
-      const blob = await this.loader.blob(work.image.id);
       this.prelabelled = true;
-      const n = await work.prelabel(blob, this.query);
+      const n = await work.prelabel(this.query);
       this.bar.status(`${n} proposal${n === 1 ? '' : 's'}: keep the good ones, click one to refine it.`);
     } catch (e) {
       this.fail(e);

@@ -1,5 +1,5 @@
 // Typed client of the projects API (/api/projects, server/routes/projects.py): projects, their
-// images, versioned annotation saves and exports. Every request carries the server's bearer token
+// images, versioned annotation saves, pre-label proposals and exports. Every request carries the server's bearer token
 // when the page has one; a 401 asks the person for it once (kept in localStorage) and retries.
 // Errors are ApiError with the server's `detail`, as in api.ts.
 
@@ -63,6 +63,20 @@ export interface AnnotationOut extends AnnotationIn {
 export interface Annotations {
   readonly version: number;
   readonly annotations: AnnotationOut[];
+}
+
+/** A pre-label mask stored on the server, waiting to be kept (saved as an annotation) or discarded. */
+export interface ServerProposal {
+  readonly id: number;
+  readonly segmentation: CocoRle;
+  readonly bbox: [number, number, number, number];
+  readonly area: number;
+  readonly source: 'everything' | 'text';
+  /** The model's predicted IoU. */
+  readonly score: number;
+  readonly stability_score: number | null;
+  /** The grid point that made it: points [[x, y, 1]] in image px. */
+  readonly prompts: SavedPrompts | null;
 }
 
 export interface SaveBody {
@@ -179,6 +193,23 @@ export function getAnnotations(pid: number, iid: number): Promise<Annotations> {
 export async function saveAnnotations(pid: number, iid: number, body: SaveBody): Promise<number> {
   const init = { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
   return (await json<{ version: number }>(request(`${base(pid)}/images/${iid}/annotations`, init))).version;
+}
+
+/** Run segment-everything on the stored image; its masks replace the image's proposals (best first). */
+export async function prelabelImage(pid: number, iid: number, options: Readonly<Record<string, number>>): Promise<ServerProposal[]> {
+  const init = { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(options) };
+  return (await json<{ proposals: ServerProposal[] }>(request(`${base(pid)}/images/${iid}/prelabel`, init))).proposals;
+}
+
+/** The image's proposals nobody has kept or discarded yet, best first. */
+export async function getProposals(pid: number, iid: number): Promise<ServerProposal[]> {
+  return (await json<{ proposals: ServerProposal[] }>(request(`${base(pid)}/images/${iid}/proposals`))).proposals;
+}
+
+/** Remove proposals `ids` (discarded, or kept and saved); ids already gone are ignored. How many went. */
+export async function discardProposals(pid: number, iid: number, ids: readonly number[]): Promise<number> {
+  const init = { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ids }) };
+  return (await json<{ discarded: number }>(request(`${base(pid)}/images/${iid}/proposals/discard`, init))).discarded;
 }
 
 export async function exportProject(pid: number, format: ExportFormat): Promise<{ blob: Blob; name: string }> {

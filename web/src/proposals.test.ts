@@ -1,9 +1,9 @@
-// Tests of the pre-label proposals (proposals.ts): the server's answer becomes proposals best first,
+// Tests of the pre-label proposals (proposals.ts): the server's proposals become masks best first,
 // keep-all-above takes exactly those at or above the score, a click finds the smallest proposal under
 // it, and the outline drawn for them is dashed.
 
 import { describe, expect, it } from 'vitest';
-import type { EverythingResult } from './api';
+import type { ServerProposal } from './projects_api';
 import { Proposals, dashedEdges, toProposals } from './proposals';
 import { encodeRle } from './rle';
 
@@ -15,20 +15,17 @@ function rect(x0: number, y0: number, x1: number, y1: number): Uint8Array {
   return m;
 }
 
-function answer(masks: Array<{ mask: Uint8Array; iou: number; point: [number, number] }>): EverythingResult {
-  return {
-    id: 'e',
-    original_size: [size.h, size.w],
-    masks: masks.map((m) => ({
-      segmentation: encodeRle(m.mask, size),
-      area: m.mask.reduce((a, b) => a + b, 0),
-      bbox: [0, 0, 0, 0],
-      predicted_iou: m.iou,
-      stability_score: 1,
-      point_coords: [m.point],
-      crop_box: [0, 0, size.w, size.h],
-    })),
-  };
+function answer(masks: Array<{ mask: Uint8Array; iou: number; point: [number, number] }>): ServerProposal[] {
+  return masks.map((m, i) => ({
+    id: 10 + i,
+    segmentation: encodeRle(m.mask, size),
+    area: m.mask.reduce((a, b) => a + b, 0),
+    bbox: [0, 0, 0, 0],
+    source: 'everything',
+    score: m.iou,
+    stability_score: 1,
+    prompts: { points: [[...m.point, 1]], box: null },
+  }));
 }
 
 describe('proposals', () => {
@@ -40,12 +37,17 @@ describe('proposals', () => {
     { mask: new Uint8Array(48), iou: 0.99, point: [0, 0] }, // empty: left out
   ]);
 
-  it('come best first with their masks, scores and grid points', () => {
+  it('come best first with their server ids, masks, scores and grid points', () => {
     const ps = toProposals(res, size);
+    expect(ps.map((p) => p.id)).toEqual([11, 10]);
     expect(ps.map((p) => p.score)).toEqual([0.95, 0.7]);
     expect(ps.map((p) => p.area)).toEqual([48, 4]);
     expect(ps[1]!.point).toEqual({ x: 3, y: 3 });
     expect(Array.from(ps[1]!.mask)).toEqual(Array.from(small));
+  });
+
+  it('refuses masks of another size than the image (a stale pre-label)', () => {
+    expect(() => toProposals(res, { w: 8, h: 5 })).toThrow('Proposal 10 is 8x6, the image is 8x5: pre-label it again.');
   });
 
   it('keep-all-above takes those at or above the score and leaves the rest', () => {

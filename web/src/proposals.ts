@@ -1,16 +1,16 @@
-// A project image's pre-label proposals: segment-everything masks waiting for a person to keep or
-// discard them. They are drawn apart from annotations (a faint grey fill and a dashed outline) and
-// a click on one hands it to the editor to refine. Nothing here is saved: a kept proposal becomes an
-// object (an annotation with source "everything" and its score).
+// A project image's pre-label proposals: segment-everything masks the server stores for the image
+// until a person keeps or discards them. They are drawn apart from annotations (a faint grey fill and
+// a dashed outline) and a click on one hands it to the editor to refine. A kept proposal becomes an
+// object (an annotation with source "everything" and its score); the server calls are image_work.ts's.
 
-import { type EverythingMask, decodeEverything } from './everything';
 import type { Point, Size } from './frames';
-import { type EverythingResult } from './api';
 import { maskEdges, resampleNearest } from './mask';
 import type { Layer } from './overlay';
+import type { ServerProposal } from './projects_api';
+import { decodeRle } from './rle';
 
 export interface Proposal {
-  /** Stable within one pre-label run (the list's keys and test ids). */
+  /** The server's id (the list's keys and test ids; never reused). */
   readonly id: number;
   readonly mask: Uint8Array;
   readonly area: number;
@@ -34,12 +34,15 @@ export function dashedEdges(mask: Uint8Array, size: Size): Uint8Array {
   return e;
 }
 
-/** The server's segment-everything answer as proposals at the image's `original` size, best first. */
-export function toProposals(res: EverythingResult, original: Size): Proposal[] {
-  const records = res.masks.map((m) => ({ rle: m.segmentation, iou: m.predicted_iou, point: m.point_coords[0] ?? ([0, 0] as const) }));
-  const masks: EverythingMask[] = decodeEverything(records, res.original_size, original);
-  return masks
-    .map((m, i) => ({ id: i + 1, mask: m.mask, area: m.area, score: m.iou, point: m.point }))
+/** The server's proposals (masks at the image's size) as proposals to draw, best first; empty ones left out. */
+export function toProposals(items: readonly ServerProposal[], original: Size): Proposal[] {
+  return items
+    .map((q) => {
+      const [h, w] = q.segmentation.size;
+      if (h !== original.h || w !== original.w) throw new Error(`Proposal ${q.id} is ${w}x${h}, the image is ${original.w}x${original.h}: pre-label it again.`);
+      const [x, y] = q.prompts?.points[0] ?? [q.bbox[0] + q.bbox[2] / 2, q.bbox[1] + q.bbox[3] / 2];
+      return { id: q.id, mask: decodeRle(q.segmentation), area: q.area, score: q.score, point: { x, y } };
+    })
     .filter((p) => p.area > 0)
     .sort((a, b) => b.score - a.score);
 }
