@@ -1,10 +1,13 @@
-"""The database: migrations equal the models, SQLite settings, migrations are idempotent on start."""
+"""The database: migrations equal the models, SQLite settings, migrations are idempotent on start, an
+older database upgrades with its data."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -73,3 +76,37 @@ def test_servers_starting_at_once_migrate_once(database: str | None, tmp_path: P
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_a_database_at_the_first_revision_upgrades_with_its_data(
+    database: str | None, tmp_path: Path
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from clicksam.server.projects.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+
+    def migrate(step: Callable[[Config, str], None], revision: str) -> None:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            step(config, revision)
+
+    engine = create_db_engine(database or default_url(tmp_path))
+    try:
+        migrate(command.upgrade, "0001")  # a database made before proposals existed, with a project
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO projects (name, created_at) VALUES ('old', CURRENT_TIMESTAMP)")
+        upgrade(engine)  # what a start does
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT name FROM projects").all() == [("old",)]
+            assert conn.exec_driver_sql("SELECT count(*) FROM proposals").scalar() == 0
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        migrate(command.downgrade, "0001")  # and back: the proposals table goes, the data stays
+        with engine.connect() as conn:
+            assert "proposals" not in sqlalchemy.inspect(conn).get_table_names()
+            assert conn.exec_driver_sql("SELECT name FROM projects").all() == [("old",)]
+    finally:
+        engine.dispose()
