@@ -1,7 +1,7 @@
 // Shared helpers for the browser end-to-end tests and the latency benchmark: launch the Debian
 // Chromium with playwright-core (no Playwright browser download) and drive the clicksam page.
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -54,4 +54,29 @@ export async function clientPoint(page, x, y) {
 
 export async function errorText(page) {
   return page.locator('[data-testid="error"]').evaluate((el) => (el.hidden ? null : el.textContent));
+}
+
+/** `--name value` pairs into an object (over `defaults`); throws naming the first missing `required`. */
+export function parseArgs(argv, required = [], defaults = {}) {
+  const o = { ...defaults };
+  for (let i = 0; i < argv.length; i += 2) o[argv[i].replace(/^--/, '')] = argv[i + 1];
+  for (const k of required) if (!o[k]) throw new Error(`missing --${k}`);
+  return o;
+}
+
+/**
+ * Runs a driver's `body` and writes what it returns as JSON to `out` (stdout when empty); a failure
+ * writes `{error, logs}` there instead and is rethrown. The browser is closed either way.
+ */
+export async function writeOutcome(out, logs, close, body) {
+  try {
+    const result = await body();
+    if (out) writeFileSync(out, JSON.stringify(result, null, 1));
+    else console.log(JSON.stringify(result));
+  } catch (e) {
+    if (out) writeFileSync(out, JSON.stringify({ error: String(e?.stack ?? e), logs: logs.slice(-30) }, null, 1));
+    throw e;
+  } finally {
+    await close();
+  }
 }

@@ -8,13 +8,10 @@
 // Times: the ArrowRight keydown (a capture listener marks its event time), the frame the page shows
 // the next image ready to click (polled every animation frame), and each click's own
 // 'clicksam:click-to-mask' measure (input event -> mask painted); 'clicksam:decode' is the worker's run.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { clientPoint, launch, state, waitState } from './browser.mjs';
+import { readFileSync } from 'node:fs';
+import { clientPoint, launch, parseArgs, state, waitState, writeOutcome } from './browser.mjs';
 
-const o = { clicks: '4', think: '250', out: '' };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i += 2) o[argv[i].replace(/^--/, '')] = argv[i + 1];
-if (!o.url || !o.pid || !o.points) throw new Error('usage: next_image.mjs --url URL --pid PID --token TOKEN --points FILE');
+const o = parseArgs(process.argv.slice(2), ['url', 'pid', 'points'], { clicks: '4', think: '250', out: '' });
 /** @type {Array<Array<[number, number]>>} */
 const points = JSON.parse(readFileSync(o.points, 'utf8'));
 
@@ -76,7 +73,7 @@ async function clickAndClear(pt) {
   return c;
 }
 
-try {
+await writeOutcome(o.out, logs, close, async () => {
   await page.goto(`${o.url}#/projects/${o.pid}`);
   const ready = await waitState(page, (s) => s.decoderReady, 'the decoder', 180000);
   let p = await waitProject((q, s) => q.imageId !== null && s.imageReady && q.index === 0, 'the first image open');
@@ -107,12 +104,5 @@ try {
     }
     images.push(row);
   }
-  const result = { backend: ready.backend, images, warmUp: (await byName('clicksam:warm-up')).map((m) => m.ms), userAgent: await page.evaluate(() => navigator.userAgent), logs: logs.slice(-20) };
-  if (o.out) writeFileSync(o.out, JSON.stringify(result, null, 1));
-  else console.log(JSON.stringify(result));
-} catch (e) {
-  if (o.out) writeFileSync(o.out, JSON.stringify({ error: String(e?.stack ?? e), logs: logs.slice(-30) }, null, 1));
-  throw e;
-} finally {
-  await close();
-}
+  return { backend: ready.backend, images, warmUp: (await byName('clicksam:warm-up')).map((m) => m.ms), userAgent: await page.evaluate(() => navigator.userAgent), logs: logs.slice(-20) };
+});

@@ -4,16 +4,9 @@
 // exported files, error texts, screenshots); the pytest side asserts on it and on the files.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { clientPoint, errorText, launch, state, waitState } from './browser.mjs';
+import { clientPoint, errorText, launch, parseArgs, state, waitState } from './browser.mjs';
 
-function args(argv) {
-  const o = {};
-  for (let i = 0; i < argv.length; i += 2) o[argv[i].replace(/^--/, '')] = argv[i + 1];
-  for (const k of ['url', 'images', 'out']) if (!o[k]) throw new Error(`missing --${k}`);
-  return o;
-}
-
-const o = args(process.argv.slice(2));
+const o = parseArgs(process.argv.slice(2), ['url', 'images', 'out']);
 mkdirSync(o.out, { recursive: true });
 const results = { steps: [] };
 const logs = [];
