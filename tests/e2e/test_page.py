@@ -104,13 +104,16 @@ def run_node(script: str, *args: str, timeout: float = 900) -> subprocess.Comple
     )
 
 
-def read_results(out: Path) -> dict[str, Any]:
-    path = out / "results.json"
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text())
-    assert isinstance(data, dict)
-    return data
+def scenario_results(path: Path, proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
+    """The JSON a node scenario wrote to ``path``; fails the test with what went wrong unless it says ok."""
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    if not results.get("ok"):
+        failed = [s for s in results.get("steps", []) if not s.get("ok")]
+        pytest.fail(
+            f"{what} failed (exit {proc.returncode}): {failed or results.get('error')}\n"
+            f"stderr: {proc.stderr[-2000:]}\nlogs: {results.get('logs', [])[-20:]}"
+        )
+    return results
 
 
 SCENE_SIZE = (640, 480)  # (W, H)
@@ -148,15 +151,9 @@ def run(clicksam_server: Server, tmp_path_factory: pytest.TempPathFactory) -> di
         "scenarios.mjs", "--url", clicksam_server.url, "--images", str(images), "--out", str(out),
         "--everything", everything,
     )  # fmt: skip
-    results = read_results(out)
+    results = scenario_results(out / "results.json", proc, "browser scenarios")
     results["_images"] = str(images)
     results["_stderr"] = proc.stderr[-4000:]
-    if not results.get("ok"):
-        failed = [s for s in results.get("steps", []) if not s.get("ok")]
-        pytest.fail(
-            f"browser scenarios failed (exit {proc.returncode}): {failed or results.get('error')}\n"
-            f"stderr: {proc.stderr[-2000:]}\nlogs: {results.get('logs', [])[-20:]}"
-        )
     return results
 
 

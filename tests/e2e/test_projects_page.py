@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from loopback import clicksam_serve
 from PIL import Image, ImageDraw
-from test_page import ARTIFACTS, E2E_MODEL, REPO, WEB, _missing_tools, run_node
+from test_page import ARTIFACTS, E2E_MODEL, REPO, WEB, _missing_tools, run_node, scenario_results
 
 from clicksam.model.amg import rle_to_mask
 
@@ -93,15 +93,7 @@ def run(server: Api, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
         "--token",
         TOKEN,
     )
-    out = ARTIFACTS / "projects-results.json"
-    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    if not results.get("ok"):
-        failed = [s for s in results.get("steps", []) if not s.get("ok")]
-        pytest.fail(
-            f"projects scenario failed (exit {proc.returncode}): {failed or results.get('error')}\n"
-            f"stderr: {proc.stderr[-2000:]}\nlogs: {results.get('logs', [])[-20:]}"
-        )
-    return results
+    return scenario_results(ARTIFACTS / "projects-results.json", proc, "projects scenario")
 
 
 def test_leaving_unsaved_one_image_objects_asks_first(run: dict[str, Any]) -> None:

@@ -8,16 +8,9 @@
 // pytest side asserts on it, on the server and on the files.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { clientPoint, errorText, launch, state, waitState } from './browser.mjs';
+import { clientPoint, errorText, launch, parseArgs, state, waitState } from './browser.mjs';
 
-function args(argv) {
-  const o = {};
-  for (let i = 0; i < argv.length; i += 2) o[argv[i].replace(/^--/, '')] = argv[i + 1];
-  for (const k of ['url', 'images', 'out']) if (!o[k]) throw new Error(`missing --${k}`);
-  return o;
-}
-
-const o = args(process.argv.slice(2));
+const o = parseArgs(process.argv.slice(2), ['url', 'images', 'out']);
 mkdirSync(o.out, { recursive: true });
 const results = { steps: [], dialogs: [] };
 const logs = [];
@@ -119,7 +112,9 @@ try {
     await waitProject((p) => p.images.length === 2, 'two images');
     await page.setInputFiles('[data-testid="add-folder"]', path.join(o.images, 'folder'));
     const { p, s } = await waitProject((q, x) => q.images.length === 3 && q.imageId !== null && x.imageReady, 'three images, the first open', 180000);
-    await page.locator('[data-testid^="gallery-"] img[src^="blob:"]').first().waitFor({ timeout: 30000 });
+    // thumbnails load as their tiles come into view, one after another: give all three the time to arrive
+    // (the count below is what the test asserts, so a thumbnail that never comes still fails it)
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="gallery"] img[src^="blob:"]').length >= 3, null, { timeout: 30000 }).catch(() => {});
     return { p, s, hash: await page.evaluate(() => location.hash), thumbs: await page.locator('[data-testid="gallery"] img[src^="blob:"]').count(), error: await errorText(page), screenshot: await shot('added') };
   });
 
