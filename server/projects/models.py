@@ -119,7 +119,22 @@ class ImageRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Annotation(Base):
+class _MaskOfImage:
+    """The columns an annotation and a proposal share: a mask of one image, where it came from and how."""
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    #: COCO compressed RLE counts; the size is the image's (height, width)
+    rle_counts: Mapped[str] = mapped_column(Text)
+    #: [x, y, w, h] in image pixels (COCO), derived from the mask
+    bbox: Mapped[list[float]] = mapped_column(JSON)
+    area: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+    #: the prompts that made it: {"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null}
+    prompts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Annotation(_MaskOfImage, Base):
     """One object on one image."""
 
     __tablename__ = "annotations"
@@ -131,24 +146,14 @@ class Annotation(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="CASCADE"))
     #: order within the image's list (as saved)
     position: Mapped[int] = mapped_column(Integer)
-    #: COCO compressed RLE counts; the size is the image's (height, width)
-    rle_counts: Mapped[str] = mapped_column(Text)
-    #: [x, y, w, h] in image pixels (COCO), derived from the mask
-    bbox: Mapped[list[float]] = mapped_column(JSON)
-    area: Mapped[int] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(16))
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    #: the prompts that made it: {"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null}
-    prompts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ProposalRecord(Base):
+class ProposalRecord(_MaskOfImage, Base):
     """A pre-label mask of one image, waiting to be kept (as an annotation) or discarded."""
 
     __tablename__ = "proposals"
@@ -162,17 +167,7 @@ class ProposalRecord(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
-    #: COCO compressed RLE counts; the size is the image's (height, width)
-    rle_counts: Mapped[str] = mapped_column(Text)
-    #: [x, y, w, h] in image pixels (COCO), derived from the mask
-    bbox: Mapped[list[float]] = mapped_column(JSON)
-    area: Mapped[int] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(16))
     #: the model's predicted IoU (segment-everything) or detection score (text)
     score: Mapped[float] = mapped_column(Float)
     #: the generator's stability score (segment-everything only)
     stability_score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    #: the prompts that made it: {"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null}
-    prompts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
