@@ -54,6 +54,17 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
+/** An autosave whose first save (of 'b') failed because the server was `why` ('down' or refusing). */
+async function failedSave(why: 'down' | 'refuse', detail: string) {
+  const state = setup();
+  state.srv.s[why] = true;
+  state.edit('b');
+  await vi.advanceTimersByTimeAsync(500);
+  expect(state.auto.state).toBe('error');
+  expect(state.details.at(-1)).toBe(detail);
+  return state;
+}
+
 describe('Autosave', () => {
   it('waits for a pause in the edits, then saves once with the last state', async () => {
     const { srv, auto, edit } = setup();
@@ -137,12 +148,7 @@ describe('Autosave', () => {
   });
 
   it('retries a failed save after retryMs and says why it failed', async () => {
-    const { srv, auto, edit, details } = setup();
-    srv.s.down = true;
-    edit('b');
-    await vi.advanceTimersByTimeAsync(500);
-    expect(auto.state).toBe('error');
-    expect(details.at(-1)).toBe('Cannot reach the server');
+    const { srv, auto } = await failedSave('down', 'Cannot reach the server');
     srv.s.down = false;
     await vi.advanceTimersByTimeAsync(1999);
     expect(srv.s.saves).toHaveLength(1);
@@ -153,12 +159,7 @@ describe('Autosave', () => {
   });
 
   it('does not retry a refused save; the next edit tries again', async () => {
-    const { srv, auto, edit, details } = setup();
-    srv.s.refuse = true;
-    edit('b');
-    await vi.advanceTimersByTimeAsync(500);
-    expect(auto.state).toBe('error');
-    expect(details.at(-1)).toBe('the project has no category "x"');
+    const { srv, auto, edit } = await failedSave('refuse', 'the project has no category "x"');
     await vi.advanceTimersByTimeAsync(10000);
     expect(srv.s.saves).toHaveLength(1);
     srv.s.refuse = false;
