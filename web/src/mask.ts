@@ -236,10 +236,7 @@ function packRgba(c: Rgba): number {
 export function paintLayers(size: Size, layers: ReadonlyArray<{ mask: Uint8Array; color: Rgba }>): ImageData {
   const rgba = new Uint8ClampedArray(size.w * size.h * 4);
   const px = new Uint32Array(rgba.buffer);
-  for (const { mask, color } of layers) {
-    const c = packRgba(color);
-    for (let k = 0; k < mask.length; k++) if (mask[k]) px[k] = c;
-  }
+  for (const { mask, color } of layers) paintOver(px, mask, color);
   return new ImageData(rgba, size.w, size.h);
 }
 
@@ -305,9 +302,8 @@ export function paintLabels(labels: Int32Array, size: Size, colors: readonly Rgb
   return new ImageData(rgba, size.w, size.h);
 }
 
-/** Paint one mask over existing RGBA pixels. */
-export function paintOver(img: ImageData, mask: Uint8Array, color: Rgba): void {
-  const px = new Uint32Array(img.data.buffer);
+/** Paint one mask over existing RGBA pixels (one little-endian Uint32 per pixel, row-major). */
+export function paintOver(px: Uint32Array, mask: Uint8Array, color: Rgba): void {
   const c = packRgba(color);
   for (let k = 0; k < mask.length; k++) if (mask[k]) px[k] = c;
 }

@@ -12,7 +12,7 @@ import { type Point, type Size, preprocessShape } from './frames';
 import type { KeyCommand } from './keys';
 import { logitsToMask, maskToLowResLogits } from './mask';
 import { ObjectStore, type SavedObject } from './objects';
-import { type Layer, PaintScheduler, composeOverlay } from './overlay';
+import { type Layer, OverlayComposer, PaintScheduler } from './overlay';
 import { CURRENT_COLOR, HOVER_COLOR } from './palette';
 import { EMPTY, isEmpty } from './prompts';
 import { type LoadedImage, Session, type StartOptions, need } from './session';
@@ -62,6 +62,7 @@ export class Page {
   readonly objects = new ObjectStore();
   private ext: PageExtension | null = null;
   private readonly painter = new PaintScheduler(() => this.paint());
+  private readonly composer = new OverlayComposer();
   private lastExport: { name: string; bytes: number } | null = null;
 
   constructor(
@@ -335,9 +336,13 @@ export class Page {
     if (this.ext) layers.push(...this.ext.layers(size));
     const r = this.editor.mask;
     const h = this.editor.hover;
-    if (r) layers.push({ mask: logitsToMask(r.lowRes, r.token, img.geom, size, thr), color: CURRENT_COLOR });
-    else if (h) layers.push({ mask: logitsToMask(h.lowRes, h.token, img.geom, size, thr), color: HOVER_COLOR });
-    this.stage.drawOverlay(composeOverlay(size, layers, this.everything.paint(size)));
+    const top = r
+      ? { mask: logitsToMask(r.lowRes, r.token, img.geom, size, thr), color: CURRENT_COLOR }
+      : h
+        ? { mask: logitsToMask(h.lowRes, h.token, img.geom, size, thr), color: HOVER_COLOR }
+        : null;
+    const px = this.composer.compose(size, layers, top, this.everything.paint(size)?.data ?? null);
+    this.stage.drawOverlay(px && new ImageData(px, size.w, size.h));
   }
 
   private renderCandidates(): void {

@@ -126,7 +126,7 @@ export class Stage {
     }
   }
 
-  /** Put a display-size RGBA overlay (from mask.paintLayers) on screen. */
+  /** Put a display-size RGBA overlay (from overlay.OverlayComposer) on screen. */
   drawOverlay(img: ImageData | null): void {
     const ctx = this.overlay.getContext('2d');
     if (!ctx) return;
