@@ -1,9 +1,12 @@
 // Page-side client of the decoder worker: request ids, promises, and hover back-pressure (at most one
 // hover decode in flight; a newer hover replaces the waiting one, stale ones are dropped; a hover
 // starts only once the pointer has rested HOVER_DWELL_MS, so a sweep across the image does not keep
-// the worker busy and a click right after a move does not queue behind a preview it never wanted).
+// the worker busy and a click right after a move does not queue behind a preview it never wanted),
+// and the per-image graph run ahead for prefetched embeddings, asked for one at a time and only after
+// a quiet spell with nothing in flight (prefetch_prep.ts), so no click queues behind one.
 
-import type { BackendChoice, DecodeReply, EmbeddingReply, FromWorker, ReadyReply, ToWorker } from './protocol';
+import { PrepPlanner, QuietRule, quietWait } from './prefetch_prep';
+import type { BackendChoice, DecodeReply, EmbeddingReply, FromWorker, PrepReply, ReadyReply, ToWorker } from './protocol';
 
 type Pending = { resolve: (m: FromWorker) => void; reject: (e: Error) => void };
 
@@ -11,6 +14,13 @@ export interface DecodeInput {
   readonly coords: Float32Array;
   readonly labels: Float32Array;
   readonly maskInput: Float32Array | null;
+}
+
+/** An embedding as the worker fetches it: its URL (the cache key: embedding id and dtype), dtype and shape. */
+export interface EmbeddingTarget {
+  readonly url: string;
+  readonly dtype: 'float32' | 'float16';
+  readonly shape: readonly number[];
 }
 
 export class DecoderError extends Error {
@@ -45,6 +55,15 @@ export class DecoderClient {
   private hoverBusy = false;
   private hoverWaiting: { input: DecodeInput; resolve: (r: DecodeReply | null) => void } | null = null;
   private hoverTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Requests in flight other than background preps. */
+  private busy = 0;
+  private lastActivity = 0;
+  private readonly plan = new PrepPlanner();
+  private readonly prepTargets = new Map<string, EmbeddingTarget>();
+  private prepTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly quiet = new QuietRule();
+  /** When the last committed decode answered (on this image), or null. */
+  private lastDecodeEnd: number | null = null;
 
   constructor() {
     this.worker = new Worker(new URL('./decoder.worker.ts', import.meta.url), { type: 'module' });
@@ -68,30 +87,90 @@ export class DecoderClient {
 
   private send(msg: Omitted<ToWorker>, transfer: Transferable[] = []): Promise<FromWorker> {
     const id = this.nextId++;
-    return new Promise<FromWorker>((resolve, reject) => {
+    const background = msg.type === 'prep';
+    if (!background) {
+      this.busy++;
+      this.touch();
+    }
+    const sent = new Promise<FromWorker>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const message = { ...msg, id } as ToWorker;
       this.worker.postMessage(message, transfer);
     });
+    if (!background) {
+      const end = (): void => {
+        this.busy--;
+        this.touch();
+      };
+      sent.then(end, end);
+    }
+    return sent;
+  }
+
+  /**
+   * Have the worker run the per-image graph ahead for these prefetched embeddings (best first; this
+   * replaces the previous list), each once the page has been quiet for PREP_QUIET_MS.
+   */
+  prefetch(targets: readonly EmbeddingTarget[]): void {
+    this.prepTargets.clear();
+    for (const t of targets) this.prepTargets.set(t.url, t);
+    this.plan.want(targets.map((t) => t.url));
+    this.schedulePrep();
+  }
+
+  /** A click, a hover, a load or an answer: the background run waits for a new quiet spell. */
+  private touch(): void {
+    this.lastActivity = performance.now();
+    this.schedulePrep();
+  }
+
+  private schedulePrep(): void {
+    if (this.prepTimer !== null) clearTimeout(this.prepTimer);
+    this.prepTimer = null;
+    if (this.plan.next() === null) return;
+    const wait = quietWait(performance.now(), this.lastActivity, this.busy > 0 || this.hoverWaiting !== null, this.quiet.quietMs);
+    if (wait !== null) this.prepTimer = setTimeout(() => this.startPrep(), wait);
+  }
+
+  private startPrep(): void {
+    this.prepTimer = null;
+    const key = this.plan.next();
+    const target = key === null ? undefined : this.prepTargets.get(key);
+    const wait = quietWait(performance.now(), this.lastActivity, this.busy > 0 || this.hoverWaiting !== null, this.quiet.quietMs);
+    if (!target || wait !== 0) return this.schedulePrep();
+    this.plan.started(target.url);
+    const done = (skipped: boolean): void => {
+      this.plan.finished(target.url, skipped);
+      this.schedulePrep();
+    };
+    this.send({ type: 'prep', url: target.url, dtype: target.dtype, shape: target.shape, keep: this.plan.keep }).then(
+      (r) => done((r as PrepReply).skipped),
+      () => done(false), // opening that image reports the error
+    );
   }
 
   async init(opts: { modelUrl: string; prepUrl: string | null; ortBase: string; embeddingDtype: 'float32' | 'float16'; lowResSize: number; backend: BackendChoice }): Promise<ReadyReply> {
     return (await this.send({ type: 'init', ...opts })) as ReadyReply;
   }
 
-  async setEmbedding(opts: { url: string; dtype: 'float32' | 'float16'; shape: readonly number[]; originalSize: readonly [number, number] }): Promise<EmbeddingReply> {
+  async setEmbedding(opts: EmbeddingTarget & { originalSize: readonly [number, number] }): Promise<EmbeddingReply> {
+    this.plan.opened(opts.url);
+    this.lastDecodeEnd = null; // pauses are measured between clicks on one image
     return (await this.send({ type: 'embedding', ...opts })) as EmbeddingReply;
   }
 
   /** Decode a committed prompt (click, box, undo...): always runs, in order. */
   async decode(input: DecodeInput): Promise<DecodeReply> {
+    if (this.lastDecodeEnd !== null && this.busy === 0) this.quiet.notePause(performance.now() - this.lastDecodeEnd);
     // A click supersedes any hover preview that has not started yet.
     this.clearHoverTimer();
     if (this.hoverWaiting) {
       this.hoverWaiting.resolve(null);
       this.hoverWaiting = null;
     }
-    return this.run(input, false);
+    const r = await this.run(input, false);
+    this.lastDecodeEnd = performance.now();
+    return r;
   }
 
   /**
@@ -99,6 +178,7 @@ export class DecoderClient {
    * started, so previews never queue up behind each other.
    */
   hover(input: DecodeInput): Promise<DecodeReply | null> {
+    this.touch();
     if (this.hoverWaiting) this.hoverWaiting.resolve(null);
     const reply = new Promise<DecodeReply | null>((resolve) => {
       this.hoverWaiting = { input, resolve };

@@ -6,9 +6,12 @@
 // variant with a per-image graph ("prep" in the manifest) that graph's outputs, computed once when
 // the embedding arrives. Right after start-up, while the person picks an image, it runs both graphs a
 // few times on zero inputs (warmUp), so the first clicks on the first image run as fast as later ones.
+// For a prefetched embedding the page may ask, once it has been quiet, for the per-image graph's
+// outputs ahead of time (prep): kept in a small cache and used when that embedding is opened.
 
 import type * as OrtWasm from 'onnxruntime-web/wasm';
-import type { Backend, BackendChoice, DecodeRequest, EmbeddingRequest, FromWorker, InitRequest, ToWorker } from './protocol';
+import { PREP_CACHE_SIZE, PrepCache } from './prefetch_prep';
+import type { Backend, BackendChoice, DecodeRequest, EmbeddingRequest, FromWorker, InitRequest, PrepRequest, ToWorker } from './protocol';
 
 type Ort = typeof OrtWasm;
 type Tensor = OrtWasm.Tensor;
@@ -30,7 +33,13 @@ interface State {
   lowResSize: number;
   /** The current image's inputs of the click graph (the embedding or the prep graph's outputs). */
   imageFeeds: Record<string, Tensor> | null;
+  /** The open embedding's URL (its cache key when it leaves), or null. */
+  imageKey: string | null;
   origSize: Tensor | null;
+  /** Per-image graph outputs prepared ahead (or kept from the image opened before), by embedding URL. */
+  prepared: PrepCache<Record<string, Tensor>>;
+  /** The page has asked for outputs ahead (the projects page): an image left is kept too. */
+  prefetching: boolean;
 }
 
 let state: State | null = null;
@@ -121,7 +130,7 @@ async function init(req: InitRequest): Promise<void> {
     await state.session.release();
     await state.prep?.release();
   }
-  state = { ort, session, prep, backend, forced: req.backend !== 'auto', model: bytes, prepModel: prepBytes, ortBase: req.ortBase, lowResSize: req.lowResSize, imageFeeds: null, origSize: null };
+  state = { ort, session, prep, backend, forced: req.backend !== 'auto', model: bytes, prepModel: prepBytes, ortBase: req.ortBase, lowResSize: req.lowResSize, imageFeeds: null, imageKey: null, origSize: null, prepared: newCache(), prefetching: false };
   reply({
     type: 'ready',
     id: req.id,
@@ -195,10 +204,54 @@ async function fetchModel(url: string, what: string): Promise<Uint8Array> {
   return new Uint8Array(await res.arrayBuffer());
 }
 
+function newCache(): PrepCache<Record<string, Tensor>> {
+  return new PrepCache(PREP_CACHE_SIZE, (feeds) => {
+    for (const t of Object.values(feeds)) t.dispose();
+  });
+}
+
 async function setEmbedding(req: EmbeddingRequest): Promise<void> {
   const s = need();
   const t0 = performance.now();
+  // on a page that prefetches, the image left keeps its outputs (it prefetches the previous image
+  // too); with no per-image graph the feeds are the embedding itself, cheap to fetch again
+  if (s.prep && s.prefetching && s.imageFeeds && s.imageKey && s.imageKey !== req.url) s.prepared.put(s.imageKey, s.imageFeeds);
   s.imageFeeds = null; // never decode a new image's clicks against the old embedding
+  s.imageKey = null;
+  const ready = s.prep ? s.prepared.take(req.url) : null;
+  let fetchMs = 0;
+  let feeds = ready;
+  if (!feeds) {
+    const embedding = await fetchEmbedding(s, req);
+    fetchMs = performance.now() - t0;
+    feeds = s.prep ? await runPrep(s, embedding) : { image_embeddings: embedding };
+  }
+  s.imageFeeds = feeds;
+  s.imageKey = req.url;
+  s.origSize = new s.ort.Tensor('float32', Float32Array.from(req.originalSize), [2]);
+  reply({ type: 'embedding-ready', id: req.id, bytes: req.shape.reduce((a, b) => a * b, 1) * (req.dtype === 'float16' ? 2 : 4), fetchMs, prepMs: ready ? 0 : performance.now() - t0 - fetchMs, prepared: ready !== null });
+}
+
+/**
+ * Prepare a prefetched embedding's per-image outputs, unless a request arrived meanwhile (a click
+ * must not wait behind this run, which cannot be stopped once started) or they are there already.
+ */
+async function prepAhead(req: PrepRequest): Promise<void> {
+  const s = need();
+  s.prefetching = true;
+  s.prepared.keepOnly(req.keep);
+  await new Promise((r) => setTimeout(r, 0)); // let waiting messages in first
+  const skipped = waiting > 0 || !s.prep;
+  const t0 = performance.now();
+  if (!skipped && s.prep && req.url !== s.imageKey && !s.prepared.has(req.url)) {
+    const feeds = await runPrep(s, await fetchEmbedding(s, req));
+    if (state === s) s.prepared.put(req.url, feeds);
+  }
+  reply({ type: 'prepped', id: req.id, skipped, ms: performance.now() - t0 });
+}
+
+/** The embedding's bytes (an HTTP cache hit after the page's prefetch) as a tensor, size checked. */
+async function fetchEmbedding(s: State, req: { url: string; dtype: 'float32' | 'float16'; shape: readonly number[] }): Promise<Tensor> {
   const res = await fetch(req.url);
   if (!res.ok) throw new Error(`Could not fetch the image embedding: HTTP ${res.status}`);
   const buf = await res.arrayBuffer();
@@ -209,13 +262,7 @@ async function setEmbedding(req: EmbeddingRequest): Promise<void> {
   }
   const dims = [...req.shape];
   // float16 travels as raw half-precision bits: ORT-web takes them as a Uint16Array.
-  const embedding = req.dtype === 'float16' ? new s.ort.Tensor('float16', new Uint16Array(buf), dims) : new s.ort.Tensor('float32', new Float32Array(buf), dims);
-  const fetchMs = performance.now() - t0;
-  let feeds: Record<string, Tensor> = { image_embeddings: embedding };
-  if (s.prep) feeds = await runPrep(s, embedding);
-  s.imageFeeds = feeds;
-  s.origSize = new s.ort.Tensor('float32', Float32Array.from(req.originalSize), [2]);
-  reply({ type: 'embedding-ready', id: req.id, bytes: buf.byteLength, fetchMs, prepMs: performance.now() - t0 - fetchMs });
+  return req.dtype === 'float16' ? new s.ort.Tensor('float16', new Uint16Array(buf), dims) : new s.ort.Tensor('float32', new Float32Array(buf), dims);
 }
 
 /** The per-image graph's outputs on this embedding, as CPU tensors (inputs of every click). */
@@ -335,6 +382,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     try {
       if (req.type === 'init') await init(req);
       else if (req.type === 'embedding') await setEmbedding(req);
+      else if (req.type === 'prep') await prepAhead(req);
       else await decode(req);
     } catch (e) {
       reply({ type: 'error', id: req.id, message: e instanceof Error ? e.message : String(e) });

@@ -3,9 +3,12 @@
 // of the same immutable URL is then a cache hit). Opening an image waits for this; prefetching the
 // next ones makes "next" instant. An image keeps its embedding id from its upload answer (also in
 // localStorage, so a reload skips the upload while the server still has the embedding); without
-// one, or when the server forgot it, the bytes are posted to /api/embeddings again.
+// one, or when the server forgot it, the bytes are posted to /api/embeddings again. Once prefetched
+// images are ready, their embeddings are handed to `prefetched` (the decoder runs its per-image graph
+// on them ahead, when the page is quiet).
 
 import { ApiError, type EmbeddingMeta, embeddingUrl, getEmbeddingMeta, postEmbedding } from './api';
+import type { EmbeddingTarget } from './decoder';
 import { type ProjectImage, imageBlob } from './projects_api';
 
 export interface PreparedImage {
@@ -26,11 +29,14 @@ export class ProjectImages {
   private readonly blobs = new Map<number, Promise<Blob>>();
   private readonly prepared = new Map<number, Promise<PreparedImage>>();
   private readonly done = new Set<number>();
+  private prefetchSeq = 0;
 
   constructor(
     private readonly pid: number,
     /** The embedding dtype the decoder reads (the manifest variant's). */
     private readonly dtype: () => string,
+    /** The latest prefetch's embeddings, in its order, once its images are ready. */
+    private readonly prefetched: (targets: EmbeddingTarget[]) => void = () => undefined,
   ) {}
 
   /** Remember an upload's embedding id for image `iid`. */
@@ -80,7 +86,19 @@ export class ProjectImages {
 
   /** Start preparing `images` (errors show when one is opened). */
   prefetch(images: readonly ProjectImage[]): void {
-    for (const img of images) this.get(img).catch(() => undefined);
+    const seq = ++this.prefetchSeq;
+    void Promise.allSettled(images.map((img) => this.get(img))).then((all) => {
+      if (seq !== this.prefetchSeq) return; // a newer prefetch replaced this one
+      const dtype = this.dtype();
+      if (dtype !== 'float32' && dtype !== 'float16') return;
+      const metas = all.flatMap((r) => (r.status === 'fulfilled' ? [r.value.meta] : []));
+      this.prefetched(metas.map((m) => ({ url: this.embeddingHref(m), dtype, shape: m.shape })));
+    });
+  }
+
+  /** The embedding's absolute URL, as the decoder worker fetches it (the key of its prepared outputs). */
+  private embeddingHref(meta: EmbeddingMeta): string {
+    return new URL(embeddingUrl(meta, this.dtype()), document.baseURI).href;
   }
 
   private async prepare(img: ProjectImage): Promise<PreparedImage> {
@@ -89,7 +107,7 @@ export class ProjectImages {
       throw new Error(`“${img.file_name}” is not an image this browser can read`);
     });
     const meta = await this.embedding(img, blob);
-    const warm = await fetch(new URL(embeddingUrl(meta, this.dtype()), document.baseURI).href);
+    const warm = await fetch(this.embeddingHref(meta));
     if (!warm.ok) throw new ApiError(`The embedding of “${img.file_name}” could not be fetched (${warm.status})`, warm.status);
     await warm.arrayBuffer(); // read to the end, so the HTTP cache keeps it
     return { name: img.file_name, blob, bitmap, meta };

@@ -34,6 +34,21 @@ export interface EmbeddingRequest {
   readonly originalSize: readonly [number, number];
 }
 
+/**
+ * Run the per-image graph on a prefetched embedding ahead of its opening and keep the outputs (the
+ * page sends it only after a quiet spell; the worker skips it when a request is already waiting).
+ */
+export interface PrepRequest {
+  readonly type: 'prep';
+  readonly id: number;
+  /** The embedding as in EmbeddingRequest: its URL is the cache key. */
+  readonly url: string;
+  readonly dtype: 'float32' | 'float16';
+  readonly shape: readonly number[];
+  /** URLs of the embeddings the page still prefetches: other cached outputs are dropped. */
+  readonly keep: readonly string[];
+}
+
 export interface DecodeRequest {
   readonly type: 'decode';
   readonly id: number;
@@ -47,7 +62,7 @@ export interface DecodeRequest {
   readonly hover: boolean;
 }
 
-export type ToWorker = InitRequest | EmbeddingRequest | DecodeRequest;
+export type ToWorker = InitRequest | EmbeddingRequest | PrepRequest | DecodeRequest;
 
 export interface ReadyReply {
   readonly type: 'ready';
@@ -64,8 +79,19 @@ export interface EmbeddingReply {
   readonly id: number;
   readonly bytes: number;
   readonly fetchMs: number;
-  /** Time of the per-image graph (0 without one). */
+  /** Time of the per-image graph (0 without one, or when its outputs were prepared ahead). */
   readonly prepMs: number;
+  /** The per-image graph's outputs were prepared ahead (a PrepRequest): no fetch, no run. */
+  readonly prepared: boolean;
+}
+
+export interface PrepReply {
+  readonly type: 'prepped';
+  readonly id: number;
+  /** Not run: a request was waiting (the page asks again at the next quiet spell). */
+  readonly skipped: boolean;
+  /** Fetch + per-image graph time (0 when skipped or already cached). */
+  readonly ms: number;
 }
 
 export interface DecodeReply {
@@ -104,4 +130,4 @@ export interface ErrorReply {
   readonly message: string;
 }
 
-export type FromWorker = ReadyReply | EmbeddingReply | DecodeReply | WarmedReply | ErrorReply;
+export type FromWorker = ReadyReply | EmbeddingReply | PrepReply | DecodeReply | WarmedReply | ErrorReply;
