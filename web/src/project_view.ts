@@ -235,7 +235,7 @@ export class ProjectView implements PageExtension {
     }
     this.project = project;
     this.images = images;
-    this.loader = new ProjectImages(pid, () => this.dtype());
+    this.loader = new ProjectImages(pid, () => this.dtype(), (targets) => this.page.session.decoder.prefetch(targets));
     this.els.title.textContent = project.name;
     this.els.category.replaceChildren(...project.categories.map((c) => new Option(c, c)));
     this.page.objects.category = project.categories[0] ?? '';
