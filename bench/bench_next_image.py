@@ -75,8 +75,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
     parts = [x["worker"] for x in steps if x["worker"]]
     for key in ("keyToPostMs", "workerMs", "fetchMs", "prepMs", "replyToClickableMs"):
         s[f"next_{key}_p50"] = pct([w[key] for w in parts], 50)
-    # an estimate, not a measurement: each step's time without its per-image graph run, i.e. with
-    # that graph run ahead of time for the prefetched image (which the worker does not do)
+    # each step's time without the per-image graph runs at 'next': an estimate where the graph ran
+    # then; the same as the measurement where the worker had prepared the image ahead (prepMs 0)
     s["key_to_first_mask_minus_prep_p50"] = pct(
         [x["keyToFirstMaskMs"] - w["prepMs"] for x in steps if (w := x["worker"])], 50
     )
