@@ -8,7 +8,8 @@
 
 import './styles.css';
 import { bindKeys } from './keys';
-import { type ButtonName, Page } from './page';
+import { Page } from './page';
+import type { ButtonName } from './page_parts';
 import { ProjectView } from './project_view';
 import { pastedName } from './session';
 

@@ -8,11 +8,12 @@ import { Editor, type MaskChange } from './editor';
 import { Everything } from './everything';
 import { type ExportKind, download } from './exporters';
 import { exportFile } from './exporting';
-import { type Point, type Size, preprocessShape } from './frames';
+import { type Point, preprocessShape } from './frames';
 import type { KeyCommand } from './keys';
 import { logitsToMask, maskToLowResLogits } from './mask';
-import { ObjectStore, type SavedObject } from './objects';
+import { ObjectStore } from './objects';
 import { type Layer, OverlayComposer, PaintScheduler } from './overlay';
+import type { PageElements, PageExtension } from './page_parts';
 import { CURRENT_COLOR, HOVER_COLOR } from './palette';
 import { EMPTY, isEmpty } from './prompts';
 import { type LoadedImage, Session, type StartOptions, need } from './session';
@@ -23,32 +24,6 @@ import { Stage } from './ui/stage';
 import { StatusBar } from './ui/status';
 
 const THUMB_LONG_SIDE = 120;
-
-export type ButtonName = 'undo' | 'redo' | 'clear' | 'accept' | 'modeToggle' | 'exportPng' | 'exportCutout' | 'exportObjects' | 'exportCoco' | 'everything';
-
-export interface PageElements {
-  readonly stage: HTMLElement;
-  readonly candidates: HTMLElement;
-  readonly objects: HTMLElement;
-  readonly status: HTMLElement;
-  readonly error: HTMLElement;
-  readonly notice: HTMLElement;
-  readonly help: HTMLButtonElement;
-  readonly helpOverlay: HTMLElement;
-  readonly buttons: Readonly<Record<ButtonName, HTMLButtonElement>>;
-}
-
-/** What a mode on top of the one-image page (a project) adds: overlay layers, click targets, object events. */
-export interface PageExtension {
-  /** Layers drawn under the current mask (a project's proposals). */
-  layers(size: Size): Layer[];
-  /** A foreground click with no prompts: a mask to hand to the editor instead (a proposal), or null. */
-  pick(p: Point): { readonly point: Point; readonly mask: Uint8Array; readonly iou: number } | null;
-  /** The person kept `o` (Enter / Keep object). */
-  kept(o: SavedObject): void;
-  /** The kept objects changed (kept, shown or hidden, deleted, or `refreshObjects`). */
-  objectsChanged(): void;
-}
 
 export class Page {
   private readonly bar: StatusBar;
