@@ -3,10 +3,15 @@
 import { describe, expect, it } from 'vitest';
 import { PREP_QUIET_MS, PrepCache, PrepPlanner, QuietRule, quietWait } from './prefetch_prep';
 
+/** A cache of 2 entries that records what it releases. */
+function cacheOfTwo(): { c: PrepCache<string>; dropped: string[] } {
+  const dropped: string[] = [];
+  return { c: new PrepCache<string>(2, (v) => dropped.push(v)), dropped };
+}
+
 describe('PrepCache', () => {
   it('keeps at most its capacity, dropping the oldest (and releasing it)', () => {
-    const dropped: string[] = [];
-    const c = new PrepCache<string>(2, (v) => dropped.push(v));
+    const { c, dropped } = cacheOfTwo();
     c.put('a', 'A');
     c.put('b', 'B');
     c.put('c', 'C');
@@ -15,8 +20,7 @@ describe('PrepCache', () => {
   });
 
   it('take removes the entry without releasing it (it becomes the open image)', () => {
-    const dropped: string[] = [];
-    const c = new PrepCache<string>(2, (v) => dropped.push(v));
+    const { c, dropped } = cacheOfTwo();
     c.put('a', 'A');
     expect(c.take('a')).toBe('A');
     expect(c.has('a')).toBe(false);
@@ -25,8 +29,7 @@ describe('PrepCache', () => {
   });
 
   it('put of a known key makes it the newest; keepOnly drops the rest', () => {
-    const dropped: string[] = [];
-    const c = new PrepCache<string>(2, (v) => dropped.push(v));
+    const { c, dropped } = cacheOfTwo();
     c.put('a', 'A');
     c.put('b', 'B');
     c.put('a', 'A');
