@@ -39,6 +39,31 @@ describe('COCO export', () => {
   });
 });
 
+describe('COCO categories', () => {
+  const size = { w: 2, h: 1 };
+  const m = Uint8Array.from([1, 0]);
+  it('are the objects own (a found label), numbered in order of appearance; none: "object"', () => {
+    const coco = buildCoco('a.png', size, [
+      { mask: m, score: 0.5, label: 'Object 1', category: 'dog' },
+      { mask: m, score: 0.5, label: 'current' },
+      { mask: m, score: 0.5, label: 'Object 2', category: 'dog' },
+      { mask: m, score: 0.5, label: 'Object 3', category: 'red car' },
+    ], 'vit_test');
+    expect(coco.categories).toEqual([
+      { id: 1, name: 'dog' },
+      { id: 2, name: 'object' },
+      { id: 3, name: 'red car' },
+    ]);
+    expect(coco.annotations.map((a) => a.category_id)).toEqual([1, 2, 1, 3]);
+  });
+
+  it('is the single "object" category when nothing has one', () => {
+    const coco = buildCoco('a.png', size, [{ mask: m, score: null, label: 'Object 1', category: '' }], 'vit_test');
+    expect(coco.categories).toEqual([{ id: 1, name: 'object' }]);
+    expect(coco.annotations[0]!.category_id).toBe(1);
+  });
+});
+
 describe('pixels', () => {
   it('unions masks, paints black/white and cuts out with alpha', () => {
     const u = unionMasks([Uint8Array.from([1, 0, 0]), Uint8Array.from([0, 0, 1])], 3);

@@ -29,7 +29,12 @@ export interface ExportObject {
   readonly mask: Uint8Array;
   readonly score: number | null;
   readonly label: string;
+  /** The COCO category's name (a detection's label, a project's category); none: "object". */
+  readonly category?: string | null;
 }
+
+/** The category every object without one of its own goes in. */
+export const DEFAULT_CATEGORY = 'object';
 
 export interface CocoAnnotation {
   id: number;
@@ -49,14 +54,24 @@ export interface CocoFile {
   categories: Array<{ id: number; name: string }>;
 }
 
-/** One COCO file for the image with one annotation per object (RLE, column-major as COCO). */
+/**
+ * One COCO file for the image with one annotation per object (RLE, column-major as COCO); the
+ * categories are the objects' own, numbered from 1 in the order they first appear.
+ */
 export function buildCoco(imageName: string, size: Size, objects: readonly ExportObject[], model: string): CocoFile {
+  const categoryIds = new Map<string, number>();
+  const categoryOf = (o: ExportObject): number => {
+    const name = o.category || DEFAULT_CATEGORY;
+    let id = categoryIds.get(name);
+    if (id === undefined) categoryIds.set(name, (id = categoryIds.size + 1));
+    return id;
+  };
   const annotations = objects.map((o, i): CocoAnnotation => {
     const stats = maskStats(o.mask, size);
     const a: CocoAnnotation = {
       id: i + 1,
       image_id: 1,
-      category_id: 1,
+      category_id: categoryOf(o),
       segmentation: encodeRle(o.mask, size),
       area: stats.area,
       bbox: stats.bbox,
@@ -69,7 +84,7 @@ export function buildCoco(imageName: string, size: Size, objects: readonly Expor
     info: { description: 'clicksam masks', model },
     images: [{ id: 1, file_name: imageName.split(/[\\/]/).pop() ?? imageName, width: size.w, height: size.h }],
     annotations,
-    categories: [{ id: 1, name: 'object' }],
+    categories: categoryIds.size ? [...categoryIds].map(([name, id]) => ({ id, name })) : [{ id: 1, name: DEFAULT_CATEGORY }],
   };
 }
 

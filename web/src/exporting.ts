@@ -1,6 +1,6 @@
 // What each export button writes: the current mask or the visible objects as a PNG mask, a cut-out
-// or a colour label image, or every mask as COCO JSON (segment-everything's too while shown), in a
-// file named after the image. The encoders themselves are in exporters.ts.
+// or a colour label image, or every mask as COCO JSON (segment-everything's too while shown; each
+// kept object in its category, e.g. the label it was found by), in a file named after the image. The encoders themselves are in exporters.ts.
 
 import {
   type ExportKind,
@@ -24,7 +24,15 @@ export interface ExportSources {
   /** Original size: every mask below is (H, W) 0/1 at it. */
   readonly size: Size;
   readonly current: { readonly mask: Uint8Array; readonly iou: number } | null;
-  readonly objects: ReadonlyArray<{ readonly mask: Uint8Array; readonly iou: number; readonly name: string; readonly color: Rgba; readonly visible: boolean }>;
+  readonly objects: ReadonlyArray<{
+    readonly mask: Uint8Array;
+    readonly iou: number;
+    readonly name: string;
+    readonly color: Rgba;
+    readonly visible: boolean;
+    /** Its category ('' or absent: none), the COCO category it is exported in. */
+    readonly annotation?: { readonly category: string };
+  }>;
   /** Segment-everything's masks while they are shown, else empty. */
   readonly everything: ReadonlyArray<{ readonly mask: Uint8Array; readonly iou: number }>;
   readonly model: string;
@@ -38,7 +46,7 @@ export async function exportFile(kind: ExportKind, src: ExportSources): Promise<
   const visible = src.objects.filter((o) => o.visible);
   let blob: Blob;
   if (kind === 'coco') {
-    const list: ExportObject[] = src.objects.map((o) => ({ mask: o.mask, score: o.iou, label: o.name }));
+    const list: ExportObject[] = src.objects.map((o) => ({ mask: o.mask, score: o.iou, label: o.name, category: o.annotation?.category || null }));
     if (src.current) list.push({ mask: src.current.mask, score: src.current.iou, label: 'current' });
     for (const m of src.everything) list.push({ mask: m.mask, score: m.iou, label: 'everything' });
     if (!list.length) throw new Error(NOTHING);

@@ -7,6 +7,7 @@
 // then files go to the project instead of the one-image page.
 
 import './styles.css';
+import { Find } from './find';
 import { bindKeys } from './keys';
 import { Page } from './page';
 import type { ButtonName } from './page_parts';
@@ -92,6 +93,31 @@ const projects = new ProjectView(
 );
 page.extend(projects);
 
+// Find (the server's open-vocabulary detector): in a project a label becomes one of its categories
+const find = new Find(
+  page,
+  {
+    form: el('find-form', HTMLFormElement),
+    input: input('find-input'),
+    more: button('more-like-this'),
+    hint: el('find-hint', HTMLElement),
+    box: el('detections', HTMLElement),
+    count: el('detection-count', HTMLElement),
+    list: el('detection-list', HTMLElement),
+    keepThreshold: input('detection-keep-threshold'),
+    keepAbove: button('detection-keep-above'),
+    discardAll: button('detection-discard-all'),
+    status: el('status', HTMLElement),
+    error: el('error', HTMLElement),
+  },
+  params,
+  (label) => {
+    const categories = projects.categories;
+    return !projects.active || categories.includes(label) ? label : page.objects.category;
+  },
+);
+page.extend(find);
+
 /** Files the person gave the page: a project takes them all, the one-image page opens the first. */
 function filesIn(files: File[], name: (f: File) => string = (f) => f.name): void {
   if (projects.active) void projects.addFiles(files);
@@ -142,7 +168,8 @@ Object.assign(window, {
     state: () => page.debugState(),
     clientPoint: (x: number, y: number) => page.clientPoint({ x, y }),
     project: () => projects.debug(),
+    find: () => find.debug(),
   },
 });
 window.addEventListener('hashchange', () => void projects.follow());
-void page.start({ backend: params.get('backend'), variant: params.get('variant') }).then(() => projects.follow());
+void page.start({ backend: params.get('backend'), variant: params.get('variant') }).then(() => Promise.all([projects.follow(), find.start()]));

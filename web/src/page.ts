@@ -8,19 +8,19 @@ import { Editor, type MaskChange } from './editor';
 import { Everything } from './everything';
 import { type ExportKind, download } from './exporters';
 import { exportFile } from './exporting';
-import { type Point, preprocessShape } from './frames';
+import { type Point, type Size, preprocessShape } from './frames';
 import type { KeyCommand } from './keys';
 import { logitsToMask, maskToLowResLogits } from './mask';
 import { ObjectStore } from './objects';
 import { type Layer, OverlayComposer, PaintScheduler } from './overlay';
 import type { PageElements, PageExtension } from './page_parts';
 import { CURRENT_COLOR, HOVER_COLOR } from './palette';
-import { EMPTY, isEmpty } from './prompts';
+import { EMPTY, type PromptState, isEmpty } from './prompts';
 import { type LoadedImage, Session, type StartOptions, need } from './session';
 import { Candidates } from './ui/candidates';
 import { Help } from './ui/help';
 import { ObjectsList } from './ui/objects';
-import { Stage } from './ui/stage';
+import { type LabelledBox, Stage } from './ui/stage';
 import { StatusBar } from './ui/status';
 
 const THUMB_LONG_SIDE = 120;
@@ -35,7 +35,7 @@ export class Page {
   private readonly editor: Editor;
   private readonly everything: Everything;
   readonly objects = new ObjectStore();
-  private ext: PageExtension | null = null;
+  private readonly exts: PageExtension[] = [];
   private readonly painter = new PaintScheduler(() => this.paint());
   private readonly composer = new OverlayComposer();
   private lastExport: { name: string; bytes: number } | null = null;
@@ -102,8 +102,23 @@ export class Page {
 
   // ---------------------------------------------------------------- actions
 
+  /** Plug in a mode (asked in the order given: the first extension's pick wins). */
   extend(ext: PageExtension): void {
-    this.ext = ext;
+    this.exts.push(ext);
+  }
+
+  /** An extension's layers changed: redraw the overlay, with `boxes` (original px) captioned on top. */
+  repaint(boxes?: readonly LabelledBox[]): void {
+    if (boxes) this.stage.setLabelledBoxes(boxes);
+    this.painter.schedule();
+  }
+
+  /** The prompts and the current mask ((H, W) 0/1 at the original size, or null), or null with no image. */
+  selection(): { prompts: PromptState; mask: Uint8Array | null; size: Size } | null {
+    const img = this.session.image;
+    const r = this.editor.mask;
+    if (!img) return null;
+    return { prompts: this.editor.prompts, mask: r && logitsToMask(r.lowRes, r.token, img.geom, img.geom.original, this.threshold()), size: img.geom.original };
   }
 
   /** The objects or the extension's layers changed outside the page: list, buttons, overlay. */
@@ -144,7 +159,7 @@ export class Page {
     const r = this.editor.mask;
     if (!img || !r) return;
     const o = this.objects.add(r, img.geom, this.threshold(), this.editor.prompts);
-    this.ext?.kept(o);
+    for (const x of this.exts) x.kept(o);
     this.editor.reset(this.session.target);
     this.resetView();
     this.objectsChanged();
@@ -239,10 +254,12 @@ export class Page {
         return;
       }
     }
-    const picked = this.ext && isEmpty(this.editor.prompts) && label === 1 ? this.ext.pick(p) : null;
+    let picked: ReturnType<PageExtension['pick']> = null;
+    if (isEmpty(this.editor.prompts) && label === 1) for (const x of this.exts) if ((picked = x.pick(p))) break;
     const img = this.session.image;
     if (picked && img) {
-      this.editor.adopt(picked.point, maskToLowResLogits(picked.mask, img.geom), picked.iou, t);
+      if (picked.box) void this.editor.box(picked.box, t); // a detection: refined as box + points
+      else this.editor.adopt(picked.point, maskToLowResLogits(picked.mask, img.geom), picked.iou, t);
       this.painter.schedule();
       return;
     }
@@ -264,6 +281,7 @@ export class Page {
     this.objects.clear();
     this.everything.reset(null);
     this.objectsList.render([]);
+    for (const x of this.exts) x.imageChanged?.();
     this.stage.setImage(bitmap);
     this.updateButtons();
   }
@@ -286,7 +304,7 @@ export class Page {
 
   private objectsChanged(): void {
     this.objectsList.render(this.objects.views());
-    this.ext?.objectsChanged();
+    for (const x of this.exts) x.objectsChanged();
     this.updateButtons();
     this.painter.schedule();
   }
@@ -308,7 +326,7 @@ export class Page {
     const size = this.stage.displaySize;
     const thr = this.threshold();
     const layers: Layer[] = this.objects.layers(size, img.geom, thr);
-    if (this.ext) layers.push(...this.ext.layers(size));
+    for (const x of this.exts) layers.push(...x.layers(size));
     const r = this.editor.mask;
     const h = this.editor.hover;
     const top = r

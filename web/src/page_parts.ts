@@ -1,9 +1,10 @@
 // What the page is made of and what may plug into it: its elements and buttons (found by main.ts),
-// and the extension a mode on top of the one-image page (a project) gives it.
+// and the extensions a mode on top of the one-image page (a project, the detector's Find) give it.
 
 import type { Point, Size } from './frames';
 import type { SavedObject } from './objects';
 import type { Layer } from './overlay';
+import type { PromptBox } from './prompts';
 
 export type ButtonName = 'undo' | 'redo' | 'clear' | 'accept' | 'modeToggle' | 'exportPng' | 'exportCutout' | 'exportObjects' | 'exportCoco' | 'everything';
 
@@ -23,10 +24,16 @@ export interface PageElements {
 export interface PageExtension {
   /** Layers drawn under the current mask (a project's proposals). */
   layers(size: Size): Layer[];
-  /** A foreground click with no prompts: a mask to hand to the editor instead (a proposal), or null. */
-  pick(p: Point): { readonly point: Point; readonly mask: Uint8Array; readonly iou: number } | null;
+  /**
+   * A foreground click with no prompts: a mask to hand to the editor instead (a proposal), or null.
+   * With a `box` (a detection, original px) the editor takes the box as its prompt instead, so that
+   * clicks refine it as box + points.
+   */
+  pick(p: Point): { readonly point: Point; readonly mask: Uint8Array; readonly iou: number; readonly box?: PromptBox } | null;
   /** The person kept `o` (Enter / Keep object). */
   kept(o: SavedObject): void;
   /** The kept objects changed (kept, shown or hidden, deleted, or `refreshObjects`). */
   objectsChanged(): void;
+  /** A new image replaced the one on screen. */
+  imageChanged?(): void;
 }

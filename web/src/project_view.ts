@@ -169,6 +169,11 @@ export class ProjectView implements PageExtension {
     if (at >= 0 && target) this.go(target.id);
   }
 
+  /** The open project's categories (empty with none open). */
+  get categories(): readonly string[] {
+    return this.route.kind === 'project' ? (this.project?.categories ?? []) : [];
+  }
+
   /** Test hook: what the project part of the page shows. */
   debug(): Record<string, unknown> {
     const w = this.work;

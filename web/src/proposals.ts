@@ -47,24 +47,25 @@ export function toProposals(items: readonly ServerProposal[], original: Size): P
     .sort((a, b) => b.score - a.score);
 }
 
-export class Proposals {
-  private items: Proposal[] = [];
+/** The proposals of one image; `P` may carry more (a detection's label and box, detections.ts). */
+export class Proposals<P extends Proposal = Proposal> {
+  private items: P[] = [];
   private original: Size | null = null;
   private display: { size: Size; layers: Layer[] } | null = null;
 
-  get all(): readonly Proposal[] {
+  get all(): readonly P[] {
     return this.items;
   }
 
   /** New proposals for an image of `original` size (an empty list clears them). */
-  set(items: Proposal[], original: Size | null): void {
+  set(items: P[], original: Size | null): void {
     this.items = items;
     this.original = original;
     this.display = null;
   }
 
   /** Remove and return proposal `id`, or null. */
-  take(id: number): Proposal | null {
+  take(id: number): P | null {
     const p = this.items.find((x) => x.id === id) ?? null;
     if (p) {
       this.items = this.items.filter((x) => x !== p);
@@ -74,7 +75,7 @@ export class Proposals {
   }
 
   /** Remove and return every proposal scoring at least `score`. */
-  takeAbove(score: number): Proposal[] {
+  takeAbove(score: number): P[] {
     const kept = this.items.filter((p) => p.score >= score);
     this.items = this.items.filter((p) => p.score < score);
     this.display = null;
@@ -82,12 +83,12 @@ export class Proposals {
   }
 
   /** The smallest proposal covering `p` (original px), or null. */
-  at(p: Point): Proposal | null {
+  at(p: Point): P | null {
     const size = this.original;
     if (!size) return null;
     const x = Math.min(size.w - 1, Math.max(0, Math.floor(p.x)));
     const y = Math.min(size.h - 1, Math.max(0, Math.floor(p.y)));
-    let best: Proposal | null = null;
+    let best: P | null = null;
     for (const q of this.items) if (q.mask[y * size.w + x] && (!best || q.area < best.area)) best = q;
     return best;
   }

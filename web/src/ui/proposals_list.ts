@@ -1,4 +1,5 @@
-// The list of pre-label proposals (score, size, keep, discard) and the autosave badge of a project image.
+// The list of proposals (pre-label masks, or detections with their label: score, size, keep, discard)
+// and the autosave badge of a project image.
 
 import type { SaveState } from '../autosave';
 import type { Proposal } from '../proposals';
@@ -12,19 +13,21 @@ export class ProposalsList {
     private readonly count: HTMLElement,
     private readonly list: HTMLElement,
     private readonly on: { keep(id: number): void; discard(id: number): void },
+    /** Test ids: `${prefix}-ID`, `${prefix}-keep-ID`, `${prefix}-discard-ID`. */
+    private readonly prefix = 'proposal',
   ) {}
 
-  render(items: readonly Proposal[], ran: boolean): void {
+  render(items: ReadonlyArray<Proposal & { readonly label?: string }>, ran: boolean): void {
     this.box.hidden = !ran;
     this.count.textContent = items.length ? `${items.length} proposal${items.length === 1 ? '' : 's'} (dashed): keep, discard, or click one to refine it.` : 'No proposals left.';
     const rows = items.slice(0, MAX_ROWS).map((p) => {
       const li = document.createElement('li');
-      li.dataset.testid = `proposal-${p.id}`;
+      li.dataset.testid = `${this.prefix}-${p.id}`;
       const text = document.createElement('span');
       text.className = 'name';
-      text.textContent = `score ${p.score.toFixed(2)} · ${p.area.toLocaleString()} px`;
-      const keep = button('Keep', `proposal-keep-${p.id}`, () => this.on.keep(p.id));
-      const discard = button('×', `proposal-discard-${p.id}`, () => this.on.discard(p.id));
+      text.textContent = `${p.label ? `${p.label} · ` : ''}score ${p.score.toFixed(2)} · ${p.area.toLocaleString()} px`;
+      const keep = button('Keep', `${this.prefix}-keep-${p.id}`, () => this.on.keep(p.id));
+      const discard = button('×', `${this.prefix}-discard-${p.id}`, () => this.on.discard(p.id));
       discard.title = 'Discard';
       li.append(text, keep, discard);
       return li;

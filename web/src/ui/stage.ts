@@ -1,5 +1,5 @@
-// The image stage: draws the image, the mask overlay and the prompt markers, and turns pointer
-// input (mouse, pen, touch) into prompts in original-image pixels.
+// The image stage: draws the image, the mask overlay, captioned boxes (detections) and the prompt
+// markers, and turns pointer input (mouse, pen, touch) into prompts in original-image pixels.
 
 import { type Point, type Size, clampToImage, displayToOriginal, fitScale, originalToDisplay } from '../frames';
 import type { PromptBox, PromptState } from '../prompts';
@@ -13,6 +13,13 @@ export interface StageHandlers {
   onRemoveBox(t: number): void;
   /** Pointer hovering (not pressed) over the image, in original px; null when it leaves. */
   onHover(p: Point | null, t: number): void;
+}
+
+/** A box drawn with a caption (a detection: "dog 0.42"); original px. Pointer input goes through it. */
+export interface LabelledBox {
+  readonly box: PromptBox;
+  readonly caption: string;
+  readonly testid: string;
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -44,6 +51,7 @@ export class Stage {
   private press: Press | null = null;
   private prompts: PromptState = { points: [], box: null };
   private dragBox: PromptBox | null = null;
+  private labelled: readonly LabelledBox[] = [];
   private hoverFrame = 0;
   private lastHover: { p: Point; t: number } | null = null;
   /** Touch: the next taps add background points (the toolbar toggle). */
@@ -139,6 +147,11 @@ export class Stage {
 
   setPrompts(s: PromptState): void {
     this.prompts = s;
+    this.renderMarkers();
+  }
+
+  setLabelledBoxes(boxes: readonly LabelledBox[]): void {
+    this.labelled = boxes;
     this.renderMarkers();
   }
 
@@ -248,7 +261,7 @@ export class Stage {
   }
 
   private renderMarkers(): void {
-    const nodes: SVGElement[] = [];
+    const nodes: SVGElement[] = this.labelled.map((l) => this.captioned(l));
     const box = this.dragBox ?? this.prompts.box;
     if (box) {
       const a = originalToDisplay({ x: box.x0, y: box.y0 }, this.scale);
@@ -288,6 +301,22 @@ export class Stage {
       nodes.push(c);
     });
     this.svg.replaceChildren(...nodes);
+  }
+
+  private captioned(l: LabelledBox): SVGElement {
+    const a = originalToDisplay({ x: l.box.x0, y: l.box.y0 }, this.scale);
+    const b = originalToDisplay({ x: l.box.x1, y: l.box.y1 }, this.scale);
+    const g = document.createElementNS(SVG, 'g');
+    g.setAttribute('class', 'labelled');
+    g.dataset.testid = l.testid;
+    const rect = document.createElementNS(SVG, 'rect');
+    for (const [k, v] of [['x', a.x], ['y', a.y], ['width', b.x - a.x], ['height', b.y - a.y]] as const) rect.setAttribute(k, String(v));
+    const text = document.createElementNS(SVG, 'text');
+    text.setAttribute('x', String(a.x + 2));
+    text.setAttribute('y', String(a.y > 14 ? a.y - 3 : a.y + 12)); // above the box, inside it at the top edge
+    text.textContent = l.caption;
+    g.append(rect, text);
+    return g;
   }
 
   /** Display px of an original point (for tests and hit checks). */
