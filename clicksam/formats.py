@@ -14,20 +14,36 @@ The page's parsers (``web/src/manifest.ts``, ``web/src/api.ts``) are tested agai
 by these classes (``web/src/testdata/*_python.json``, kept equal to what Python writes by
 ``tests/export/test_manifest.py`` and ``tests/server/test_wire_fixtures.py``).
 
-Decoder manifest, format ``clicksam-decoder`` version 2::
+Decoder manifest, format ``clicksam-decoder`` version 3::
 
-    {"format": "clicksam-decoder", "version": 2, "model": "vit_b", "checkpoint_sha256": hex | null,
-     "seed": int | null, "image_size": 1024, "low_res_size": 256, "mask_threshold": 0.0, "opset": 17,
-     "embedding": {"shape": [1, 256, 64, 64]}, "default_variant": "browser",
-     "variants": {"official": {...}, "browser": {...}}}
+    {"format": "clicksam-decoder", "version": 3, "model": "vit_b", "checkpoint_sha256": hex | null,
+     "seed": int | null, "image_size": 1024, "resize": "longest_side", "low_res_size": 256,
+     "mask_threshold": 0.0, "opset": 17,
+     "image_inputs": [{"name": "image_embeddings", "dtype": "float16", "shape": [1, 256, 64, 64]}],
+     "default_variant": "browser", "variants": {"official": {...}, "browser": {...}}}
+
+``image_inputs`` lists the per-image tensors the image encoder produces, in wire order (the order the
+server concatenates them in), each with its graph input name, wire dtype and shape: one tensor for SAM 1
+(``image_embeddings``), three for SAM 2.1 (``image_embed`` 1x256x64x64, ``high_res_feats_0``
+1x32x256x256, ``high_res_feats_1`` 1x64x128x128). A reader feeds each one to the graph input of the
+same name (in the prep graph if the variant has one, else in the click graph), cast to that input's
+dtype. ``resize`` says how an image enters the ``image_size`` square input frame: ``"longest_side"``
+(SAM 1: the long side scaled to ``image_size``, aspect kept, padded bottom/right; low-res masks cover the
+padded square) or ``"stretch"`` (SAM 2.1: each axis scaled to ``image_size`` on its own; low-res masks
+cover the whole image and go straight to its original size).
 
 Each variant names its ONNX file, size, sha256, the export options, the input/output tensors (name,
 dtype, shape with ``"num_points"`` as the dynamic prompt axis) and the frame of its masks
-(``"original"`` pixels or the ``"low_res"`` 256x256 frame over the padded 1024 input). A variant
-exported with ``precompute_image`` also has ``"prep"``: the per-image graph (file, size, sha256,
-inputs, outputs) that runs once on ``image_embeddings``; its outputs are inputs of every click.
-Version 2 added ``prep`` (a version-1 reader would feed the embedding to a graph that no longer
-takes it).
+(``"original"`` pixels or the ``"low_res"`` frame over the input square). ``mask_tokens`` says which
+output channel is the single-mask answer and which are the multimask candidates, and how the single
+answer was chosen (``"selection"``: ``"token"``, SAM 1's single-mask token; ``"stability"``, SAM 2.1's
+dynamic choice made in the graph: the single-mask token when its stability score is high enough, else
+the best-scoring candidate). A variant exported with ``precompute_image`` also has ``"prep"``: the
+per-image graph (file, size, sha256, inputs, outputs) that runs once on the image inputs; its outputs
+are inputs of every click. Version 2 added ``prep`` (a version-1 reader would feed the embedding to a
+graph that no longer takes it); version 3 replaced ``"embedding": {"shape": ...}`` by
+``image_inputs``, added ``resize`` and ``mask_tokens.selection`` (a version-2 reader would fetch one
+tensor where SAM 2.1 sends three).
 """
 
 from __future__ import annotations
@@ -44,8 +60,10 @@ JsonValue: TypeAlias = str | int | float | bool | None | list["JsonValue"] | dic
 JsonObject: TypeAlias = dict[str, JsonValue]
 
 MANIFEST_FORMAT = "clicksam-decoder"
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 MANIFEST_NAME = "manifest.json"
+#: how an image enters the square input frame (see the module docstring)
+RESIZE_MODES = ("longest_side", "stretch")
 
 SIDECAR_FORMAT = "clicksam-encoder"
 SIDECAR_VERSION = 1
@@ -206,6 +224,9 @@ class MaskTokens:
 
     single: int
     multi: list[int]
+    #: how channel ``single`` was chosen: "token" (the single-mask token) or "stability" (SAM 2.1's
+    #: dynamic choice in the graph: that token if stable, else the best-scoring candidate)
+    selection: str = "token"
 
 
 @dataclass(frozen=True)
@@ -227,7 +248,7 @@ class VariantEntry:
         tokens = None
         if r.raw("mask_tokens") is not None:
             t = r.obj("mask_tokens")
-            tokens = MaskTokens(t.integer("single"), list(t.ints("multi")))
+            tokens = MaskTokens(t.integer("single"), list(t.ints("multi")), t.text("selection"))
         return cls(
             file=r.text("file"),
             bytes=r.integer("bytes"),
@@ -247,7 +268,11 @@ class VariantEntry:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The whole ``manifest.json``."""
+    """The whole ``manifest.json``.
+
+    ``image_inputs``: the per-image tensors in wire order (name, wire dtype, shape); ``resize``:
+    ``"longest_side"`` or ``"stretch"`` (see the module docstring).
+    """
 
     model: str
     checkpoint_sha256: str | None
@@ -255,10 +280,11 @@ class Manifest:
     low_res_size: int
     mask_threshold: float
     opset: int
-    embedding_shape: list[int]
+    image_inputs: list[TensorSpec]
     default_variant: str
     variants: dict[str, VariantEntry] = field(default_factory=dict)
     seed: int | None = None
+    resize: str = "longest_side"
     format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
 
@@ -278,10 +304,11 @@ class Manifest:
             "checkpoint_sha256": self.checkpoint_sha256,
             "seed": self.seed,
             "image_size": self.image_size,
+            "resize": self.resize,
             "low_res_size": self.low_res_size,
             "mask_threshold": self.mask_threshold,
             "opset": self.opset,
-            "embedding": {"shape": list(self.embedding_shape)},
+            "image_inputs": [asdict(t) for t in self.image_inputs],
             "default_variant": self.default_variant,
             "variants": variants,
         }
@@ -309,13 +336,22 @@ class Manifest:
             checkpoint_sha256=r.opt_text("checkpoint_sha256"),
             seed=r.opt_integer("seed"),
             image_size=r.integer("image_size"),
+            resize=r.text("resize"),
             low_res_size=r.integer("low_res_size"),
             mask_threshold=r.number("mask_threshold"),
             opset=r.integer("opset"),
-            embedding_shape=list(r.obj("embedding").ints("shape", 4)),
+            image_inputs=[TensorSpec.from_json(t) for t in r.objs("image_inputs")],
             default_variant=r.text("default_variant"),
             variants={name: VariantEntry.from_json(variants.obj(name)) for name in variants.doc},
         )
+        if manifest.resize not in RESIZE_MODES:
+            raise ManifestError(
+                f"manifest.resize must be one of {', '.join(RESIZE_MODES)}, not {manifest.resize!r}"
+            )
+        if not manifest.image_inputs:
+            raise ManifestError(
+                "manifest.image_inputs is empty: the decoder needs at least one per-image tensor"
+            )
         if manifest.default_variant not in manifest.variants:
             raise ManifestError(f"default_variant {manifest.default_variant!r} is not among the variants")
         return manifest

@@ -206,7 +206,11 @@ def export_decoder(
         low_res_size=4 * int(emb_h),
         mask_threshold=float(getattr(sam, "mask_threshold", 0.0)),
         opset=opset,
-        embedding_shape=[1, int(sam.prompt_encoder.embed_dim), int(emb_h), int(emb_w)],
+        image_inputs=[
+            TensorSpec(
+                "image_embeddings", "float16", [1, int(sam.prompt_encoder.embed_dim), int(emb_h), int(emb_w)]
+            )
+        ],
         default_variant=default,
         variants=entries,
     )

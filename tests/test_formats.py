@@ -34,12 +34,16 @@ def test_a_real_manifest_reads_back_to_the_same_document() -> None:
 def test_manifest_errors_name_the_field() -> None:
     doc = _fixture("manifest_python.json")
     with pytest.raises(ManifestVersionError) as info:
-        Manifest.from_json({**doc, "version": 3})
-    assert info.value.found == 3
+        Manifest.from_json({**doc, "version": 2})
+    assert info.value.found == 2
     with pytest.raises(ManifestError, match=r"manifest\.image_size: expected an integer"):
         Manifest.from_json({**doc, "image_size": "1024"})
-    with pytest.raises(ManifestError, match=r"manifest\.embedding\.shape: expected a list of 4 integers"):
-        Manifest.from_json({**doc, "embedding": {"shape": [256, 64, 64]}})
+    with pytest.raises(ManifestError, match=r"manifest\.image_inputs: expected a list"):
+        Manifest.from_json({**doc, "image_inputs": {"shape": [1, 256, 64, 64]}})
+    with pytest.raises(ManifestError, match=r"manifest\.image_inputs is empty"):
+        Manifest.from_json({**doc, "image_inputs": []})
+    with pytest.raises(ManifestError, match=r"manifest\.resize must be one of longest_side, stretch"):
+        Manifest.from_json({**doc, "resize": "crop"})
     doc["variants"]["official"]["inputs"][0]["shape"] = "1x256"
     with pytest.raises(ManifestError, match=r"variants\.official\.inputs\[0\]\.shape"):
         Manifest.from_json(doc)

@@ -17,7 +17,7 @@ from clicksam.formats import Manifest, ManifestError
 def test_manifest_content(exported: Exported) -> None:
     doc = json.loads((exported.out_dir / "manifest.json").read_text())
     assert doc["format"] == "clicksam-decoder"
-    assert doc["version"] == 2
+    assert doc["version"] == 3
     assert doc["model"] == "vit_test"
     assert doc["checkpoint_sha256"] is None
     assert doc["seed"] == 0
@@ -27,7 +27,10 @@ def test_manifest_content(exported: Exported) -> None:
         0.0,
         17,
     )
-    assert doc["embedding"] == {"shape": [1, 256, 64, 64]}
+    assert doc["resize"] == "longest_side"
+    assert doc["image_inputs"] == [
+        {"name": "image_embeddings", "dtype": "float16", "shape": [1, 256, 64, 64]}
+    ]
     assert doc["default_variant"] == "browser"
     official, browser = doc["variants"]["official"], doc["variants"]["browser"]
     assert official["file"] == "decoder.onnx"
@@ -43,7 +46,7 @@ def test_manifest_content(exported: Exported) -> None:
     assert [o["name"] for o in official["outputs"]] == ["masks", "iou_predictions", "low_res_masks"]
     assert browser["file"] == "decoder_browser.onnx"
     assert browser["masks_frame"] == "low_res"
-    assert browser["mask_tokens"] == {"single": 0, "multi": [1, 2, 3]}
+    assert browser["mask_tokens"] == {"single": 0, "multi": [1, 2, 3], "selection": "token"}
     # the per-image graph takes the embedding; the click graph takes its outputs
     prep = browser["prep"]
     assert prep["file"] == "decoder_browser_prep.onnx"
@@ -100,7 +103,7 @@ def test_manifest_errors(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text('{"format": "clicksam-decoder", "version": 99}')
     with pytest.raises(ManifestError, match="unsupported manifest version 99"):
         Manifest.read(tmp_path)
-    (tmp_path / "manifest.json").write_text('{"format": "clicksam-decoder", "version": 2, "variants": {}}')
+    (tmp_path / "manifest.json").write_text('{"format": "clicksam-decoder", "version": 3, "variants": {}}')
     with pytest.raises(ManifestError, match="missing or bad field"):
         Manifest.read(tmp_path)
     (tmp_path / "manifest.json").write_text("not json")

@@ -6,14 +6,15 @@ import pythonManifest from './testdata/manifest_python.json';
 function manifest(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     format: 'clicksam-decoder',
-    version: 2,
+    version: 3,
     model: 'vit_b',
     checkpoint_sha256: 'ab'.repeat(32),
     image_size: 1024,
     low_res_size: 256,
     mask_threshold: 0,
     opset: 17,
-    embedding: { shape: [1, 256, 64, 64] },
+    resize: 'longest_side',
+    image_inputs: [{ name: 'image_embeddings', dtype: 'float16', shape: [1, 256, 64, 64] }],
     default_variant: 'browser',
     variants: {
       browser: {
@@ -66,7 +67,8 @@ describe('parseManifest', () => {
     expect(() => parseManifest(manifest({ format: 'other' }))).toThrow(ManifestError);
     expect(() => parseManifest(manifest({ version: 1 }))).toThrow(/version 1.*re-export/);
     expect(() => parseManifest(manifest({ default_variant: 'gpu' }))).toThrow(/default_variant/);
-    expect(() => parseManifest(manifest({ embedding: { shape: [256, 64, 64] } }))).toThrow(/4 dimensions/);
+    expect(() => parseManifest(manifest({ image_inputs: [{ name: 'image_embeddings', shape: [256, 64, 64] }] }))).toThrow(/4 dimensions/);
+    expect(() => parseManifest(manifest({ image_inputs: [] }))).toThrow(/at least one/);
     expect(() => parseManifest(null)).toThrow(/object/);
   });
 });
@@ -80,6 +82,8 @@ describe('the manifest the Python exporter writes', () => {
     expect(m.checkpointSha256).toBeNull();
     expect([m.imageSize, m.lowResSize, m.maskThreshold]).toEqual([1024, 256, 0]);
     expect(m.embeddingShape).toEqual([1, 256, 64, 64]);
+    expect(m.imageInputs.map((t) => t.name)).toEqual(['image_embeddings']);
+    expect(m.resize).toBe('longest_side');
     expect(m.defaultVariant).toBe('browser');
     expect([...m.variants.keys()]).toEqual(Object.keys(pythonManifest.variants));
     const browser = m.variants.get('browser')!;

@@ -37,6 +37,11 @@ export interface DecoderManifest {
   readonly imageSize: number;
   readonly lowResSize: number;
   readonly maskThreshold: number;
+  /** How an image enters the square input frame: 'longest_side' (SAM 1, padded) or 'stretch' (SAM 2.1). */
+  readonly resize: string;
+  /** The per-image tensors the server sends, in wire order (name = graph input, wire dtype, shape). */
+  readonly imageInputs: readonly TensorSpec[];
+  /** Shape of the first per-image tensor (SAM 1: the only one). */
   readonly embeddingShape: readonly number[];
   readonly defaultVariant: string;
   readonly variants: ReadonlyMap<string, DecoderVariant>;
@@ -73,7 +78,7 @@ function tensorSpecs(v: unknown, what: string): TensorSpec[] {
 export function parseManifest(raw: unknown): DecoderManifest {
   const m = obj(raw, 'manifest');
   if (m.format !== 'clicksam-decoder') throw new ManifestError(`not a clicksam decoder manifest (format=${String(m.format)})`);
-  if (m.version !== 2) throw new ManifestError(`unsupported manifest version ${String(m.version)} (this page reads version 2): re-export the decoder with \`clicksam export\``);
+  if (m.version !== 3) throw new ManifestError(`unsupported manifest version ${String(m.version)} (this page reads version 3): re-export the decoder with \`clicksam export\``);
   const variantsRaw = obj(m.variants, 'variants');
   const variants = new Map<string, DecoderVariant>();
   for (const [name, v] of Object.entries(variantsRaw)) {
@@ -100,9 +105,10 @@ export function parseManifest(raw: unknown): DecoderManifest {
   }
   const defaultVariant = str(m.default_variant, 'default_variant');
   if (!variants.has(defaultVariant)) throw new ManifestError(`default_variant "${defaultVariant}" is not among the variants`);
-  const emb = obj(m.embedding, 'embedding');
-  const shape = Array.isArray(emb.shape) ? emb.shape.map((d, i) => num(d, `embedding.shape[${i}]`)) : [];
-  if (shape.length !== 4) throw new ManifestError('embedding.shape must have 4 dimensions');
+  const imageInputs = tensorSpecs(m.image_inputs, 'image_inputs');
+  if (imageInputs.length === 0) throw new ManifestError('image_inputs must list at least one tensor');
+  const shape = imageInputs[0]!.shape.map((d, i) => num(d, `image_inputs[0].shape[${i}]`));
+  if (shape.length !== 4) throw new ManifestError('image_inputs[0].shape must have 4 dimensions');
   const sha = m.checkpoint_sha256;
   return {
     model: str(m.model, 'model'),
@@ -110,6 +116,8 @@ export function parseManifest(raw: unknown): DecoderManifest {
     imageSize: num(m.image_size, 'image_size'),
     lowResSize: num(m.low_res_size, 'low_res_size'),
     maskThreshold: typeof m.mask_threshold === 'number' ? m.mask_threshold : 0,
+    resize: typeof m.resize === 'string' ? m.resize : 'longest_side',
+    imageInputs,
     embeddingShape: shape,
     defaultVariant,
     variants,
