@@ -7,6 +7,7 @@
 // It plugs into the page as a PageExtension, beside a project's.
 
 import { ApiError } from './api';
+import type { DecodeInput } from './decoder';
 import { type DetectRequest, type Detection, type DetectorInfo, getDetectorConfig, postDetect } from './detect_api';
 import { type DetectionProposal, MAX_QUERIES, boxCaption, decodeDetections, exemplarBox, fromBox, parseQuery, sameBox, samBoxDecoder, toBox } from './detections';
 import type { Point, Size } from './frames';
@@ -129,7 +130,15 @@ export class Find implements PageExtension {
       stop();
       stop = this.bar.progress(`${res.detections.length} found by ${res.model}; decoding their masks…`);
       const alive = (): boolean => seq === this.seq;
-      const decode = samBoxDecoder(this.page.session.decoder, target, manifest.maskThreshold);
+      const session = this.page.session;
+      const counted = {
+        decode: async (i: DecodeInput) => {
+          const r = await session.decoder.decode(i);
+          session.noteDecode(r); // the status line's decode time and the test hooks' count
+          return r;
+        },
+      };
+      const decode = samBoxDecoder(counted, target, manifest.maskThreshold);
       const n = await decodeDetections(res.detections, decode, (p) => this.found(p), { firstId: this.nextId, alive });
       this.nextId += res.detections.length;
       if (!alive()) return;
@@ -241,6 +250,16 @@ export class Find implements PageExtension {
     this.clear();
   }
 
+  /** A pixel (original px) where a click picks `q` (the smallest proposal there), or null. */
+  private pickPoint(q: DetectionProposal): Point | null {
+    const w = this.page.session.image?.geom.original.w ?? 0;
+    for (let k = 0; k < q.mask.length; k += 7) {
+      const p = { x: (k % w) + 0.5, y: Math.floor(k / w) + 0.5 };
+      if (q.mask[k] && this.proposals.at(p) === q) return p;
+    }
+    return null;
+  }
+
   /** Test hook: what Find shows. */
   debug(): Record<string, unknown> {
     return {
@@ -250,7 +269,8 @@ export class Find implements PageExtension {
       busy: this.busy,
       query: this.lastQuery,
       pending: this.pending.length,
-      detections: this.proposals.all.map((p) => ({ id: p.id, label: p.label, score: p.score, box: toBox(p.box), area: p.area, point: p.point })),
+      embeddingId: this.page.session.image?.meta.id ?? null,
+      detections: this.proposals.all.map((p) => ({ id: p.id, label: p.label, score: p.score, box: toBox(p.box), area: p.area, point: p.point, pick: this.pickPoint(p) })),
       adopted: this.adopted.map((p) => ({ id: p.id, label: p.label })),
     };
   }
