@@ -1,6 +1,6 @@
 // Tests of the pre-label proposals (proposals.ts): the server's proposals become masks best first,
 // keep-all-above takes exactly those at or above the score, a click finds the smallest proposal under
-// it, and the outline drawn for them is dashed.
+// it, the layers are drawn once per proposal and size, and the outline drawn for them is dashed.
 
 import { describe, expect, it } from 'vitest';
 import type { ServerProposal } from './projects_api';
@@ -67,6 +67,21 @@ describe('proposals', () => {
     expect(list.take(inner!.id)).toBe(inner);
     expect(list.at({ x: 3.2, y: 2.5 })?.area).toBe(48);
     expect(list.take(inner!.id)).toBeNull();
+  });
+
+  it('draws fills then outlines at the overlay size, each resampled once per proposal and size', () => {
+    const list = new Proposals();
+    const [a, b] = toProposals(res, size);
+    list.set([a!], size);
+    const first = list.layers({ w: 16, h: 12 });
+    expect(first).toHaveLength(2);
+    expect(first[0]!.mask.length).toBe(16 * 12);
+    list.set([a!, b!], size); // one more (a detection decoded): the first keeps its layers
+    const second = list.layers({ w: 16, h: 12 });
+    expect(second.map((l) => l.mask.length)).toEqual([192, 192, 192, 192]);
+    expect(second[0]).toBe(first[0]); // fill of a
+    expect(second[2]).toBe(first[1]); // outline of a, after both fills
+    expect(list.layers({ w: 8, h: 6 })[0]).not.toBe(first[0]); // another size: drawn again
   });
 
   it('draws a dashed outline: part of the edge, nothing inside', () => {

@@ -51,7 +51,8 @@ export function toProposals(items: readonly ServerProposal[], original: Size): P
 export class Proposals<P extends Proposal = Proposal> {
   private items: P[] = [];
   private original: Size | null = null;
-  private display: { size: Size; layers: Layer[] } | null = null;
+  /** Each proposal's fill and outline at the overlay size they were last drawn at. */
+  private readonly shown = new WeakMap<P, { size: Size; fill: Layer; edge: Layer }>();
 
   get all(): readonly P[] {
     return this.items;
@@ -61,7 +62,6 @@ export class Proposals<P extends Proposal = Proposal> {
   set(items: P[], original: Size | null): void {
     this.items = items;
     this.original = original;
-    this.display = null;
   }
 
   /** Remove and return proposal `id`, or null. */
@@ -69,7 +69,6 @@ export class Proposals<P extends Proposal = Proposal> {
     const p = this.items.find((x) => x.id === id) ?? null;
     if (p) {
       this.items = this.items.filter((x) => x !== p);
-      this.display = null;
     }
     return p;
   }
@@ -78,7 +77,6 @@ export class Proposals<P extends Proposal = Proposal> {
   takeAbove(score: number): P[] {
     const kept = this.items.filter((p) => p.score >= score);
     this.items = this.items.filter((p) => p.score < score);
-    this.display = null;
     return kept;
   }
 
@@ -93,20 +91,25 @@ export class Proposals<P extends Proposal = Proposal> {
     return best;
   }
 
-  /** Fill and dashed outline of every proposal at the overlay's `size` (computed once per size). */
+  /**
+   * Fill and dashed outline of every proposal at the overlay's `size` (fills first): each computed
+   * once per proposal and size, so proposals added one by one (detections) cost one resample each.
+   */
   layers(size: Size): Layer[] {
     const original = this.original;
     if (!original || !this.items.length) return [];
-    if (!this.display || this.display.size.w !== size.w || this.display.size.h !== size.h) {
-      const fills: Layer[] = [];
-      const edges: Layer[] = [];
-      for (const p of this.items) {
+    const fills: Layer[] = [];
+    const edges: Layer[] = [];
+    for (const p of this.items) {
+      let d = this.shown.get(p);
+      if (!d || d.size.w !== size.w || d.size.h !== size.h) {
         const m = resampleNearest(p.mask, original, size, (n) => new Uint8Array(n));
-        fills.push({ mask: m, color: FILL });
-        edges.push({ mask: dashedEdges(m, size), color: DASH });
+        d = { size, fill: { mask: m, color: FILL }, edge: { mask: dashedEdges(m, size), color: DASH } };
+        this.shown.set(p, d);
       }
-      this.display = { size, layers: [...fills, ...edges] };
+      fills.push(d.fill);
+      edges.push(d.edge);
     }
-    return this.display.layers;
+    return [...fills, ...edges];
   }
 }
