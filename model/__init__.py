@@ -1,4 +1,4 @@
-"""clicksam.model: a checkpoint-compatible Segment Anything (SAM ViT-B/L/H, MobileSAM ViT-T).
+"""clicksam.model: a checkpoint-compatible Segment Anything (SAM ViT-B/L/H, MobileSAM ViT-T, SAM 2.1).
 
 Names are resolved lazily (PEP 562) so that importing a light submodule (``clicksam.model.weights``
 for ``clicksam weights``, or the CLI modules for ``clicksam --help``) does not import torch.
@@ -13,17 +13,28 @@ if TYPE_CHECKING:
     from .automatic import SamAutomaticMaskGenerator
     from .build import (
         MODEL_CONFIGS,
+        SAM2_CONFIGS,
         CheckpointError,
         CheckpointMismatchError,
+        Sam2Config,
         SamConfig,
         UnknownModelError,
         build_sam,
+        build_sam2,
+        is_sam2_model,
     )
     from .predictor import ImageNotSetError, SamPredictor
     from .sam import Sam
+    from .sam2 import Sam2, Sam2ImageFeatures
 
 _EXPORTS = {
     "MODEL_CONFIGS": "build",
+    "SAM2_CONFIGS": "build",
+    "Sam2": "sam2",
+    "Sam2Config": "build",
+    "Sam2ImageFeatures": "sam2",
+    "build_sam2": "build",
+    "is_sam2_model": "build",
     "CheckpointError": "build",
     "CheckpointMismatchError": "build",
     "ImageNotSetError": "predictor",
@@ -37,15 +48,21 @@ _EXPORTS = {
 
 __all__ = [
     "MODEL_CONFIGS",
+    "SAM2_CONFIGS",
     "CheckpointError",
     "CheckpointMismatchError",
     "ImageNotSetError",
     "Sam",
+    "Sam2",
+    "Sam2Config",
+    "Sam2ImageFeatures",
     "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamPredictor",
     "UnknownModelError",
     "build_sam",
+    "build_sam2",
+    "is_sam2_model",
 ]
 
 

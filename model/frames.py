@@ -8,6 +8,13 @@
 
 Coordinates are scaled per axis (``w / W`` for x, ``h / H`` for y), exactly as the official code does,
 since rounding makes the two ratios differ slightly.
+
+SAM 2.1 uses other frames (the ``*_square`` functions below):
+
+* **square-input**: the original image stretched to ``side`` x ``side`` (1024x1024) without keeping
+  the aspect ratio and without padding; prompts are xy in this frame, ``(x / W, y / H) * side``.
+* **low-res**: the decoder's 256x256 logits over that whole square; masks go from there straight to
+  the original (H, W) with one bilinear resize.
 """
 
 from __future__ import annotations
@@ -21,13 +28,18 @@ from PIL import Image
 
 __all__ = [
     "ResizeLongestSide",
+    "ResizeSquare",
     "apply_boxes",
     "apply_boxes_torch",
     "apply_coords",
+    "apply_coords_square",
     "apply_coords_torch",
     "get_preprocess_shape",
     "resize_to_long_side",
+    "resize_to_square_torch",
     "unapply_coords",
+    "unapply_coords_square",
+    "upsample_masks_to_original",
 ]
 
 _Coords = TypeVar("_Coords", npt.NDArray[np.float64], torch.Tensor)
@@ -142,3 +154,94 @@ class ResizeLongestSide:
     @staticmethod
     def get_preprocess_shape(oldh: int, oldw: int, long_side_length: int) -> tuple[int, int]:
         return get_preprocess_shape(oldh, oldw, long_side_length)
+
+
+# ------------------------------------------------------------------------------ SAM 2.1 frames
+
+
+def resize_to_square_torch(image: npt.NDArray[np.uint8], side: int) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, side, side) float32 in [0, 1], stretched (aspect ratio not kept).
+
+    The resize SAM 2's preprocessing applies to tensors (torchvision's ``ToTensor`` then ``Resize`` on
+    a tensor): bilinear with antialiasing when downscaling, ``align_corners=False``. Pillow's or an
+    un-antialiased ``interpolate`` give other pixels.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 image, got shape {image.shape} dtype {image.dtype}")
+    x = torch.from_numpy(np.ascontiguousarray(image).transpose(2, 0, 1)).contiguous().float().div(255)
+    resized = torch.nn.functional.interpolate(
+        x[None], size=(side, side), mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized[0]
+
+
+def apply_coords_square(
+    coords: torch.Tensor, original_size: tuple[int, int] | None, side: int, *, normalize: bool = True
+) -> torch.Tensor:
+    """xy (..., 2) to the square-input frame, as a new float tensor.
+
+    Args:
+        coords: (..., 2) xy in original-image pixels (``normalize=True``) or already in [0, 1].
+        original_size: (H, W) of the original image; needed when ``normalize`` is True.
+        side: side of the square input (1024).
+        normalize: divide x by W and y by H first (the official ``normalize_coords``).
+    """
+    out = coords.detach().clone().to(torch.float)
+    if normalize:
+        if original_size is None:
+            raise ValueError("original_size is needed to normalise pixel coordinates")
+        h, w = original_size
+        out[..., 0] = out[..., 0] / w
+        out[..., 1] = out[..., 1] / h
+    return out * side
+
+
+def unapply_coords_square(coords: torch.Tensor, original_size: tuple[int, int], side: int) -> torch.Tensor:
+    """Inverse of :func:`apply_coords_square` (normalize=True): (..., 2) square-input -> original xy."""
+    out = coords.detach().clone().to(torch.float) / side
+    h, w = original_size
+    out[..., 0] = out[..., 0] * w
+    out[..., 1] = out[..., 1] * h
+    return out
+
+
+def upsample_masks_to_original(masks: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, 256, 256) low-res logits over the square input -> (B, C, H, W) logits, one bilinear step."""
+    return torch.nn.functional.interpolate(
+        masks.float(), tuple(original_size), mode="bilinear", align_corners=False
+    )
+
+
+class ResizeSquare:
+    """SAM 2.1's frame conversions behind the ``ResizeLongestSide`` interface (``predictor.transform``).
+
+    Code written against SAM 1's predictor (``predictor.transform.apply_coords_torch(...)`` then
+    ``predict_torch``) keeps working with a SAM 2.1 predictor: the coordinates land in the square frame.
+    """
+
+    def __init__(self, target_length: int) -> None:
+        self.target_length = target_length
+
+    def apply_image(self, image: npt.NDArray[np.uint8]) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (3, side, side) float in [0, 1] (see :func:`resize_to_square_torch`)."""
+        return resize_to_square_torch(image, self.target_length)
+
+    def apply_coords(self, coords: npt.ArrayLike, original_size: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        """(..., 2) xy original frame -> square-input frame."""
+        arr = torch.as_tensor(np.asarray(coords, dtype=np.float32))
+        size = (int(original_size[0]), int(original_size[1]))
+        return apply_coords_square(arr, size, self.target_length).numpy().astype(np.float64)
+
+    def apply_boxes(self, boxes: npt.ArrayLike, original_size: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        """(..., 4) xyxy original frame -> (N, 4) square-input frame."""
+        corners = np.asarray(boxes, dtype=np.float64).reshape(-1, 2, 2)
+        return self.apply_coords(corners, original_size).reshape(-1, 4)
+
+    def apply_coords_torch(self, coords: torch.Tensor, original_size: tuple[int, ...]) -> torch.Tensor:
+        """Torch variant of :meth:`apply_coords`."""
+        size = (int(original_size[0]), int(original_size[1]))
+        return apply_coords_square(coords, size, self.target_length)
+
+    def apply_boxes_torch(self, boxes: torch.Tensor, original_size: tuple[int, ...]) -> torch.Tensor:
+        """Torch variant of :meth:`apply_boxes`: (..., 4) -> (N, 4)."""
+        return self.apply_coords_torch(boxes.reshape(-1, 2, 2), original_size).reshape(-1, 4)

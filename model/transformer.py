@@ -6,6 +6,8 @@ image is the (B, C, H, W) embedding (64x64 grid for the official models), flatte
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -60,6 +62,7 @@ class TwoWayAttentionBlock(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
         attention_downsample_rate: int = 2,
         skip_first_layer_pe: bool = False,
+        mlp_block: Callable[[int, int], nn.Module] | None = None,
     ) -> None:
         """
         Args:
@@ -70,13 +73,19 @@ class TwoWayAttentionBlock(nn.Module):
             attention_downsample_rate: internal width reduction of the two cross-attentions.
             skip_first_layer_pe: the first block's self-attention sees the raw tokens (which already are
                 the positional prompt embeddings) and replaces rather than updates them.
+            mlp_block: builds the token MLP from (embedding_dim, mlp_dim); None is SAM 1's
+                :class:`MLPBlock` (keys ``mlp.lin1/lin2``). SAM 2 passes its ``layers.0/1`` MLP.
         """
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
         self.norm1 = nn.LayerNorm(embedding_dim)
         self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm2 = nn.LayerNorm(embedding_dim)
-        self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
+        self.mlp = (
+            MLPBlock(embedding_dim, mlp_dim, activation)
+            if mlp_block is None
+            else mlp_block(embedding_dim, mlp_dim)
+        )
         self.norm3 = nn.LayerNorm(embedding_dim)
         self.norm4 = nn.LayerNorm(embedding_dim)
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
@@ -117,7 +126,15 @@ class TwoWayTransformer(nn.Module):
         mlp_dim: int,
         activation: type[nn.Module] = nn.ReLU,
         attention_downsample_rate: int = 2,
+        mlp_block: Callable[[int, int], nn.Module] | None = None,
     ) -> None:
+        """
+        Args:
+            depth: two-way blocks; embedding_dim: token width C; num_heads: attention heads.
+            mlp_dim: hidden width of the token MLPs; activation: their activation (SAM 1 MLP only).
+            attention_downsample_rate: internal width reduction of the cross-attentions.
+            mlp_block: see :class:`TwoWayAttentionBlock` (None: SAM 1's keys).
+        """
         super().__init__()
         self.depth = depth
         self.embedding_dim = embedding_dim
@@ -131,6 +148,7 @@ class TwoWayTransformer(nn.Module):
                 activation=activation,
                 attention_downsample_rate=attention_downsample_rate,
                 skip_first_layer_pe=(i == 0),
+                mlp_block=mlp_block,
             )
             for i in range(depth)
         )

@@ -158,3 +158,95 @@ def sharpened_state(sam: nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
                 value = value * 40.0  # sharp logits: stable masks
         state[key] = value.clone()
     return state
+
+
+# ------------------------------------------------------------------------------------------ SAM 2.1
+
+
+def _tv_to_tensor_call(self: Any, pic: Any) -> torch.Tensor:
+    """torchvision ``ToTensor`` on an (H, W, C) uint8 array: (C, H, W) float in [0, 1]."""
+    arr = np.asarray(pic)
+    if arr.dtype != np.uint8 or arr.ndim != 3:
+        raise TypeError(f"stub ToTensor takes HxWxC uint8, got {arr.shape} {arr.dtype}")
+    return torch.from_numpy(arr.transpose((2, 0, 1))).contiguous().to(dtype=torch.float32).div(255)
+
+
+def install_sam2_torchvision_stub() -> None:
+    """Also provide ``torchvision.transforms.{Resize, Normalize, ToTensor}`` for ``sam2`` (1.1.0).
+
+    ``sam2.utils.transforms`` wraps Resize + Normalize in ``torch.jit.script``, so these are scriptable
+    modules (defined in :mod:`referee_stubs_tv`, which has no postponed annotations). Resize is what
+    torchvision does to a *tensor*: bilinear, ``align_corners=False``, antialiased (its default since
+    0.17); Pillow's resize would give other pixels.
+    """
+    install_torchvision_stub()
+    from referee_stubs_tv import Normalize, Resize
+
+    transforms = _module("torchvision.transforms")
+    if not hasattr(transforms, "Resize"):
+        transforms.Resize = Resize  # type: ignore[attr-defined]
+        transforms.Normalize = Normalize  # type: ignore[attr-defined]
+        transforms.ToTensor = type("ToTensor", (), {"__call__": _tv_to_tensor_call})  # type: ignore[attr-defined]
+
+
+#: the official config file of each SAM 2.1 preset (inside the sam2 package)
+SAM2_OFFICIAL_CONFIGS = {
+    "sam2.1_hiera_t": "configs/sam2.1/sam2.1_hiera_t.yaml",
+    "sam2.1_hiera_s": "configs/sam2.1/sam2.1_hiera_s.yaml",
+    "sam2.1_hiera_b+": "configs/sam2.1/sam2.1_hiera_b+.yaml",
+    "sam2.1_hiera_l": "configs/sam2.1/sam2.1_hiera_l.yaml",
+}
+
+
+def reference_sam2(config_file: str, overrides: list[str] | None = None, *, meta: bool = False) -> nn.Module:
+    """The official ``SAM2Base`` built as ``sam2.build_sam.build_sam2`` builds it for the image
+    predictor (hydra config + the dynamic-multimask overrides), with random weights, eval mode.
+
+    Args:
+        config_file: e.g. ``configs/sam2.1/sam2.1_hiera_t.yaml``.
+        overrides: extra hydra overrides (e.g. a smaller trunk).
+        meta: build on the meta device (keys and shapes only, nothing allocated).
+    """
+    install_sam2_torchvision_stub()
+    import sam2  # noqa: F401  (initialises hydra's config module)
+    from hydra import compose
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = compose(
+        config_name=config_file,
+        overrides=[
+            "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+            "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+            "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+            *(overrides or []),
+        ],
+    )
+    OmegaConf.resolve(cfg)
+    if not meta:
+        model: nn.Module = instantiate(cfg.model, _recursive_=True)
+        return model.eval()
+    real_linspace = torch.linspace
+
+    def cpu_linspace(*args: Any, **kwargs: Any) -> torch.Tensor:
+        # Hiera reads its drop-path rates with .item(), which a meta tensor cannot answer
+        kwargs["device"] = "cpu"
+        return real_linspace(*args, **kwargs)
+
+    torch.linspace = cpu_linspace  # type: ignore[assignment]
+    try:
+        with torch.device("meta"):
+            model = instantiate(cfg.model, _recursive_=True)
+    finally:
+        torch.linspace = real_linspace  # type: ignore[assignment]
+    return model.eval()
+
+
+def perturbed_state(model: nn.Module, seed: int = 0, scale: float = 0.05) -> dict[str, torch.Tensor]:
+    """``model``'s state dict with seeded Gaussian noise added to every floating tensor (parameters
+    and buffers): zero-initialised tensors (position embeddings, biases) then matter in a comparison."""
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        k: (v + scale * torch.randn(v.shape, generator=gen)) if v.is_floating_point() else v.clone()
+        for k, v in model.state_dict().items()
+    }
