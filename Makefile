@@ -31,8 +31,12 @@ $(VENV)/.stamp-install: $(VENV)/.stamp-torch pyproject.toml
 	$(PIP) install -e ".[server,export]"
 	touch $@
 
+# sam2==1.1.0 is the SAM 2.1 parity referee (tests only). Its sdist's setup imports torch and lists
+# torchvision, which has no CPU build here: built against the installed torch without its deps (its
+# runtime deps hydra-core and iopath are in the dev extra), so pip never touches torch
 $(VENV)/.stamp-dev: $(VENV)/.stamp-install
 	$(PIP) install -e ".[dev]"
+	SAM2_BUILD_CUDA=0 $(PIP) install --no-deps --no-build-isolation "sam2==1.1.0"
 	touch $@
 
 install: $(VENV)/.stamp-install
