@@ -21,7 +21,7 @@ import torch
 from referee_stubs import reference_sam, sharpened_state
 
 from clicksam.model import SamAutomaticMaskGenerator, amg, build_sam
-from clicksam.model.automatic import EverythingError, _GridDecoder
+from clicksam.model.automatic import EverythingError, GridDecoder
 
 
 def _reference_batched_nms(
@@ -169,13 +169,13 @@ def test_factored_decoder_matches_the_module(models: tuple[Any, Any, types.Modul
         ref_masks, ref_iou = sam.mask_decoder.predict_masks(
             embedding, sam.prompt_encoder.get_dense_pe(), sparse, dense
         )
-        dec = _GridDecoder(sam, embedding)
+        dec = GridDecoder.for_sam(sam, embedding)
         tokens, keys = dec.transformer_forward(sparse)
-        iou = sam.mask_decoder.iou_prediction_head(tokens[:, 0])
+        iou, mask_tokens = dec.iou_and_mask_tokens(tokens)
         select = torch.zeros(6, 4, dtype=torch.bool)
         select[:, 1:] = True
         select[0, 2] = False
-        masks = dec.masks_for(keys, tokens[:, 1:5], select)
+        masks = dec.masks_for(keys, mask_tokens, select)
     torch.testing.assert_close(iou, ref_iou, atol=1e-4, rtol=0)
     torch.testing.assert_close(masks, ref_masks[select], atol=1e-3 * float(ref_masks.abs().max()), rtol=0)
 
