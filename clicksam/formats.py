@@ -4,7 +4,8 @@
   page) and its version;
 - the encoder sidecar (``encoder.json`` next to an exported ONNX image encoder: which weights it was
   verified against, and how closely);
-- the embedding metadata (what ``POST /api/embeddings`` answers, what the cache stores beside a tensor);
+- the embedding metadata (what ``POST /api/embeddings`` answers, what the cache stores beside the tensors:
+  their names, shapes and places in the one body ``GET /api/embeddings/{id}`` sends);
 - the segment-everything result (what ``POST /api/everything`` answers).
 
 This module needs only the standard library, so ``clicksam.export``, ``clicksam.server`` and tools can
@@ -49,6 +50,8 @@ tensor where SAM 2.1 sends three).
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeAlias, TypeVar
@@ -408,8 +411,38 @@ class EncoderSidecar:
 
 
 @dataclass(frozen=True)
+class EmbeddingTensor:
+    """Where one tensor lies in an embedding's body (the bytes of ``GET /api/embeddings/{id}``)."""
+
+    name: str = field(metadata=_doc("the decoder input it feeds (the manifest's image_inputs name)"))
+    shape: tuple[int, ...] = field(metadata=_doc("tensor shape, e.g. [1, 256, 64, 64]"))
+    offset: int = field(
+        metadata=_doc("first element in the body, counted in elements: bytes = offset x 2 (float16) or x 4")
+    )
+    size: int = field(metadata=_doc("number of elements (the product of shape)"))
+
+    @staticmethod
+    def layout(shapes: Sequence[tuple[str, Sequence[int]]]) -> tuple[EmbeddingTensor, ...]:
+        """The tensors ``(name, shape)`` laid out one after the other in the given order."""
+        tensors: list[EmbeddingTensor] = []
+        offset = 0
+        for name, shape in shapes:
+            dims = tuple(int(d) for d in shape)
+            size = math.prod(dims)
+            tensors.append(EmbeddingTensor(name, dims, offset, size))
+            offset += size
+        return tuple(tensors)
+
+
+@dataclass(frozen=True)
 class EmbeddingMeta:
-    """Metadata of one image embedding, as the cache stores it beside the tensor."""
+    """Metadata of one image embedding, as the cache stores it beside the tensors.
+
+    The body (``GET url``) is the tensors of ``tensors`` concatenated in that order, each little-endian
+    and C order, in one dtype (``float16``, or ``float32`` with ``?dtype=float32``). ``shape`` repeats the
+    first tensor's shape: for SAM 1 that is the whole body, so a reader of the one-tensor format keeps
+    working.
+    """
 
     id: str = field(metadata=_doc("content id: sha256 of the decoded RGB pixels, their shape and the model"))
     model: str = field(metadata=_doc("model preset that computed it (must match the decoder manifest)"))
@@ -419,10 +452,19 @@ class EmbeddingMeta:
     input_size: tuple[int, int] = field(
         metadata=_doc("[h, w] of the image resized into the model's input frame")
     )
-    shape: tuple[int, ...] = field(metadata=_doc("tensor shape, [1, 256, 64, 64]"))
+    shape: tuple[int, ...] = field(
+        metadata=_doc("shape of the first tensor, [1, 256, 64, 64] (the whole body for SAM 1)")
+    )
+    tensors: tuple[EmbeddingTensor, ...] = field(
+        metadata=_doc("every tensor of the body in body order: name, shape, element offset and size")
+    )
     dtype: str = field(metadata=_doc("default wire dtype of GET url (float16; ?dtype=float32 on request)"))
     url: str = field(metadata=_doc("where to GET the raw little-endian tensor bytes"))
     encode_ms: float = field(metadata=_doc("time the image encoder took for this image, in milliseconds"))
+
+    def element_count(self) -> int:
+        """Elements in the body (all tensors)."""
+        return sum(t.size for t in self.tensors)
 
     def to_json(self) -> JsonObject:
         doc: JsonObject = asdict(self)
@@ -434,12 +476,22 @@ class EmbeddingMeta:
         r = _Reader(doc, "embedding", FormatError)
         h, w = r.ints("original_size", 2)
         ih, iw = r.ints("input_size", 2)
+        tensors = tuple(
+            EmbeddingTensor(t.text("name"), t.ints("shape"), t.integer("offset"), t.integer("size"))
+            for t in r.objs("tensors")
+        )
+        if not tensors or tensors != EmbeddingTensor.layout([(t.name, t.shape) for t in tensors]):
+            raise r.bad("tensors", "at least one tensor, laid out one after the other from offset 0")
+        shape = r.ints("shape")
+        if shape != tensors[0].shape:
+            raise r.bad("shape", f"the first tensor's shape {list(tensors[0].shape)}")
         return cls(
             id=r.text("id"),
             model=r.text("model"),
             original_size=(h, w),
             input_size=(ih, iw),
-            shape=r.ints("shape"),
+            shape=shape,
+            tensors=tensors,
             dtype=r.text("dtype"),
             url=r.text("url"),
             encode_ms=r.number("encode_ms"),

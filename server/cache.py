@@ -1,10 +1,14 @@
 """Embedding cache keyed by content id: an in-memory LRU with a byte budget, optionally backed by disk.
 
-An entry holds the embedding twice, as ready-to-send little-endian bytes: float16 (what the page fetches)
-and float32 (on request). Sending a cached tensor is then a dictionary lookup and one write, with no
-conversion per request. The disk layer keeps ``<id>.f32`` (raw float32 bytes) and ``<id>.json`` (the
-metadata, ``clicksam.formats.EmbeddingMeta``); file names come only from ids that passed ``is_valid_id``,
-never from anything a client sent as a name.
+An entry holds the image's tensors twice, as ready-to-send little-endian bytes: float16 (what the page
+fetches) and float32 (on request), each the tensors of ``meta.tensors`` concatenated in that order, C
+order (the wire layout documented in ``clicksam.formats.EmbeddingMeta``). Sending a cached embedding is
+then a dictionary lookup and one write, with no conversion per request.
+
+An entry's serialised form (``CachedEmbedding.to_bytes`` / ``from_bytes``) is one self-describing blob:
+a format line, the metadata JSON on one line, then the float32 body. The disk layer stores exactly
+that as ``<id>.emb``; a shared store (Redis) can store the same bytes. File names come only from ids
+that passed ``is_valid_id``, never from anything a client sent as a name.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -34,13 +39,22 @@ def is_valid_id(embedding_id: str) -> bool:
     return _ID_PATTERN.fullmatch(embedding_id) is not None
 
 
+#: first line of a serialised entry (``CachedEmbedding.to_bytes``)
+SERIAL_MAGIC: Final = b"clicksam-embedding 1\n"
+
+
+class CacheEntryError(ValueError):
+    """Bytes that are not a serialised ``CachedEmbedding`` (or disagree with their own metadata)."""
+
+
 @dataclass(frozen=True)
 class CachedEmbedding:
     """One cached embedding.
 
     Attributes:
-        meta: the metadata of ``POST /api/embeddings`` without the per-request field ``cached``.
-        float16: the embedding (1, 256, 64, 64) as little-endian float16 bytes, C order.
+        meta: the metadata of ``POST /api/embeddings`` without the per-request field ``cached``;
+            ``meta.tensors`` gives each tensor's name, shape and element offset in the bodies.
+        float16: the tensors as little-endian float16 bytes, concatenated in ``meta.tensors`` order.
         float32: the same as little-endian float32 bytes.
     """
 
@@ -53,10 +67,60 @@ class CachedEmbedding:
         return len(self.float16) + len(self.float32)
 
     @classmethod
-    def from_array(cls, meta: EmbeddingMeta, embedding: np.ndarray) -> CachedEmbedding:
-        """Build an entry from a float32 array (any shape, stored in C order)."""
-        f32 = np.ascontiguousarray(embedding, dtype="<f4")
+    def from_arrays(cls, meta: EmbeddingMeta, arrays: Sequence[np.ndarray]) -> CachedEmbedding:
+        """Build an entry from one float32 array per tensor of ``meta.tensors``, in that order.
+
+        Raises:
+            CacheEntryError: the number of arrays or a shape differs from ``meta.tensors``.
+        """
+        if len(arrays) != len(meta.tensors):
+            raise CacheEntryError(f"{len(arrays)} arrays for {len(meta.tensors)} tensors in the metadata")
+        for array, spec in zip(arrays, meta.tensors, strict=True):
+            if tuple(array.shape) != tuple(spec.shape):
+                raise CacheEntryError(
+                    f"tensor {spec.name!r} has shape {array.shape}, the metadata says {spec.shape}"
+                )
+        f32 = np.concatenate([np.ascontiguousarray(a, dtype="<f4").reshape(-1) for a in arrays])
         return cls(meta=meta, float16=f32.astype("<f2").tobytes(), float32=f32.tobytes())
+
+    @classmethod
+    def from_array(cls, meta: EmbeddingMeta, embedding: np.ndarray) -> CachedEmbedding:
+        """Build an entry of one tensor from a float32 array (a shorthand for ``from_arrays``)."""
+        return cls.from_arrays(meta, [embedding])
+
+    def arrays(self, dtype: str = "float32") -> dict[str, np.ndarray]:
+        """The tensors by name, as read-only arrays over the cached bytes (``float16`` or ``float32``)."""
+        body = np.frombuffer(
+            self.float32 if dtype == "float32" else self.float16, "<f4" if dtype == "float32" else "<f2"
+        )
+        return {t.name: body[t.offset : t.offset + t.size].reshape(t.shape) for t in self.meta.tensors}
+
+    def to_bytes(self) -> bytes:
+        """The serialised entry: ``SERIAL_MAGIC``, the metadata JSON on one line, the float32 body."""
+        return SERIAL_MAGIC + json.dumps(self.meta.to_json()).encode() + b"\n" + self.float32
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CachedEmbedding:
+        """Read what ``to_bytes`` wrote.
+
+        Raises:
+            CacheEntryError: not a serialised entry, bad metadata, or a body of the wrong size.
+        """
+        if not data.startswith(SERIAL_MAGIC):
+            raise CacheEntryError("not a serialised clicksam embedding (bad first line)")
+        end = data.find(b"\n", len(SERIAL_MAGIC))
+        if end < 0:
+            raise CacheEntryError("serialised embedding without a metadata line")
+        try:
+            meta = EmbeddingMeta.from_json(json.loads(data[len(SERIAL_MAGIC) : end]))
+        except (ValueError, FormatError) as exc:
+            raise CacheEntryError(f"bad metadata in a serialised embedding: {exc}") from exc
+        body = data[end + 1 :]
+        expected = meta.element_count() * 4
+        if len(body) != expected:
+            raise CacheEntryError(f"serialised embedding body of {len(body)} bytes, expected {expected}")
+        f32 = np.frombuffer(body, dtype="<f4")
+        return cls(meta=meta, float16=f32.astype("<f2").tobytes(), float32=bytes(body))
 
 
 class EmbeddingCache:
@@ -128,16 +192,14 @@ class EmbeddingCache:
                 self._bytes -= evicted.nbytes
                 logger.debug("evicted embedding %s from the memory cache", evicted_id[:12])
 
-    def _paths(self, embedding_id: str) -> tuple[Path, Path]:
+    def _path(self, embedding_id: str) -> Path:
         assert self.disk_dir is not None and is_valid_id(embedding_id)
-        return self.disk_dir / f"{embedding_id}.f32", self.disk_dir / f"{embedding_id}.json"
+        return self.disk_dir / f"{embedding_id}.emb"
 
     def _save_to_disk(self, embedding_id: str, entry: CachedEmbedding) -> None:
-        tensor_path, meta_path = self._paths(embedding_id)
         try:
-            # write-then-rename, tensor before metadata: a reader that finds the .json finds a whole .f32
-            _atomic_write(tensor_path, entry.float32)
-            _atomic_write(meta_path, json.dumps(entry.meta.to_json()).encode())
+            # write-then-rename: a reader finds a whole entry or none
+            _atomic_write(self._path(embedding_id), entry.to_bytes())
         except OSError as exc:
             # a full or read-only disk must not fail the request: the embedding is still in memory
             logger.warning("could not write embedding %s to %s: %s", embedding_id[:12], self.disk_dir, exc)
@@ -145,22 +207,13 @@ class EmbeddingCache:
     def _load_from_disk(self, embedding_id: str) -> CachedEmbedding | None:
         if self.disk_dir is None:
             return None
-        tensor_path, meta_path = self._paths(embedding_id)
         try:
-            meta = EmbeddingMeta.from_json(json.loads(meta_path.read_bytes()))
-            raw = tensor_path.read_bytes()
+            return CachedEmbedding.from_bytes(self._path(embedding_id).read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, FormatError) as exc:
+        except (OSError, CacheEntryError) as exc:
             logger.warning("ignoring unreadable cached embedding %s: %s", embedding_id[:12], exc)
             return None
-        expected = int(np.prod(meta.shape)) * 4
-        if len(raw) != expected:
-            logger.warning(
-                "ignoring cached embedding %s of %d bytes, expected %d", embedding_id[:12], len(raw), expected
-            )
-            return None
-        return CachedEmbedding.from_array(meta, np.frombuffer(raw, dtype="<f4"))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -56,28 +56,59 @@ class OnnxImageEncoder:
         return np.asarray(out[0], dtype=np.float32)
 
 
-def encode_resized(sam: Sam, image: np.ndarray, onnx_encoder: OnnxImageEncoder | None = None) -> np.ndarray:
-    """Run SAM's image encoder on an image already resized to the model's long side.
+#: name of SAM 1's one per-image tensor (the decoder graphs' input of that name)
+SAM1_EMBEDDING_NAME = "image_embeddings"
+
+
+def input_size(sam: Sam, height: int, width: int) -> tuple[int, int]:
+    """(h, w) of an (height, width) image inside the model's square input frame (SAM 1: long side
+    scaled to ``sam.image_size``, aspect kept)."""
+    from clicksam.model.frames import get_preprocess_shape
+
+    newh, neww = get_preprocess_shape(height, width, int(sam.image_size))
+    return int(newh), int(neww)
+
+
+def model_input(sam: Sam, pixels: np.ndarray) -> torch.Tensor:
+    """The encoder's input for an image: (1, 3, S, S) float32, resized, normalised (and for SAM 1
+    zero-padded), exactly as the model's predictor prepares it.
 
     Args:
-        sam: the model (eval mode); its ``preprocess`` always runs, its ``image_encoder`` unless
-            ``onnx_encoder`` is given.
-        image: (h, w, 3) uint8 RGB in the resized input frame, max(h, w) == sam.image_size.
-        onnx_encoder: a verified ONNX Runtime export of ``sam.image_encoder`` to run instead.
-
-    Returns:
-        (1, C, He, We) float32 embedding, (1, 256, 64, 64) for every SAM preset; the same numbers as
-        ``SamPredictor.set_image`` + ``get_image_embedding`` on the original image (exactly with the
-        PyTorch encoder, within 1e-3 with a verified ONNX one).
+        sam: the model.
+        pixels: (H, W, 3) uint8 RGB in the original frame.
     """
+    from clicksam.model.frames import resize_to_long_side
+
+    resized = resize_to_long_side(pixels, int(sam.image_size))  # Pillow bilinear, as SAM's predictor
     with torch.inference_mode():
         # a writable copy: torch refuses to wrap read-only numpy views safely
-        x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()[None]  # (1,3,h,w)
-        x = sam.preprocess(x.to(torch.float32))  # (1, 3, S, S), normalised, zero-padded
+        x = (
+            torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).contiguous()[None]
+        )  # (1,3,h,w)
+        return sam.preprocess(x.to(torch.float32))  # (1, 3, S, S), normalised, zero-padded
+
+
+def encode_input(
+    sam: Sam, x: torch.Tensor, onnx_encoder: OnnxImageEncoder | None = None
+) -> dict[str, np.ndarray]:
+    """Run the model's image encoder on ``model_input``'s tensor.
+
+    Args:
+        sam: the model (eval mode).
+        x: (1, 3, S, S) float32 from :func:`model_input`.
+        onnx_encoder: a verified ONNX Runtime export of ``sam.image_encoder`` to run instead of PyTorch.
+
+    Returns:
+        The per-image tensors the decoder needs, float32, by decoder input name, in wire order (the
+        decoder manifest's ``image_inputs``): for SAM 1 ``{"image_embeddings": (1, 256, 64, 64)}``, the
+        same numbers as ``SamPredictor.set_image`` + ``get_image_embedding`` on the original image
+        (exactly with the PyTorch encoder, within 1e-3 with a verified ONNX one).
+    """
+    with torch.inference_mode():
         if onnx_encoder is not None:
-            return onnx_encoder(x.numpy())
+            return {SAM1_EMBEDDING_NAME: onnx_encoder(x.numpy())}
         embedding = sam.image_encoder(x)  # (1, 256, 64, 64)
-        return embedding.to(torch.float32).numpy().copy()
+        return {SAM1_EMBEDDING_NAME: embedding.to(torch.float32).numpy().copy()}
 
 
 class Encoder:

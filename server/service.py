@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import anyio
 import numpy as np
 
-from clicksam.formats import EmbeddingMeta
+from clicksam.formats import EmbeddingMeta, EmbeddingTensor
 from clicksam.server.cache import CachedEmbedding, EmbeddingCache
-from clicksam.server.encoder import Encoder, OnnxImageEncoder, encode_resized
+from clicksam.server.encoder import Encoder, OnnxImageEncoder, encode_input, input_size, model_input
 from clicksam.server.errors import EmbeddingNotFoundError
 from clicksam.server.images import DecodedImage, decode_image
 from clicksam.server.loading import ModelSpec
@@ -95,15 +95,12 @@ class EmbeddingService:
 
     @property
     def image_size(self) -> int:
-        """Long side of the model's input frame."""
+        """Side of the model's square input frame."""
         return int(self.sam.image_size)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) of an (height, width) image in the resized input frame."""
-        from clicksam.model.frames import get_preprocess_shape
-
-        newh, neww = get_preprocess_shape(height, width, self.image_size)
-        return int(newh), int(neww)
+        """(h, w) of an (height, width) image in the model's input frame."""
+        return input_size(self.sam, height, width)
 
     def _decode_and_hash(self, data: bytes) -> tuple[DecodedImage, str]:
         decoded = decode_image(data, max_pixels=self.max_pixels)
@@ -137,32 +134,33 @@ class EmbeddingService:
         return EmbeddingResult(entry, cached=False, pixels=decoded.pixels)
 
     async def _encode_and_store(self, key: str, decoded: DecodedImage) -> CachedEmbedding:
-        from clicksam.model.frames import resize_to_long_side
-
         height, width = decoded.pixels.shape[:2]
-        resized = await anyio.to_thread.run_sync(
-            resize_to_long_side, decoded.pixels, self.image_size, limiter=self._decode_limiter
+        # resize and normalise off the encoder thread, which only runs the encoder
+        x = await anyio.to_thread.run_sync(
+            model_input, self.sam, decoded.pixels, limiter=self._decode_limiter
         )
 
-        def job() -> tuple[np.ndarray, float]:
+        def job() -> tuple[dict[str, np.ndarray], float]:
             # timed on the worker, so encode_ms is the model's time, not the wait in the queue
             start = time.perf_counter()
-            out = encode_resized(self.sam, resized, self.onnx_encoder)
+            out = encode_input(self.sam, x, self.onnx_encoder)
             return out, (time.perf_counter() - start) * 1000.0
 
-        embedding, encode_ms = await self.encoder.run(job)
+        features, encode_ms = await self.encoder.run(job)
         self.encodes += 1
+        tensors = EmbeddingTensor.layout([(name, a.shape) for name, a in features.items()])
         meta = EmbeddingMeta(
             id=key,
             model=self.spec.name,
             original_size=(height, width),
             input_size=self.input_size(height, width),
-            shape=tuple(int(d) for d in embedding.shape),
+            shape=tensors[0].shape,
+            tensors=tensors,
             dtype="float16",
             url=f"/api/embeddings/{key}",
             encode_ms=round(encode_ms, 1),
         )
-        entry = CachedEmbedding.from_array(meta, embedding)
+        entry = CachedEmbedding.from_arrays(meta, list(features.values()))
         self.cache.put(key, entry)
         logger.info(
             "encoded %s (%s %s, %dx%d) in %.0f ms",

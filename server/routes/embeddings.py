@@ -1,4 +1,4 @@
-"""``/api/embeddings``: upload an image, fetch its embedding tensor or metadata."""
+"""``/api/embeddings``: upload an image, fetch its embedding tensors or metadata."""
 
 from __future__ import annotations
 
@@ -41,7 +41,11 @@ async def create_embedding(
     responses={
         200: {
             "content": {"application/octet-stream": {}},
-            "description": "raw little-endian tensor bytes of shape [1, 256, 64, 64] (C order)",
+            "description": (
+                "the image's tensors as raw little-endian bytes (C order), concatenated in the order of "
+                "the metadata's `tensors` (each with its name, shape, and offset and size in elements): "
+                "one [1, 256, 64, 64] tensor for SAM 1, three for SAM 2.1"
+            ),
         },
         304: {"description": "not modified (If-None-Match matched the ETag)"},
         404: {"model": ErrorResponse, "description": "unknown embedding id"},
@@ -53,10 +57,11 @@ async def get_embedding(
     service: ServiceDep,
     dtype: Annotated[Literal["float16", "float32"], Query(description="wire dtype")] = "float16",
 ) -> Response:
-    """The embedding tensor as raw bytes: float16 by default, float32 with ``?dtype=float32``.
+    """The embedding's tensors as raw bytes: float16 by default, float32 with ``?dtype=float32``.
 
-    Never gzip-compressed (float16 activations hardly compress); cacheable forever (the id is a content
-    hash).
+    The layout is the metadata's ``tensors`` list: tensor ``t`` is the ``t.size`` elements from element
+    ``t.offset`` on (byte offset ``t.offset`` x 2 for float16, x 4 for float32). Never gzip-compressed
+    (float16 activations hardly compress); cacheable forever (the id is a content hash).
     """
     entry = service.get(embedding_id)
     etag = f'"{embedding_id}-{dtype}"'

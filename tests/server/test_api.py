@@ -17,7 +17,7 @@ from PIL import Image
 from server_helpers import encode, post_image, random_rgb
 from wire_fixtures import WEB_TESTDATA
 
-from clicksam.formats import EmbeddingMeta
+from clicksam.formats import MANIFEST_VERSION, EmbeddingMeta, EmbeddingTensor
 from clicksam.model import Sam, SamPredictor
 from clicksam.server.app import create_app
 from clicksam.server.cache import CachedEmbedding, EmbeddingCache
@@ -68,6 +68,9 @@ def test_embedding_bytes_equal_the_predictor(client: TestClient, sam: Sam) -> No
     assert meta["original_size"] == [300, 400]
     assert meta["input_size"] == [768, 1024]
     assert meta["shape"] == [1, 256, 64, 64]
+    assert meta["tensors"] == [
+        {"name": "image_embeddings", "shape": [1, 256, 64, 64], "offset": 0, "size": 256 * 64 * 64}
+    ]
     assert meta["dtype"] == "float16"
     assert meta["url"] == f"/api/embeddings/{meta['id']}"
     assert meta["cached"] is False and meta["encode_ms"] > 0
@@ -246,12 +249,13 @@ def test_decoder_mismatch_refuses_to_start(tmp_path: Path, spec: ModelSpec, sam:
     manifest: dict[str, Any] = json.loads((WEB_TESTDATA / "manifest_python.json").read_text())
     manifest["variants"] = {"official": manifest["variants"]["official"]}
     manifest.update(default_variant="official", model="vit_b", seed=0)
-    manifest["version"] = 1  # an export of an older clicksam: re-exported, never served
+    manifest["version"] = MANIFEST_VERSION - 1  # an export of an older clicksam: re-exported, never served
     (decoder / "manifest.json").write_text(json.dumps(manifest))
     settings = Settings(model="vit_test", decoder_dir=decoder, web_dir=tmp_path / "no-web")
-    with pytest.raises(DecoderMismatchError, match="has manifest version 1, this clicksam serves version 2"):
+    old = f"has manifest version {MANIFEST_VERSION - 1}, this clicksam serves version {MANIFEST_VERSION}"
+    with pytest.raises(DecoderMismatchError, match=old):
         create_app(settings, spec=spec, sam=sam)
-    manifest["version"] = 2
+    manifest["version"] = MANIFEST_VERSION
     (decoder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DecoderMismatchError) as info:
         create_app(settings, spec=spec, sam=sam)
@@ -350,7 +354,10 @@ def test_built_page_static_headers(make_client: Callable[..., TestClient], tmp_p
 
 
 def _meta(key: str) -> EmbeddingMeta:
-    return EmbeddingMeta(key, "vit_test", (8, 8), (1024, 1024), (1, 4, 8, 8), "float16", f"/x/{key}", 1.0)
+    tensors = EmbeddingTensor.layout([("image_embeddings", (1, 4, 8, 8))])
+    return EmbeddingMeta(
+        key, "vit_test", (8, 8), (1024, 1024), (1, 4, 8, 8), tensors, "float16", f"/x/{key}", 1.0
+    )
 
 
 def test_cache_lru_respects_its_byte_budget() -> None:
@@ -365,7 +372,9 @@ def test_cache_lru_respects_its_byte_budget() -> None:
     assert cache.get(ids[0]) is not None and cache.get(ids[2]) is not None
     assert cache.nbytes == 3 * entry_bytes and len(cache) == 3
     with pytest.raises(ValueError):
-        cache.put("../../etc/passwd", CachedEmbedding.from_array(_meta("x"), np.zeros(1, np.float32)))
+        cache.put(
+            "../../etc/passwd", CachedEmbedding.from_array(_meta("x"), np.zeros((1, 4, 8, 8), np.float32))
+        )
 
 
 def test_disk_cache_survives_a_restart(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
@@ -374,7 +383,7 @@ def test_disk_cache_survives_a_restart(make_client: Callable[..., TestClient], t
     meta = post_image(first, png(12)).json()
     tensor = first.get(meta["url"]).content
     files = sorted(p.name for p in cache_dir.rglob("*") if p.is_file())
-    assert files == [f"{meta['id']}.f32", f"{meta['id']}.json"]
+    assert files == [f"{meta['id']}.emb"]
     second = make_client(cache_dir=cache_dir, disk_cache=True)  # a fresh process-like app: empty memory
     assert second.get(meta["url"]).content == tensor
     again = post_image(second, png(12)).json()

@@ -14,6 +14,18 @@ export interface ServerConfig {
   readonly checkpoint_sha256?: string | null;
 }
 
+/**
+ * Where one tensor lies in the embedding's body: the `size` elements from element `offset` on
+ * (multiply by 2 for float16 bytes, by 4 for float32). clicksam.formats.EmbeddingTensor on the server.
+ */
+export interface EmbeddingTensor {
+  /** The decoder input it feeds (the manifest's image_inputs name). */
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly offset: number;
+  readonly size: number;
+}
+
 /** Metadata of one image embedding: clicksam.formats.EmbeddingResponse on the server. */
 export interface EmbeddingMeta {
   readonly id: string;
@@ -22,7 +34,10 @@ export interface EmbeddingMeta {
   readonly original_size: [number, number];
   /** [h, w] of the resized image inside the model frame. */
   readonly input_size: [number, number];
+  /** Shape of the first tensor (the whole body for SAM 1). */
   readonly shape: number[];
+  /** Every tensor of the body, in body order (one for SAM 1, three for SAM 2.1). */
+  readonly tensors: readonly EmbeddingTensor[];
   readonly dtype: string;
   readonly url: string;
   readonly cached: boolean;
@@ -66,6 +81,25 @@ function ints(o: Record<string, unknown>, key: string, length?: number): number[
   return v as number[];
 }
 
+/** The body layout: each tensor right after the one before, from element 0, size = product of shape. */
+function tensorsOf(o: Record<string, unknown>): EmbeddingTensor[] {
+  const v = o.tensors;
+  if (!Array.isArray(v) || v.length === 0) throw new EmbeddingMetaError(`embedding metadata: "tensors" must be a non-empty list, got ${JSON.stringify(v)}`);
+  let next = 0;
+  return v.map((t: unknown, i) => {
+    if (typeof t !== 'object' || t === null || Array.isArray(t)) throw new EmbeddingMetaError(`embedding metadata: tensors[${i}] must be an object`);
+    const r = t as Record<string, unknown>;
+    const shape = ints(r, 'shape');
+    const tensor = { name: field(r, 'name', 'string') as string, shape, offset: field(r, 'offset', 'number') as number, size: field(r, 'size', 'number') as number };
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (tensor.offset !== next || tensor.size !== size) {
+      throw new EmbeddingMetaError(`embedding metadata: tensor "${tensor.name}" must start at element ${next} with ${size} elements, got offset ${tensor.offset} and size ${tensor.size}`);
+    }
+    next += size;
+    return tensor;
+  });
+}
+
 /** Check what POST /api/embeddings (or GET .../meta) answered; throws EmbeddingMetaError saying what is wrong. */
 export function parseEmbeddingMeta(raw: unknown): EmbeddingMeta {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new EmbeddingMetaError('embedding metadata must be a JSON object');
@@ -78,6 +112,7 @@ export function parseEmbeddingMeta(raw: unknown): EmbeddingMeta {
     original_size: [h, w],
     input_size: [ih, iw],
     shape: ints(o, 'shape'),
+    tensors: tensorsOf(o),
     dtype: field(o, 'dtype', 'string') as string,
     url: field(o, 'url', 'string') as string,
     cached: field(o, 'cached', 'boolean') as boolean,
