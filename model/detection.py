@@ -322,7 +322,8 @@ class Owlv2Detector:
         )
 
     def text_token_count(self, text: str) -> int:
-        return len(self.tokenizer(text)["input_ids"])
+        # tokenize() (no start/end tokens, no over-length warning) + the start and end tokens
+        return len(self.tokenizer.tokenize(text)) + 2
 
     @torch.inference_mode()
     def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:

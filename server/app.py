@@ -13,7 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from fastapi import FastAPI
@@ -26,6 +26,7 @@ from starlette.types import Scope
 from clicksam import __version__
 from clicksam.server.cache import EmbeddingCache
 from clicksam.server.decoder_files import check_decoder_dir
+from clicksam.server.detection import DetectionService, load_detection
 from clicksam.server.encoder import Encoder
 from clicksam.server.errors import install_error_handlers
 from clicksam.server.everything import EverythingService
@@ -37,7 +38,7 @@ from clicksam.server.middleware import (
 )
 from clicksam.server.onnx_encoder import encoder_dir, load_onnx_encoder
 from clicksam.server.projects.runtime import ProjectsConfig
-from clicksam.server.routes import embeddings, everything, system
+from clicksam.server.routes import detect, embeddings, everything, system
 from clicksam.server.routes.deps import upload_too_large_message
 from clicksam.server.routes.projects import (
     REQUEST_FILES,
@@ -110,12 +111,31 @@ class CachingStaticFiles(StaticFiles):
         return response
 
 
+class ServingEngine(Protocol):
+    """Where the encodes run and the embeddings are kept when not in this process (``--engine ray``:
+    ``clicksam.server.scale.serving.RayEngine``); the app, its routes and services stay the same."""
+
+    def make_encoder(self, settings: Settings, threads: int) -> Encoder: ...
+
+    def make_cache(self, settings: Settings, spec: ModelSpec) -> EmbeddingCache: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, what ``/readyz`` adds about the engine)."""
+        ...
+
+
 def _skip_gzip(scope: Scope) -> bool:
     path: str = scope.get("path", "")
     return bool(_TENSOR_PATH.match(path)) or path.endswith(".onnx")
 
 
-def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    spec: ModelSpec | None = None,
+    sam: Sam | None = None,
+    engine: ServingEngine | None = None,
+) -> FastAPI:
     """Build the app.
 
     Args:
@@ -123,6 +143,7 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
         spec: the resolved model (``resolve_model``); resolved from ``settings`` when None.
         sam: an already built model for ``spec`` (the CLI has one when it just exported the decoder);
             loaded in ``lifespan`` when None.
+        engine: encoder and cache from elsewhere (Ray replicas, Redis); None: this process's own.
 
     Raises:
         DecoderMismatchError: ``settings.decoder_dir`` has no export for the served model.
@@ -142,7 +163,10 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = sam if sam is not None else await anyio.to_thread.run_sync(load_model, spec)
         threads = settings.resolved_torch_threads()
-        encoder = Encoder(queue_size=settings.queue_size, threads=threads)
+        if engine is not None:
+            encoder = engine.make_encoder(settings, threads)
+        else:
+            encoder = Encoder(queue_size=settings.queue_size, threads=threads)
         onnx_encoder = None
         if settings.encoder != "torch":
             onnx_encoder = await anyio.to_thread.run_sync(
@@ -151,12 +175,22 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
             if onnx_encoder is None and settings.encoder == "onnxruntime":
                 logger.warning("no usable ONNX Runtime encoder for %s: falling back to PyTorch", spec.name)
         disk_dir = settings.cache_dir / "embeddings" / f"{spec.name}-{spec.short_hash}"
-        cache = EmbeddingCache(settings.cache_bytes, disk_dir if settings.disk_cache else None)
+        if engine is not None:
+            cache = await anyio.to_thread.run_sync(engine.make_cache, settings, spec)
+        else:
+            cache = EmbeddingCache(settings.cache_bytes, disk_dir if settings.disk_cache else None)
         service = EmbeddingService(
             model, spec, cache, encoder, max_pixels=settings.max_pixels, onnx_encoder=onnx_encoder
         )
         app.state.service = service
         app.state.everything = EverythingService(service)
+        detector, app.state.detector_hint = await anyio.to_thread.run_sync(
+            load_detection, settings.text_model
+        )
+        if detector is not None:
+            detection = DetectionService(detector, encoder, settings.detector_cache_bytes)
+            detection.watch(service)
+            app.state.detection = detection
         logger.info(
             "serving %s%s: %s encoder, %d threads, encoder queue %d, memory cache %d MiB%s",
             spec.name,
@@ -170,7 +204,7 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
         try:
             yield
         finally:
-            app.state.service = app.state.everything = None
+            app.state.service = app.state.everything = app.state.detection = None
             encoder.shutdown()
 
     app = FastAPI(
@@ -182,11 +216,14 @@ def create_app(settings: Settings, *, spec: ModelSpec | None = None, sam: Sam | 
     app.state.settings = settings
     app.state.spec = spec
     app.state.decoder_dir = decoder_dir
-    app.state.service = app.state.everything = None
+    app.state.engine = engine
+    app.state.service = app.state.everything = app.state.detection = None
+    app.state.detector_hint = None
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(embeddings.router)
     app.include_router(everything.router)
+    app.include_router(detect.router)
     install_projects(app, ProjectsConfig.from_settings(settings))  # AuthConfigError: open beyond loopback
 
     if decoder_dir is not None:

@@ -36,6 +36,13 @@ class ConfigResponse(BaseModel):
     max_upload_bytes: int
     max_pixels: int
     checkpoint_sha256: str | None = Field(description="sha256 of the served checkpoint, null for random")
+    detector: dict[str, Any] | None = Field(
+        None,
+        description='the text/exemplar detector: {"model": name, "text": true, "exemplars": true}, or null',
+    )
+    detector_hint: str | None = Field(
+        None, description="why text and exemplar prompts are off and how to turn them on; null when on"
+    )
 
 
 class HealthResponse(BaseModel):
@@ -43,10 +50,15 @@ class HealthResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    status: str = Field(description="'ready' or 'loading'")
+    status: str = Field(description="'ready', 'loading' or (--engine ray) 'no encoder replica'")
     model: str | None
     encoder_backend: str | None = Field(description="'torch' or 'onnxruntime'")
     encoder_pending: int = Field(description="images being encoded or waiting for the encoder")
     encoder_capacity: int = Field(description="how many may be in progress before 503")
     cached_embeddings: int
     cache_bytes: int
+    engine: dict[str, Any] | None = Field(
+        None,
+        description="--engine ray: encoder replicas running and targeted, and the model identity "
+        "(model id, checkpoint and encoder weights sha256) every replica was checked against; null locally",
+    )

@@ -75,6 +75,17 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         0, ge=0, description="intra-op threads of the encoder (0: one per CPU core the process may use)"
     )
+    text_model: str | None = Field(
+        None,
+        description="turns text and exemplar prompts on: owlv2-base or owlv2-large (from the weights cache, "
+        "`clicksam weights download NAME`) or the path of a Hugging Face OWLv2 folder; needs "
+        "pip install 'clicksam[text]'",
+    )
+    detector_cache_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=0,
+        description="byte budget of the detector's cache (images awaiting a query, image sides, exemplars)",
+    )
     log_level: str = Field("info", description="uvicorn log level")
     data_dir: Path = Field(
         DEFAULT_DATA_DIR,
@@ -93,6 +104,34 @@ class Settings(BaseSettings):
     )
     no_auth: bool = Field(
         False, description="listen beyond loopback with no token: anyone who reaches it can change projects"
+    )
+    # --engine ray (the clicksam[ray] extra; docs/scaling.md)
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local: this process encodes; ray: encoder replicas on Ray Serve behind the same app "
+        "(pip install 'clicksam[ray]')",
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (host:port); default: start a local one on 127.0.0.1"
+    )
+    replicas: int = Field(1, ge=1, description="ray: encoder replicas (the minimum when autoscaling)")
+    max_replicas: int = Field(
+        0, ge=0, description="ray: autoscale the encoder up to this many replicas (0: a fixed count)"
+    )
+    cpus_per_replica: float = Field(1.0, gt=0, description="ray: CPUs (torch threads) of an encoder replica")
+    gpus_per_replica: float = Field(0.0, ge=0, description="ray: GPUs of an encoder replica (0: CPU)")
+    ingress_replicas: int = Field(
+        1, ge=1, description="ray: replicas of the HTTP app in front of the encoders"
+    )
+    batch_size: int = Field(
+        1, ge=1, description="ray: batch concurrent encodes on a replica up to this many (1: no batching)"
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="ray: the Redis the replicas share embeddings through ('' keeps each replica's own)",
+    )
+    cache_ttl: int = Field(
+        86400, ge=0, description="ray: seconds an embedding lives in Redis (0: until evicted)"
     )
 
     def resolved_torch_threads(self) -> int:
