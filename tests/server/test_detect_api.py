@@ -24,10 +24,10 @@ from server_helpers import png_bytes, post_image, random_rgb, run_uvicorn
 
 pytest.importorskip("transformers")
 
-from detector_testlib import make_tiny_owlv2  # noqa: E402
+from detector_testlib import make_tiny_owlv2
 
-from clicksam.server.app import create_app  # noqa: E402
-from clicksam.server.detection import MAX_QUERIES, NOT_HELD, DetectionService  # noqa: E402
+from clicksam.server.app import create_app
+from clicksam.server.detection import MAX_QUERIES, NOT_HELD, DetectionService
 
 HEIGHT, WIDTH = 60, 100  # non-square: boxes must stay inside 100 x 60
 
