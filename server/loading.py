@@ -84,7 +84,7 @@ def resolve_model(
         if not checkpoint.is_file():
             raise CheckpointError(f"checkpoint not found: {checkpoint}")
         return ModelSpec(name, checkpoint, sha256_file(checkpoint), seed, demo=False, notice=None)
-    from clicksam.model.weights import WEIGHTS, find_checkpoint, get_info
+    from clicksam.model.weights import WEIGHTS, find_checkpoint, trusted_sha256
 
     if name == "demo" and DEMO_WEIGHTS.is_file():
         notice = (
@@ -97,9 +97,10 @@ def resolve_model(
         return ModelSpec(name, None, None, seed, demo=True, notice=_random_notice(name, seed, "vit_t"))
     found = find_checkpoint(name)
     if found is not None:
-        # find_checkpoint only returns files whose sha256 matched the official table: no re-hash
+        # find_checkpoint only returns files whose sha256 matched the official table (or, for an entry
+        # without a pinned hash, the one the user accepted): no re-hash
         logger.info("using the verified official %s checkpoint %s", name, found)
-        return ModelSpec(name, Path(found), get_info(name).sha256, seed, demo=False, notice=None)
+        return ModelSpec(name, Path(found), trusted_sha256(name), seed, demo=False, notice=None)
     if random_weights:
         return ModelSpec(name, None, None, seed, demo=True, notice=_random_notice(name, seed, name))
     notice = (

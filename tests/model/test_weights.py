@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from clicksam.cli import main
+from clicksam.errors import UsageError
 from clicksam.model import weights
 from clicksam.model.weights import (
     WeightsDownloadError,
     WeightsInfo,
+    WeightsUnpinnedError,
     WeightsVerificationError,
     download,
     find_checkpoint,
@@ -117,15 +119,24 @@ def _info(base: str, sha: str = SHA, size: int = len(PAYLOAD)) -> WeightsInfo:
     return WeightsInfo("test", "test_model.pth", f"{base}/files/test_model.pth", size, sha)
 
 
+SAM2_NAMES = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l")
+
+
 def test_official_table() -> None:
-    assert set(weights.WEIGHTS) == {"vit_b", "vit_l", "vit_h", "vit_t"}
+    assert set(weights.WEIGHTS) == {"vit_b", "vit_l", "vit_h", "vit_t", *SAM2_NAMES}
     vit_b = weights.WEIGHTS["vit_b"]
     assert vit_b.url == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
     assert vit_b.bytes == 375042383
     vit_t = weights.WEIGHTS["vit_t"]
     assert vit_t.url == "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
     assert vit_t.sha256 == "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
-    assert all(len(i.sha256) == 64 for i in weights.WEIGHTS.values())
+    assert all(len(weights.WEIGHTS[n].sha256 or "") == 64 for n in ("vit_b", "vit_l", "vit_h", "vit_t"))
+    # SAM 2.1: Meta's URLs; no hash and no size, rather than guessed ones
+    for name, size in zip(SAM2_NAMES, ("tiny", "small", "base_plus", "large"), strict=True):
+        info = weights.WEIGHTS[name]
+        assert info.url == f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_{size}.pt"
+        assert info.file == f"sam2.1_hiera_{size}.pt"
+        assert (info.sha256, info.bytes, info.pinned) == (None, None, False)
 
 
 def test_cache_dir_env_override(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -344,3 +355,108 @@ def test_unwritable_directory_is_a_clear_error(tmp_path: Path, server: tuple[str
     blocker.write_bytes(b"")
     with pytest.raises(WeightsDownloadError, match="cannot write checkpoints to"):
         download(_info(base), blocker / "sub", progress=False)
+
+
+# ------------------------------------------------------------------ entries without a pinned sha256
+
+
+def _unpinned(base: str) -> WeightsInfo:
+    return WeightsInfo("test", "test_model.pth", f"{base}/files/test_model.pth", None, None)
+
+
+def test_unpinned_download_is_not_used_until_accepted_by_hash(server: tuple[str, ServerState]) -> None:
+    base, state = server
+    with pytest.raises(WeightsUnpinnedError) as excinfo:
+        download(_unpinned(base), progress=False)
+    assert excinfo.value.sha256 == SHA
+    assert SHA in str(excinfo.value) and "--sha256" in str(excinfo.value)
+    path = weights.expected_path(_unpinned(base))
+    assert path.read_bytes() == PAYLOAD  # downloaded, kept, but not handed out
+    assert find_checkpoint(_unpinned(base)) is None
+    assert weights.trusted_sha256(_unpinned(base)) is None
+    # accepting with the hash: checks the file in place, no second transfer
+    assert download(_unpinned(base), progress=False, sha256=SHA.upper()) == path
+    assert len(state.ranges) == 1
+    assert find_checkpoint(_unpinned(base)) == path
+    assert weights.trusted_sha256(_unpinned(base)) == weights.accepted_sha256(_unpinned(base)) == SHA
+    # once accepted, the file is held to that hash as strictly as a pinned one
+    corrupted = bytearray(PAYLOAD)
+    corrupted[-1] ^= 0xFF
+    path.write_bytes(bytes(corrupted))
+    os.utime(path, ns=(1, 1))
+    assert find_checkpoint(_unpinned(base)) is None
+    with pytest.raises(WeightsVerificationError, match="force"):
+        download(_unpinned(base), progress=False)
+
+
+def test_unpinned_with_a_wrong_sha256_is_deleted(server: tuple[str, ServerState]) -> None:
+    base, _ = server
+    with pytest.raises(WeightsVerificationError, match="deleted"):
+        download(_unpinned(base), progress=False, sha256="ab" * 32)
+    path = weights.expected_path(_unpinned(base))
+    assert not path.exists() and not path.with_name(path.name + ".part").exists()
+    assert weights.accepted_sha256(_unpinned(base)) is None
+
+
+def test_accept_unpinned_trusts_the_file_and_a_new_download_forgets_it(
+    server: tuple[str, ServerState],
+) -> None:
+    base, state = server
+    path = download(_unpinned(base), progress=False, accept_unpinned=True)
+    assert find_checkpoint(_unpinned(base)) == path
+    assert weights.accepted_sha256(_unpinned(base)) == SHA
+    # the server now has another file: a forced download is not covered by the old acceptance
+    state.body = PAYLOAD[::-1]
+    with pytest.raises(WeightsUnpinnedError) as excinfo:
+        download(_unpinned(base), progress=False, force=True)
+    assert excinfo.value.sha256 == hashlib.sha256(PAYLOAD[::-1]).hexdigest()
+    assert find_checkpoint(_unpinned(base)) is None
+
+
+def test_unpinned_download_of_unknown_size_resumes(server: tuple[str, ServerState]) -> None:
+    base, state = server
+    state.drop_after = [1_500_000]
+    path = download(_unpinned(base), progress=False, sha256=SHA)
+    assert path.read_bytes() == PAYLOAD
+    assert state.ranges[0] is None and state.ranges[1] is not None
+
+
+def test_a_pinned_entry_refuses_another_sha256() -> None:
+    with pytest.raises(UsageError, match="pinned"):
+        download("vit_t", progress=False, sha256="ab" * 32)
+    with pytest.raises(UsageError, match="64 hexadecimal"):
+        download("sam2.1_hiera_t", progress=False, sha256="abc")
+
+
+def test_cli_sam2_download_list_verify_and_serve_lookup(
+    server: tuple[str, ServerState], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clicksam.server.loading import resolve_model
+
+    base, _ = server
+    monkeypatch.setenv(weights.WEIGHTS_BASE_URL_ENV, f"{base}/files")
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "sam2.1_hiera_b+" in out and "sam2.1_hiera_tiny.pt" in out and "unknown" in out
+    assert "[no pinned sha256] not downloaded" in out
+    # downloaded but not accepted: exit 1, the hash and how to accept it on stderr; serve does not use it
+    assert main(["weights", "download", "sam2.1_hiera_t", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert SHA in err and "--accept-unpinned" in err
+    assert resolve_model("sam2.1_hiera_t").demo  # the demo model, not the unaccepted file
+    assert main(["weights", "list"]) == 0
+    assert "NOT accepted" in capsys.readouterr().out
+    path = weights.expected_path("sam2.1_hiera_t")
+    assert main(["weights", "verify", str(path)]) == 1  # found by file name; no hash to check against
+    assert SHA in capsys.readouterr().err
+    assert main(["weights", "verify", str(path), "--sha256", SHA]) == 0
+    assert "not pinned" in capsys.readouterr().out
+    # accepted with the hash
+    assert main(["weights", "download", "sam2.1_hiera_t", "--quiet", "--sha256", SHA]) == 0
+    out = capsys.readouterr().out
+    assert str(path) in out and SHA in out
+    assert main(["weights", "list"]) == 0
+    assert f"ok (accepted sha256 {SHA})" in capsys.readouterr().out
+    spec = resolve_model("sam2.1_hiera_t")
+    assert (spec.checkpoint, spec.checkpoint_sha256, spec.demo) == (path, SHA, False)
+    assert main(["weights", "download", "sam2.1_hiera_s", "--sha256", "xyz"]) == 2
