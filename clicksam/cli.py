@@ -26,6 +26,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "clicksam.model.weights_cli",
     "clicksam.export.cli",
     "clicksam.model.everything_cli",
+    "clicksam.model.detect_cli",
     "clicksam.server.projects.cli",
     "clicksam.train.cli",
 )
