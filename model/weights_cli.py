@@ -93,6 +93,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             status = f"[no pinned sha256] {status}"
         size = "unknown" if info.bytes is None else _human(info.bytes)
         print(f"{info.name:<15}  {info.file:<24}  {size:>10}  {status}")
+    _list_hf()
     if unpinned:
         print(
             "[no pinned sha256]: no published hash is known to clicksam; `download` prints the file's "
@@ -102,8 +103,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from clicksam.model import weights
+    from clicksam.model import weights, weights_hf
 
+    if args.name in weights_hf.HF_MODELS:
+        return _download_hf(args)
     info = weights.get_info(args.name)
     path = weights.download(
         info,
@@ -118,6 +121,39 @@ def _cmd_download(args: argparse.Namespace) -> int:
         digest = weights.accepted_sha256(info, args.dest_dir)
         print(f"sha256 {digest} (accepted; no pinned hash to check against)")
     return 0
+
+
+def _download_hf(args: argparse.Namespace) -> int:
+    """A Hugging Face model folder (the OWLv2 detectors): every file at the pinned revision."""
+    from clicksam.errors import UsageError
+    from clicksam.model import weights, weights_hf
+
+    if args.sha256 is not None:
+        raise UsageError(f"{args.name} is several files: accept its unpinned files with --accept-unpinned")
+    folder = weights_hf.download_model(
+        args.name, args.dest_dir, not args.quiet, accept_unpinned=args.accept_unpinned, force=args.force
+    )
+    print(folder)
+    model = weights_hf.get_model(args.name)
+    for file in model.files:
+        sha = file.sha256 or weights.accepted_sha256(weights_hf.file_info(model, file), folder)
+        print(f"  {file.path}: sha256 {sha} ({'pinned' if file.sha256 else 'accepted, not pinned'})")
+    return 0
+
+
+def _list_hf() -> None:
+    from clicksam.model import weights_hf
+
+    for model in weights_hf.HF_MODELS.values():
+        folder = weights_hf.model_dir(model)
+        if weights_hf.find_model(model.name) is not None:
+            status = f"ok  {folder}"
+        elif folder.is_dir():
+            status = f"incomplete or not accepted (run download; --accept-unpinned)  {folder}"
+        else:
+            status = "not downloaded"
+        revision = model.revision[:12] if model.revision else "main, no pinned revision"
+        print(f"{model.name:<15}  {model.repo} @ {revision}  {status}")
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
