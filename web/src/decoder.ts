@@ -6,7 +6,7 @@
 // a quiet spell with nothing in flight (prefetch_prep.ts), so no click queues behind one.
 
 import { PrepPlanner, QuietRule, quietWait } from './prefetch_prep';
-import type { BackendChoice, DecodeReply, EmbeddingReply, FromWorker, PrepReply, ReadyReply, ToWorker } from './protocol';
+import type { BackendChoice, DecodeReply, EmbeddingReply, FromWorker, InitRequest, PrepReply, ReadyReply, ToWorker, WireTensor } from './protocol';
 
 type Pending = { resolve: (m: FromWorker) => void; reject: (e: Error) => void };
 
@@ -16,11 +16,11 @@ export interface DecodeInput {
   readonly maskInput: Float32Array | null;
 }
 
-/** An embedding as the worker fetches it: its URL (the cache key: embedding id and dtype), dtype and shape. */
+/** An embedding as the worker fetches it: its URL (the cache key: embedding id and dtype), dtype and layout. */
 export interface EmbeddingTarget {
   readonly url: string;
   readonly dtype: 'float32' | 'float16';
-  readonly shape: readonly number[];
+  readonly tensors: readonly WireTensor[];
 }
 
 export class DecoderError extends Error {
@@ -143,13 +143,13 @@ export class DecoderClient {
       this.plan.finished(target.url, skipped);
       this.schedulePrep();
     };
-    this.send({ type: 'prep', url: target.url, dtype: target.dtype, shape: target.shape, keep: this.plan.keep }).then(
+    this.send({ type: 'prep', url: target.url, dtype: target.dtype, tensors: target.tensors, keep: this.plan.keep }).then(
       (r) => done((r as PrepReply).skipped),
       () => done(false), // opening that image reports the error
     );
   }
 
-  async init(opts: { modelUrl: string; prepUrl: string | null; ortBase: string; embeddingDtype: 'float32' | 'float16'; lowResSize: number; backend: BackendChoice }): Promise<ReadyReply> {
+  async init(opts: Omit<InitRequest, 'type' | 'id'>): Promise<ReadyReply> {
     return (await this.send({ type: 'init', ...opts })) as ReadyReply;
   }
 

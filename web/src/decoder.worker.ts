@@ -1,19 +1,20 @@
 /// <reference lib="webworker" />
 // Web Worker that owns the onnxruntime-web session of the exported SAM prompt encoder + mask
 // decoder. WebGPU when the browser offers an adapter with shader-f16 (or when the page forces it),
-// else WASM with SIMD and threads. It keeps the
-// current image's feeds as ready tensors so a click costs one session.run: the embedding, or for a
-// variant with a per-image graph ("prep" in the manifest) that graph's outputs, computed once when
-// the embedding arrives. Right after start-up, while the person picks an image, it runs both graphs a
+// else WASM with SIMD and threads (worker_backend.ts). It keeps the current image's feeds as ready
+// tensors so a click costs one session.run: the server's per-image tensors (the manifest's
+// image_inputs, cut from one body: image_feeds.ts), and for a variant with a per-image graph ("prep"
+// in the manifest) that graph's outputs, computed once when the embedding arrives. Right after start-up, while the person picks an image, it runs both graphs a
 // few times on zero inputs (warmUp), so the first clicks on the first image run as fast as later ones.
 // For a prefetched embedding the page may ask, once it has been quiet, for the per-image graph's
 // outputs ahead of time (prep): kept in a small cache and used when that embedding is opened.
 
 import type * as OrtWasm from 'onnxruntime-web/wasm';
+import { type FeedPlan, bodyBytes, halfToFloat, planFeeds, splitBody } from './image_feeds';
 import { PREP_CACHE_SIZE, PrepCache } from './prefetch_prep';
-import type { Backend, BackendChoice, DecodeRequest, EmbeddingRequest, FromWorker, InitRequest, PrepRequest, ToWorker } from './protocol';
+import type { Backend, DecodeRequest, EmbeddingRequest, FromWorker, InitRequest, PrepRequest, ToWorker, WireTensor } from './protocol';
+import { type Ort, chooseBackend, createSession, loadOrt, wasmThreads } from './worker_backend';
 
-type Ort = typeof OrtWasm;
 type Tensor = OrtWasm.Tensor;
 
 declare const self: DedicatedWorkerGlobalScope;
@@ -21,7 +22,7 @@ declare const self: DedicatedWorkerGlobalScope;
 interface State {
   ort: Ort;
   session: OrtWasm.InferenceSession;
-  /** The per-image graph, or null when the click graph takes image_embeddings itself. */
+  /** The per-image graph, or null when the click graph takes the server's per-image tensors itself. */
   prep: OrtWasm.InferenceSession | null;
   backend: Backend;
   /** The backend was asked for by name: a WebGPU failure is reported, not hidden by a switch to WASM. */
@@ -31,6 +32,8 @@ interface State {
   prepModel: Uint8Array | null;
   ortBase: string;
   lowResSize: number;
+  /** Which of the server's per-image tensors feed which graph (image_feeds.ts). */
+  plan: FeedPlan;
   /** The current image's inputs of the click graph (the embedding or the prep graph's outputs). */
   imageFeeds: Record<string, Tensor> | null;
   /** The open embedding's URL (its cache key when it leaves), or null. */
@@ -48,62 +51,6 @@ function reply(msg: FromWorker, transfer: Transferable[] = []): void {
   self.postMessage(msg, transfer);
 }
 
-interface GpuAdapterLike {
-  readonly features: { has(name: string): boolean };
-}
-
-/** The browser's WebGPU adapter, or why there is none. */
-async function webgpuAdapter(): Promise<{ adapter: GpuAdapterLike } | { adapter: null; reason: string }> {
-  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<GpuAdapterLike | null> } }).gpu;
-  // navigator.gpu exists in headless Chromium with the GPU disabled, but has no adapter
-  if (!gpu) return { adapter: null, reason: 'this browser has no navigator.gpu' };
-  try {
-    const adapter = await gpu.requestAdapter();
-    return adapter ? { adapter } : { adapter: null, reason: 'navigator.gpu.requestAdapter() found no adapter' };
-  } catch (e) {
-    return { adapter: null, reason: `navigator.gpu.requestAdapter() failed: ${e instanceof Error ? e.message : String(e)}` };
-  }
-}
-
-/**
- * The backend to run on, and whether its shaders can take float16. 'auto' takes WebGPU when there is
- * an adapter and, for a float16 model, it supports shader-f16 (else WASM); a forced 'webgpu' takes
- * any adapter and fails with the reason when there is none, so a test or a person who asked for
- * WebGPU never gets WASM silently.
- */
-async function chooseBackend(choice: BackendChoice, needsF16: boolean): Promise<{ backend: Backend; f16: boolean }> {
-  if (choice === 'wasm') return { backend: 'wasm', f16: false };
-  const found = await webgpuAdapter();
-  const f16 = found.adapter?.features.has('shader-f16') ?? false;
-  if (choice === 'webgpu') {
-    if (!found.adapter) throw new Error(`WebGPU was asked for (?backend=webgpu), but ${found.reason}. Open the page without ?backend=webgpu to decode on the CPU (WASM).`);
-    return { backend: 'webgpu', f16 };
-  }
-  return { backend: found.adapter && (!needsF16 || f16) ? 'webgpu' : 'wasm', f16 };
-}
-
-async function createSession(ort: Ort, model: Uint8Array, gpu: boolean): Promise<OrtWasm.InferenceSession> {
-  return ort.InferenceSession.create(model, {
-    executionProviders: gpu ? ['webgpu', 'wasm'] : ['wasm'],
-    graphOptimizationLevel: 'all',
-  });
-}
-
-async function loadOrt(gpu: boolean, ortBase: string): Promise<Ort> {
-  // The WebGPU build also carries the WASM EP; the plain WASM build is smaller and faster to start.
-  const ort: Ort = gpu ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm');
-  ort.env.wasm.wasmPaths = ortBase;
-  // Threads need SharedArrayBuffer, which needs cross-origin isolation (COOP/COEP from the server).
-  ort.env.wasm.numThreads = wasmThreads();
-  ort.env.wasm.simd = true;
-  ort.env.logLevel = 'warning';
-  return ort;
-}
-
-function wasmThreads(): number {
-  return self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
-}
-
 async function init(req: InitRequest): Promise<void> {
   const t0 = performance.now();
   const { backend, f16 } = await chooseBackend(req.backend, req.embeddingDtype === 'float16');
@@ -118,11 +65,7 @@ async function init(req: InitRequest): Promise<void> {
   const prepOnGpu = useGpu && (f16 || req.embeddingDtype !== 'float16');
   if (useGpu && prepBytes && !prepOnGpu) console.info('WebGPU without shader-f16: the per-image graph (float16 input) runs on WASM, the click graph on WebGPU');
   const prep = prepBytes ? await createSession(ort, prepBytes, prepOnGpu) : null;
-  const imageInputs = prep ? prep.outputNames : ['image_embeddings'];
-  for (const name of [...imageInputs, 'point_coords', 'point_labels']) {
-    if (!session.inputNames.includes(name)) throw new Error(`The decoder has no input "${name}" (inputs: ${session.inputNames.join(', ')})`);
-  }
-  if (prep && !prep.inputNames.includes('image_embeddings')) throw new Error(`The per-image graph has no input "image_embeddings" (inputs: ${prep.inputNames.join(', ')})`);
+  const plan = planFeeds(req.imageInputs, session, prep);
   for (const name of ['low_res_masks', 'iou_predictions']) {
     if (!session.outputNames.includes(name)) throw new Error(`The decoder has no output "${name}" (outputs: ${session.outputNames.join(', ')})`);
   }
@@ -130,7 +73,7 @@ async function init(req: InitRequest): Promise<void> {
     await state.session.release();
     await state.prep?.release();
   }
-  state = { ort, session, prep, backend, forced: req.backend !== 'auto', model: bytes, prepModel: prepBytes, ortBase: req.ortBase, lowResSize: req.lowResSize, imageFeeds: null, imageKey: null, origSize: null, prepared: newCache(), prefetching: false };
+  state = { ort, session, prep, backend, forced: req.backend !== 'auto', model: bytes, prepModel: prepBytes, ortBase: req.ortBase, lowResSize: req.lowResSize, plan, imageFeeds: null, imageKey: null, origSize: null, prepared: newCache(), prefetching: false };
   reply({
     type: 'ready',
     id: req.id,
@@ -165,7 +108,9 @@ async function warmUp(s: State | null): Promise<void> {
   };
   try {
     if (!(await idle())) return;
-    const image = s.prep ? await runPrep(s, zeros(s.ort, s.prep.inputMetadata, 'image_embeddings', 0)) : {};
+    const prepIn: Record<string, Tensor> = {};
+    for (const name of s.plan.toPrep) prepIn[name] = zeros(s.ort, s.prep?.inputMetadata ?? [], name, 0);
+    const image = s.prep ? await runPrep(s, prepIn) : {};
     for (let k = 0; k < WARMUP_RUNS[s.backend] && (await idle()); k++) {
       const feeds: Record<string, Tensor> = { ...image };
       for (const meta of s.session.inputMetadata) {
@@ -222,14 +167,14 @@ async function setEmbedding(req: EmbeddingRequest): Promise<void> {
   let fetchMs = 0;
   let feeds = ready;
   if (!feeds) {
-    const embedding = await fetchEmbedding(s, req);
+    const tensors = await fetchEmbedding(s, req);
     fetchMs = performance.now() - t0;
-    feeds = s.prep ? await runPrep(s, embedding) : { image_embeddings: embedding };
+    feeds = await imageFeeds(s, tensors);
   }
   s.imageFeeds = feeds;
   s.imageKey = req.url;
   s.origSize = new s.ort.Tensor('float32', Float32Array.from(req.originalSize), [2]);
-  reply({ type: 'embedding-ready', id: req.id, bytes: req.shape.reduce((a, b) => a * b, 1) * (req.dtype === 'float16' ? 2 : 4), fetchMs, prepMs: ready ? 0 : performance.now() - t0 - fetchMs, prepared: ready !== null });
+  reply({ type: 'embedding-ready', id: req.id, bytes: bodyBytes(req.dtype, req.tensors), fetchMs, prepMs: ready ? 0 : performance.now() - t0 - fetchMs, prepared: ready !== null });
 }
 
 /**
@@ -244,38 +189,56 @@ async function prepAhead(req: PrepRequest): Promise<void> {
   const skipped = waiting > 0 || !s.prep;
   const t0 = performance.now();
   if (!skipped && s.prep && req.url !== s.imageKey && !s.prepared.has(req.url)) {
-    const feeds = await runPrep(s, await fetchEmbedding(s, req));
+    const feeds = await imageFeeds(s, await fetchEmbedding(s, req));
     if (state === s) s.prepared.put(req.url, feeds);
   }
   reply({ type: 'prepped', id: req.id, skipped, ms: performance.now() - t0 });
 }
 
-/** The embedding's bytes (an HTTP cache hit after the page's prefetch) as a tensor, size checked. */
-async function fetchEmbedding(s: State, req: { url: string; dtype: 'float32' | 'float16'; shape: readonly number[] }): Promise<Tensor> {
+/** The embedding's bytes (an HTTP cache hit after the page's prefetch) as tensors by name, size checked. */
+async function fetchEmbedding(s: State, req: { url: string; dtype: 'float32' | 'float16'; tensors: readonly WireTensor[] }): Promise<Record<string, Tensor>> {
   const res = await fetch(req.url);
   if (!res.ok) throw new Error(`Could not fetch the image embedding: HTTP ${res.status}`);
-  const buf = await res.arrayBuffer();
-  const count = req.shape.reduce((a, b) => a * b, 1);
-  const itemBytes = req.dtype === 'float16' ? 2 : 4;
-  if (buf.byteLength !== count * itemBytes) {
-    throw new Error(`The embedding has ${buf.byteLength} bytes, expected ${count * itemBytes} for ${req.dtype} ${req.shape.join('x')}`);
+  const declared = [...(s.prep?.inputMetadata ?? []), ...s.session.inputMetadata];
+  const out: Record<string, Tensor> = {};
+  for (const [name, t] of splitBody(await res.arrayBuffer(), req.dtype, req.tensors)) {
+    const meta = declared.find((m) => m.name === name);
+    // float16 travels as raw half-precision bits: ORT-web takes them as a Uint16Array; an input
+    // declared float32 (another graph of the same variant takes float16) gets them widened
+    const data = t.data instanceof Uint16Array && meta?.isTensor && meta.type === 'float32' ? halfToFloat(t.data) : t.data;
+    out[name] = data instanceof Uint16Array ? new s.ort.Tensor('float16', data, t.dims) : new s.ort.Tensor('float32', data, t.dims);
   }
-  const dims = [...req.shape];
-  // float16 travels as raw half-precision bits: ORT-web takes them as a Uint16Array.
-  return req.dtype === 'float16' ? new s.ort.Tensor('float16', new Uint16Array(buf), dims) : new s.ort.Tensor('float32', new Float32Array(buf), dims);
+  return out;
 }
 
-/** The per-image graph's outputs on this embedding, as CPU tensors (inputs of every click). */
-async function runPrep(s: State, embedding: Tensor): Promise<Record<string, Tensor>> {
+/** The click graph's image inputs: the per-image graph's outputs and the tensors it takes as they came. */
+async function imageFeeds(s: State, tensors: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  const feeds: Record<string, Tensor> = s.prep ? await runPrep(s, tensors) : {};
+  for (const name of s.plan.toClick) {
+    const t = tensors[name];
+    if (!t) throw new Error(`The embedding has no tensor "${name}"`);
+    feeds[name] = t;
+  }
+  return feeds;
+}
+
+/** The per-image graph's outputs on these tensors (by name), as CPU tensors (inputs of every click). */
+async function runPrep(s: State, tensors: Record<string, Tensor>): Promise<Record<string, Tensor>> {
   const prep = s.prep;
   if (!prep) throw new Error('This decoder has no per-image graph');
+  const inputs: Record<string, Tensor> = {};
+  for (const name of s.plan.toPrep) {
+    const t = tensors[name];
+    if (!t) throw new Error(`The embedding has no tensor "${name}" for the per-image graph`);
+    inputs[name] = t;
+  }
   let out;
   try {
-    out = await prep.run({ image_embeddings: embedding });
+    out = await prep.run(inputs);
   } catch (e) {
     if (s.backend !== 'webgpu' || s.forced) throw e;
     await fallBackToWasm(s, e);
-    return runPrep(s, embedding);
+    return runPrep(s, tensors);
   }
   const feeds: Record<string, Tensor> = {};
   for (const name of prep.outputNames) {

@@ -51,14 +51,15 @@ describe('parseManifest', () => {
     const v = m.variants.get('browser')!;
     expect(v.multiTokens).toEqual([1, 2, 3]);
     expect(v.singleToken).toBe(0);
-    expect(embeddingDtype(v)).toBe('float16');
+    expect(embeddingDtype(v, m.imageInputs)).toBe('float16');
     expect(v.prep).toBeNull();
   });
   it('reads the per-image graph of a variant; the embedding goes to that graph', () => {
-    const v = parseManifest(manifest()).variants.get('browser_fast')!;
+    const m = parseManifest(manifest());
+    const v = m.variants.get('browser_fast')!;
     expect(v.prep?.file).toBe('decoder_browser_fast_prep.onnx');
     expect(v.prep?.outputs.map((t) => t.name)).toEqual(['image_tokens']);
-    expect(embeddingDtype(v)).toBe('float16');
+    expect(embeddingDtype(v, m.imageInputs)).toBe('float16');
     const bad = manifest();
     (bad.variants as Record<string, Record<string, unknown>>).browser!.prep = { inputs: [] };
     expect(() => parseManifest(bad)).toThrow(/prep.file/);
@@ -91,22 +92,55 @@ describe('the manifest the Python exporter writes', () => {
     expect([browser.singleToken, ...browser.multiTokens]).toEqual([0, 1, 2, 3]);
     expect(browser.prep?.file).toBe(pythonManifest.variants.browser.prep.file);
     expect(browser.prep?.outputs.map((t) => t.name)).toEqual(browser.inputs.slice(0, browser.prep!.outputs.length).map((t) => t.name));
-    expect(embeddingDtype(browser)).toBe('float16');
+    expect(embeddingDtype(browser, m.imageInputs)).toBe('float16');
     expect(browser.inputs.find((t) => t.name === 'point_coords')?.shape).toEqual([1, 'num_points', 2]);
     expect(m.variants.get('official')!.masksFrame).toBe('original');
   });
   it('matches the embeddings the server sends for the same model', () => {
-    expect(embeddingMismatch(m, { model: 'vit_test', shape: [1, 256, 64, 64] })).toBeNull();
+    expect(embeddingMismatch(m, { model: 'vit_test', tensors: [{ name: 'image_embeddings', shape: [1, 256, 64, 64] }] })).toBeNull();
     expect(serverMismatch(m, { model: 'vit_test', checkpoint_sha256: null })).toBeNull();
+  });
+});
+
+// SAM 2.1's per-image inputs: three tensors, the 64x64 one through a per-image graph, the high-res ones
+// straight to the click graph (the page knows them only by the manifest's names)
+const SAM2_INPUTS = [
+  { name: 'image_embed', dtype: 'float16', shape: [1, 256, 64, 64] },
+  { name: 'high_res_feats_0', dtype: 'float16', shape: [1, 32, 256, 256] },
+  { name: 'high_res_feats_1', dtype: 'float16', shape: [1, 64, 128, 128] },
+];
+
+describe('a manifest with several per-image inputs', () => {
+  const sam2Variant = (dtype: string) => ({
+    file: 'decoder_browser.onnx',
+    inputs: [{ name: 'image_keys', dtype: 'float32', shape: [1, 4096, 256] }, ...SAM2_INPUTS.slice(1).map((t) => ({ ...t, dtype }))],
+    outputs: [{ name: 'low_res_masks', shape: [1, 4, 256, 256] }],
+    masks_frame: 'low_res',
+    prep: { file: 'prep.onnx', inputs: [{ ...SAM2_INPUTS[0]!, dtype }], outputs: [{ name: 'image_keys', dtype: 'float32', shape: [1, 4096, 256] }] },
+  });
+  const m = parseManifest(manifest({ model: 'sam2.1_hiera_t', resize: 'stretch', image_inputs: SAM2_INPUTS, variants: { browser: sam2Variant('float16'), wide: sam2Variant('float32') } }));
+  it('fetches float16 when a graph takes a per-image input as float16, else float32', () => {
+    expect(m.resize).toBe('stretch');
+    expect(embeddingDtype(m.variants.get('browser')!, m.imageInputs)).toBe('float16');
+    expect(embeddingDtype(m.variants.get('wide')!, m.imageInputs)).toBe('float32');
+  });
+  it('takes an embedding with the same tensors in the same order, and names the difference otherwise', () => {
+    const tensors = SAM2_INPUTS.map((t) => ({ name: t.name, shape: t.shape }));
+    expect(embeddingMismatch(m, { model: 'sam2.1_hiera_t', tensors })).toBeNull();
+    expect(embeddingMismatch(m, { model: 'sam2.1_hiera_t', tensors: tensors.slice(0, 1) })).toBe(
+      'The embedding holds image_embed 1x256x64x64 but the decoder expects image_embed 1x256x64x64, high_res_feats_0 1x32x256x256, high_res_feats_1 1x64x128x128.',
+    );
+    expect(embeddingMismatch(m, { model: 'sam2.1_hiera_t', tensors: [tensors[0]!, tensors[2]!, tensors[1]!] })).toMatch(/holds image_embed 1x256x64x64, high_res_feats_1/);
+    expect(embeddingMismatch(m, { model: 'vit_b', tensors: [{ name: 'image_embeddings', shape: [1, 256, 64, 64] }] })).toMatch(/"vit_b" but the decoder is for "sam2.1_hiera_t"/);
   });
 });
 
 describe('mismatches are reported', () => {
   const m = parseManifest(manifest());
   it('between the decoder and an embedding', () => {
-    expect(embeddingMismatch(m, { model: 'vit_b', shape: [1, 256, 64, 64] })).toBeNull();
-    expect(embeddingMismatch(m, { model: 'vit_h', shape: [1, 256, 64, 64] })).toMatch(/vit_h.*vit_b/);
-    expect(embeddingMismatch(m, { model: 'vit_b', shape: [1, 256, 32, 32] })).toMatch(/1x256x32x32/);
+    expect(embeddingMismatch(m, { model: 'vit_b', tensors: [{ name: 'image_embeddings', shape: [1, 256, 64, 64] }] })).toBeNull();
+    expect(embeddingMismatch(m, { model: 'vit_h', tensors: [{ name: 'image_embeddings', shape: [1, 256, 64, 64] }] })).toMatch(/vit_h.*vit_b/);
+    expect(embeddingMismatch(m, { model: 'vit_b', tensors: [{ name: 'image_embeddings', shape: [1, 256, 32, 32] }] })).toMatch(/holds image_embeddings 1x256x32x32 but the decoder expects image_embeddings 1x256x64x64/);
   });
   it('between the decoder and the served model or checkpoint', () => {
     expect(serverMismatch(m, { model: 'vit_b', checkpoint_sha256: 'ab'.repeat(32) })).toBeNull();

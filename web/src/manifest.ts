@@ -124,26 +124,33 @@ export function parseManifest(raw: unknown): DecoderManifest {
   };
 }
 
-/** The dtype the variant wants for image_embeddings (float16 or float32), in its prep graph if any. */
-export function embeddingDtype(v: DecoderVariant): TensorDtype {
-  const spec = (v.prep ? v.prep.inputs : v.inputs).find((t) => t.name === 'image_embeddings');
-  return spec?.dtype === 'float16' ? 'float16' : 'float32';
+/**
+ * The wire dtype to fetch the per-image tensors in for this variant: float16 when a graph takes one of
+ * them (the manifest's image_inputs, looked up in the prep graph's inputs, else the click graph's) as
+ * float16, else float32. An input declared float32 gets its float16 tensor widened in the worker.
+ */
+export function embeddingDtype(v: DecoderVariant, imageInputs: readonly TensorSpec[]): TensorDtype {
+  const graphInputs = [...(v.prep ? v.prep.inputs : []), ...v.inputs];
+  const taken = imageInputs.map((t) => graphInputs.find((g) => g.name === t.name)).filter((g) => g !== undefined);
+  return taken.some((g) => g.dtype === 'float16') ? 'float16' : 'float32';
 }
 
 /**
- * Why an embedding cannot be decoded by this manifest's decoder, or null when it can.
+ * Why an embedding cannot be decoded by this manifest's decoder, or null when it can: another model,
+ * or tensors (names, shapes, order) other than the manifest's image_inputs.
  * The page reports this instead of drawing masks from a mismatched model.
  */
 export function embeddingMismatch(
   m: DecoderManifest,
-  embedding: { model: string; shape: readonly number[] },
+  embedding: { model: string; tensors: ReadonlyArray<{ readonly name: string; readonly shape: readonly number[] }> },
 ): string | null {
   if (embedding.model !== m.model) {
     return `The image was encoded by model "${embedding.model}" but the decoder is for "${m.model}"; reload the page so both come from the same server model.`;
   }
-  const a = embedding.shape.join('x');
-  const b = m.embeddingShape.join('x');
-  if (a !== b) return `The embedding has shape ${a} but the decoder expects ${b}.`;
+  const describe = (ts: ReadonlyArray<{ readonly name: string; readonly shape: ReadonlyArray<number | string> }>) => ts.map((t) => `${t.name} ${t.shape.join('x')}`).join(', ');
+  const a = describe(embedding.tensors);
+  const b = describe(m.imageInputs);
+  if (a !== b) return `The embedding holds ${a} but the decoder expects ${b}.`;
   return null;
 }
 

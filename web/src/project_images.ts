@@ -92,7 +92,7 @@ export class ProjectImages {
       const dtype = this.dtype();
       if (dtype !== 'float32' && dtype !== 'float16') return;
       const metas = all.flatMap((r) => (r.status === 'fulfilled' ? [r.value.meta] : []));
-      this.prefetched(metas.map((m) => ({ url: this.embeddingHref(m), dtype, shape: m.shape })));
+      this.prefetched(metas.map((m) => ({ url: this.embeddingHref(m), dtype, tensors: m.tensors })));
     });
   }
 

@@ -375,7 +375,7 @@ export class ProjectView implements PageExtension {
   private dtype(): string {
     const manifest = need(this.page.session.manifest, 'The decoder manifest is not loaded');
     const variant = manifest.variants.get(this.query.get('variant') ?? manifest.defaultVariant);
-    return embeddingDtype(need(variant ?? null, 'The decoder has no such variant'));
+    return embeddingDtype(need(variant ?? null, 'The decoder has no such variant'), manifest.imageInputs);
   }
 
   private fail(e: unknown): void {

@@ -6,6 +6,15 @@ export type Backend = 'webgpu' | 'wasm';
 /** What the page asks for (?backend=...): a backend by name, or 'auto'. */
 export type BackendChoice = Backend | 'auto';
 
+/** One tensor of an embedding's body: the `size` elements from element `offset` on (api.ts EmbeddingTensor). */
+export interface WireTensor {
+  /** The graph input it feeds (the manifest's image_inputs). */
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly offset: number;
+  readonly size: number;
+}
+
 export interface InitRequest {
   readonly type: 'init';
   readonly id: number;
@@ -15,8 +24,10 @@ export interface InitRequest {
   readonly prepUrl: string | null;
   /** Absolute URL of the folder holding onnxruntime-web's .wasm/.mjs files. */
   readonly ortBase: string;
-  /** Expected input names and the dtype of image_embeddings, from the manifest. */
+  /** The wire dtype of the per-image tensors, from the manifest (the graphs' inputs of those names). */
   readonly embeddingDtype: 'float32' | 'float16';
+  /** Names of the per-image tensors the server sends (the manifest's image_inputs), in wire order. */
+  readonly imageInputs: readonly string[];
   /** Side of the low-res mask frame (manifest low_res_size). */
   readonly lowResSize: number;
   /** 'auto' picks WebGPU when it can run the model, else WASM; a named backend is used or fails. */
@@ -29,7 +40,8 @@ export interface EmbeddingRequest {
   /** Absolute URL of the raw little-endian embedding bytes in `dtype`. */
   readonly url: string;
   readonly dtype: 'float32' | 'float16';
-  readonly shape: readonly number[];
+  /** The body's layout (the embedding metadata's tensors). */
+  readonly tensors: readonly WireTensor[];
   /** [H, W] of the original image (only fed to decoders that take orig_im_size). */
   readonly originalSize: readonly [number, number];
 }
@@ -44,7 +56,7 @@ export interface PrepRequest {
   /** The embedding as in EmbeddingRequest: its URL is the cache key. */
   readonly url: string;
   readonly dtype: 'float32' | 'float16';
-  readonly shape: readonly number[];
+  readonly tensors: readonly WireTensor[];
   /** URLs of the embeddings the page still prefetches: other cached outputs are dropped. */
   readonly keep: readonly string[];
 }

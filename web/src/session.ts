@@ -99,7 +99,8 @@ export class Session {
       modelUrl: new URL(variant.file, manifestUrl).href,
       prepUrl: variant.prep ? new URL(variant.prep.file, manifestUrl).href : null,
       ortBase: new URL('ort/', document.baseURI).href,
-      embeddingDtype: embeddingDtype(variant),
+      embeddingDtype: embeddingDtype(variant, manifest.imageInputs),
+      imageInputs: manifest.imageInputs.map((t) => t.name),
       lowResSize: manifest.lowResSize,
       backend: parseBackend(opts.backend),
     });
@@ -169,12 +170,12 @@ export class Session {
         w: meta.input_size[1],
         h: meta.input_size[0],
       });
-      const dtype = embeddingDtype(need(this.variantValue, 'No decoder variant'));
+      const dtype = embeddingDtype(need(this.variantValue, 'No decoder variant'), manifest.imageInputs);
       this.on.status(`Loading the embedding of “${name}”…`);
       await this.decoder.setEmbedding({
         url: new URL(embeddingUrl(meta, dtype), document.baseURI).href,
         dtype,
-        shape: meta.shape,
+        tensors: meta.tensors,
         originalSize: [bitmap.height, bitmap.width],
       });
       if (seq !== this.loadSeq) return;
