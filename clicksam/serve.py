@@ -186,6 +186,13 @@ def serve(args: argparse.Namespace) -> int:
     sam = ensure_decoder(decoder_dir, spec)
     sam = _prepare_onnx_encoder(settings, spec, sam)
     settings = settings.model_copy(update={"decoder_dir": decoder_dir})
+    if settings.engine == "ray":  # the same app, its encodes on Ray Serve replicas (docs/scaling.md)
+        from clicksam.server.scale.cluster import import_ray
+
+        import_ray()  # RayNotInstalledError names the extra
+        from clicksam.server.scale.serving import run as run_on_ray
+
+        return run_on_ray(settings, spec, sam)
     app = create_app(settings, spec=spec, sam=sam)
     # uvicorn picks uvloop and httptools when installed (uvicorn[standard]); one process holds the model
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

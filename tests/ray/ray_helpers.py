@@ -1,11 +1,20 @@
-"""Helpers of the Ray tests: the processes of a Ray session and the sockets they listen on."""
+"""Helpers of the Ray tests: a Ray session's processes and listening sockets, a real uvicorn, PNGs, Redis."""
 
 from __future__ import annotations
 
+import io
 import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import psutil
+from PIL import Image
 
 from clicksam.server.scale.cluster import ClusterInfo
 
@@ -38,3 +47,52 @@ def ray_listening_sockets(info: ClusterInfo) -> list[tuple[str, int, str]]:
                 continue
             sockets.append((str(conn.laddr.ip), int(conn.laddr.port), name))
     return sockets
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def run_uvicorn(app: Any) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn on 127.0.0.1 in a thread; yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """PNG bytes of (H, W, 3) uint8 RGB."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def redis_or_skip(url: str) -> Any:
+    """A client of the Redis at ``url``, or skip the test saying why."""
+    import pytest
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"no Redis at {url} ({exc}): the shared-cache tests need one (redis-server)")
+    return client
