@@ -148,9 +148,14 @@ def ensure_onnx_encoder(sam: Sam, spec: ModelSpec, directory: Path, *, threads: 
 
 def _prepare_onnx_encoder(settings: Settings, spec: ModelSpec, sam: Sam | None) -> Sam | None:
     """Export the ONNX encoder when the settings ask for it (or "auto" finds it worthwhile)."""
+    from clicksam.model.build import is_sam2_model
     from clicksam.server.loading import load_model
     from clicksam.server.onnx_encoder import encoder_dir, sidecar_problem
 
+    if is_sam2_model(spec.name):  # the ONNX encoder export covers SAM 1's single-output encoders only
+        if settings.encoder == "onnxruntime":
+            logger.warning("%s: no ONNX image encoder for SAM 2.1, using PyTorch", spec.name)
+        return sam
     directory = encoder_dir(settings.cache_dir, spec)
     if settings.encoder == "torch" or sidecar_problem(directory, spec) is None:
         return sam

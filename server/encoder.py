@@ -9,6 +9,7 @@ Work waiting for that thread is bounded by ``queue_size``; a submit beyond it ra
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from clicksam.server.errors import EncoderBusyError
 
 if TYPE_CHECKING:
     from clicksam.model import Sam
+    from clicksam.model.sam2 import Sam2
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +62,19 @@ class OnnxImageEncoder:
 SAM1_EMBEDDING_NAME = "image_embeddings"
 
 
-def input_size(sam: Sam, height: int, width: int) -> tuple[int, int]:
-    """(h, w) of an (height, width) image inside the model's square input frame (SAM 1: long side
-    scaled to ``sam.image_size``, aspect kept)."""
+def input_size(sam: Sam | Sam2, height: int, width: int) -> tuple[int, int]:
+    """(h, w) of an (height, width) image inside the model's square input frame: SAM 1 scales the long
+    side to ``sam.image_size`` (aspect kept, padded); SAM 2.1 stretches it to the whole square."""
     from clicksam.model.frames import get_preprocess_shape
+    from clicksam.model.sam2 import Sam2
 
+    if isinstance(sam, Sam2):
+        return int(sam.image_size), int(sam.image_size)
     newh, neww = get_preprocess_shape(height, width, int(sam.image_size))
     return int(newh), int(neww)
 
 
-def model_input(sam: Sam, pixels: np.ndarray) -> torch.Tensor:
+def model_input(sam: Sam | Sam2, pixels: np.ndarray) -> torch.Tensor:
     """The encoder's input for an image: (1, 3, S, S) float32, resized, normalised (and for SAM 1
     zero-padded), exactly as the model's predictor prepares it.
 
@@ -78,9 +83,13 @@ def model_input(sam: Sam, pixels: np.ndarray) -> torch.Tensor:
         pixels: (H, W, 3) uint8 RGB in the original frame.
     """
     from clicksam.model.frames import resize_to_long_side
+    from clicksam.model.sam2 import Sam2
 
-    resized = resize_to_long_side(pixels, int(sam.image_size))  # Pillow bilinear, as SAM's predictor
     with torch.inference_mode():
+        if isinstance(sam, Sam2):
+            # stretched to the square (antialiased bilinear) and normalised; a writable copy, as below
+            return sam.preprocess(np.array(pixels, dtype=np.uint8))
+        resized = resize_to_long_side(pixels, int(sam.image_size))  # Pillow bilinear, as SAM's predictor
         # a writable copy: torch refuses to wrap read-only numpy views safely
         x = (
             torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).contiguous()[None]
@@ -89,22 +98,35 @@ def model_input(sam: Sam, pixels: np.ndarray) -> torch.Tensor:
 
 
 def encode_input(
-    sam: Sam, x: torch.Tensor, onnx_encoder: OnnxImageEncoder | None = None
+    sam: Sam | Sam2, x: torch.Tensor, onnx_encoder: OnnxImageEncoder | None = None
 ) -> dict[str, np.ndarray]:
     """Run the model's image encoder on ``model_input``'s tensor.
 
     Args:
         sam: the model (eval mode).
         x: (1, 3, S, S) float32 from :func:`model_input`.
-        onnx_encoder: a verified ONNX Runtime export of ``sam.image_encoder`` to run instead of PyTorch.
+        onnx_encoder: a verified ONNX Runtime export of SAM 1's ``sam.image_encoder`` to run instead of
+            PyTorch (SAM 2.1 has none: refused).
 
     Returns:
         The per-image tensors the decoder needs, float32, by decoder input name, in wire order (the
         decoder manifest's ``image_inputs``): for SAM 1 ``{"image_embeddings": (1, 256, 64, 64)}``, the
         same numbers as ``SamPredictor.set_image`` + ``get_image_embedding`` on the original image
-        (exactly with the PyTorch encoder, within 1e-3 with a verified ONNX one).
+        (exactly with the PyTorch encoder, within 1e-3 with a verified ONNX one); for SAM 2.1 the fields
+        of ``Sam2ImageFeatures`` in their order: ``image_embed`` (1, 256, 64, 64), ``high_res_feats_0``
+        (1, 32, 256, 256), ``high_res_feats_1`` (1, 64, 128, 128).
     """
+    from clicksam.model.sam2 import Sam2
+
     with torch.inference_mode():
+        if isinstance(sam, Sam2):
+            if onnx_encoder is not None:
+                raise ValueError("no ONNX image encoder for SAM 2.1: serve it with the PyTorch encoder")
+            features = sam.encode_image(x)
+            return {
+                f.name: getattr(features, f.name).to(torch.float32).numpy().copy()
+                for f in dataclasses.fields(features)
+            }
         if onnx_encoder is not None:
             return {SAM1_EMBEDDING_NAME: onnx_encoder(x.numpy())}
         embedding = sam.image_encoder(x)  # (1, 256, 64, 64)
