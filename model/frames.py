@@ -245,3 +245,22 @@ class ResizeSquare:
     def apply_boxes_torch(self, boxes: torch.Tensor, original_size: tuple[int, ...]) -> torch.Tensor:
         """Torch variant of :meth:`apply_boxes`: (..., 4) -> (N, 4)."""
         return self.apply_coords_torch(boxes.reshape(-1, 2, 2), original_size).reshape(-1, 4)
+
+    # the official SAM2Transforms names (``predictor._transforms``), for code written against them
+
+    def transform_coords(
+        self, coords: torch.Tensor, normalize: bool = False, orig_hw: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """(..., 2) xy in pixels of ``orig_hw`` (``normalize``) or in [0, 1] -> square-input frame."""
+        size = None if orig_hw is None else (int(orig_hw[0]), int(orig_hw[1]))
+        return apply_coords_square(coords, size, self.target_length, normalize=normalize)
+
+    def transform_boxes(
+        self, boxes: torch.Tensor, normalize: bool = False, orig_hw: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """(B, 4) xyxy -> (B, 2, 2) corners in the square-input frame (the official layout)."""
+        return self.transform_coords(boxes.reshape(-1, 2, 2), normalize, orig_hw)
+
+    def postprocess_masks(self, masks: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
+        """(B, C, 256, 256) low-res logits -> (B, C, H, W) (see :func:`upsample_masks_to_original`)."""
+        return upsample_masks_to_original(masks, (int(orig_hw[0]), int(orig_hw[1])))

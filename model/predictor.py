@@ -1,5 +1,8 @@
 """``SamPredictor``: the official interactive API (set an image once, prompt it many times).
 
+``SamPredictor(sam2_model)`` gives a :class:`~clicksam.model.sam2_predictor.Sam2Predictor`: the official
+``SAM2ImagePredictor`` interface (see that module).
+
 Frames: prompts given to :meth:`SamPredictor.predict` are in the original image's pixels (xy); those
 given to :meth:`SamPredictor.predict_torch` are already in the resized-input frame (map them with
 ``predictor.transform`` or :mod:`clicksam.model.frames`). Mask inputs and the returned low-res logits
@@ -8,12 +11,15 @@ are in the 256x256 low-res frame; returned masks are in the original frame.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from . import frames
 from .sam import Sam
+from .sam2 import Sam2
 
 __all__ = ["ImageNotSetError", "SamPredictor"]
 
@@ -25,7 +31,17 @@ class ImageNotSetError(RuntimeError):
 class SamPredictor:
     """Computes an image's embedding once, then predicts masks for any number of prompts."""
 
-    def __init__(self, sam_model: Sam) -> None:
+    def __new__(cls, sam_model: Sam | Sam2, *args: Any, **kwargs: Any) -> SamPredictor:
+        """A SAM 2.1 model gets a ``Sam2Predictor`` (a subclass with SAM 2's semantics)."""
+        if cls is SamPredictor and isinstance(sam_model, Sam2):
+            from .sam2_predictor import Sam2Predictor
+
+            return object.__new__(Sam2Predictor)
+        return object.__new__(cls)
+
+    def __init__(self, sam_model: Sam | Sam2) -> None:
+        if not isinstance(sam_model, Sam):
+            raise TypeError(f"SamPredictor needs a Sam or Sam2 model, got {type(sam_model).__name__}")
         self.model = sam_model
         self.transform = frames.ResizeLongestSide(sam_model.image_size)
         self.reset_image()
