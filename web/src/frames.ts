@@ -31,6 +31,12 @@ export interface Geometry {
   readonly imageSize: number;
   /** Side of the square low-res mask frame (manifest low_res_size, 256 for SAM). */
   readonly lowResSize: number;
+  /**
+   * The image was stretched over the whole model frame (manifest resize 'stretch', SAM 2.1; input =
+   * image_size x image_size): masks go from the low-res frame straight to the original size in one
+   * bilinear resize, not through the model frame.
+   */
+  readonly stretch?: boolean;
 }
 
 /**
@@ -46,13 +52,18 @@ export function preprocessShape(h: number, w: number, longSide: number): Size {
   };
 }
 
-/** Geometry for an image of `original` size, computing the input size the way the server does. */
-export function makeGeometry(original: Size, imageSize: number, lowResSize: number, input?: Size): Geometry {
+/**
+ * Geometry for an image of `original` size, computing the input size the way the server does
+ * (`resize` is the manifest's: 'longest_side' for SAM 1, 'stretch' for SAM 2.1).
+ */
+export function makeGeometry(original: Size, imageSize: number, lowResSize: number, input?: Size, resize = 'longest_side'): Geometry {
+  const stretch = resize === 'stretch';
   return {
     original,
-    input: input ?? preprocessShape(original.h, original.w, imageSize),
+    input: input ?? (stretch ? { w: imageSize, h: imageSize } : preprocessShape(original.h, original.w, imageSize)),
     imageSize,
     lowResSize,
+    ...(stretch ? { stretch } : {}),
   };
 }
 

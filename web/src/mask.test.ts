@@ -85,6 +85,18 @@ describe('logitsToMask', () => {
     expect(e[6]).toBe(1);
     expect(e.reduce((a, b) => a + b, 0)).toBe(8);
   });
+  it('goes straight from the low-res frame to the original size for a stretched (SAM 2.1) image', () => {
+    const stretched = makeGeometry({ w: 90, h: 60 }, 64, 16, undefined, 'stretch');
+    expect(stretched.input).toEqual({ w: 64, h: 64 });
+    expect(stretched.stretch).toBe(true);
+    for (const size of [{ w: 90, h: 60 }, { w: 317, h: 211 }, { w: 7, h: 5 }]) {
+      const want = Uint8Array.from(bilinear(tokenPlane(logits, 1, L), L, L, size.w, size.h), (v) => (v > 0 ? 1 : 0));
+      const ours = logitsToMask(logits, 1, stretched, size, 0);
+      expect(maskDifference(ours, want)).toBe(0);
+      // the padded (SAM 1) composition of the same logits is another mask
+      expect(maskDifference(logitsToMask(logits, 1, g, size, 0), want)).toBeGreaterThan(0);
+    }
+  });
 });
 
 describe('label maps and resampling', () => {

@@ -6,7 +6,8 @@
 // linear per axis, so each output column (row) is a fixed combination of at most 3 low-res columns
 // (rows): the exact composition is computed from per-axis tap tables, separably, with no
 // intermediate model-frame buffer. The same code draws the display-size overlay, thumbnails and the
-// full-resolution export mask (a smaller grid samples SAM's postprocessing to that size).
+// full-resolution export mask (a smaller grid samples SAM's postprocessing to that size). SAM 2.1
+// (geometry `stretch`) covers the whole image with the low-res frame and upsamples it in one step.
 
 import { type Geometry, type Size, lowResImageExtent } from './frames';
 
@@ -112,8 +113,9 @@ export function logitsToMask(logits: Float32Array, token: number, g: Geometry, o
   if (logits.length < off + L * L) throw new Error(`logits hold ${logits.length} values, token ${token} needs ${off + L * L}`);
   const W = out.w;
   const H = out.h;
-  const tx = cachedAxisTaps(W, g.input.w, L, g.imageSize);
-  const ty = cachedAxisTaps(H, g.input.h, L, g.imageSize);
+  // stretched (SAM 2.1): one resize L -> out, i.e. the two-step taps with the model frame = the low-res one
+  const tx = g.stretch ? cachedAxisTaps(W, L, L, L) : cachedAxisTaps(W, g.input.w, L, g.imageSize);
+  const ty = g.stretch ? cachedAxisTaps(H, L, L, L) : cachedAxisTaps(H, g.input.h, L, g.imageSize);
   const { x0: segX0, x1: segX1, c0: segC0, c1: segC1 } = tx.segments;
   // horizontally resampled low-res rows, computed when a row first needs one
   const rows: Array<Float64Array | undefined> = new Array<Float64Array | undefined>(L);

@@ -166,10 +166,8 @@ export class Session {
       const manifest = need(this.manifestValue, 'The decoder manifest is not loaded');
       const mismatch = embeddingMismatch(manifest, meta);
       if (mismatch) throw new Error(mismatch);
-      const geom = makeGeometry({ w: bitmap.width, h: bitmap.height }, manifest.imageSize, manifest.lowResSize, {
-        w: meta.input_size[1],
-        h: meta.input_size[0],
-      });
+      const input = { w: meta.input_size[1], h: meta.input_size[0] };
+      const geom = makeGeometry({ w: bitmap.width, h: bitmap.height }, manifest.imageSize, manifest.lowResSize, input, manifest.resize);
       const dtype = embeddingDtype(need(this.variantValue, 'No decoder variant'), manifest.imageInputs);
       this.on.status(`Loading the embedding of “${name}”…`);
       await this.decoder.setEmbedding({
