@@ -35,6 +35,7 @@ from clicksam.export.trace import DEFAULT_OPSET, export_graph, prep_file
 from clicksam.export.verify import VerifyReport, verify_onnx
 from clicksam.formats import Manifest, MaskTokens, PrepEntry, TensorSpec, VariantEntry
 from clicksam.model.sam import Sam
+from clicksam.model.sam2 import Sam2
 from clicksam.model.weights import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def export_variant(
 
 
 def export_decoder(
-    sam: Sam,
+    sam: Sam | Sam2,
     out_dir: str | Path,
     *,
     model_name: str,
@@ -156,8 +157,11 @@ def export_decoder(
 ) -> Manifest:
     """Export the decoder variants of ``sam`` into ``out_dir`` and write ``manifest.json``.
 
+    A SAM 2.1 model (:class:`~clicksam.model.sam2.Sam2`) is exported by :mod:`clicksam.export.sam2`
+    (its own graphs; the variant names chosen here, and ``single_mask`` of ``official``, carry over).
+
     Args:
-        sam: a ``clicksam.model.Sam`` (any module with SAM's attribute names).
+        sam: a ``clicksam.model.Sam`` (any module with SAM's attribute names), or a ``Sam2``.
         out_dir: created if missing; existing files of the same names are replaced.
         model_name: config name recorded in the manifest (``vit_b``, ...).
         checkpoint_sha256: sha256 of the checkpoint file, or None for seeded random weights.
@@ -176,6 +180,8 @@ def export_decoder(
     """
     if not variants:
         raise ExportError(f"no variant to export: pass at least one of {', '.join(DEFAULT_CONFIGS)}")
+    if isinstance(sam, Sam2):
+        return _export_sam2(sam, out_dir, model_name, checkpoint_sha256, seed, variants, opset, verify)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sam = sam.eval()
@@ -216,6 +222,38 @@ def export_decoder(
     )
     manifest.write(out)
     return manifest
+
+
+def _export_sam2(
+    sam: Sam2,
+    out_dir: str | Path,
+    model_name: str,
+    checkpoint_sha256: str | None,
+    seed: int | None,
+    variants: Mapping[str, VariantConfig],
+    opset: int,
+    verify: bool,
+) -> Manifest:
+    """SAM 2.1: the variants of the same names from :mod:`clicksam.export.sam2`."""
+    from clicksam.export.sam2 import DEFAULT_SAM2_VARIANTS, export_sam2_decoder
+
+    unknown = [name for name in variants if name not in DEFAULT_SAM2_VARIANTS]
+    if unknown:
+        choices = ", ".join(DEFAULT_SAM2_VARIANTS)
+        raise ExportError(f"SAM 2.1 has no decoder variant {', '.join(unknown)}; choose from {choices}")
+    chosen = {name: DEFAULT_SAM2_VARIANTS[name] for name in variants}
+    if "official" in variants and variants["official"].graph.single_mask:
+        chosen["official"] = replace(chosen["official"], single_mask=True)
+    return export_sam2_decoder(
+        sam,
+        out_dir,
+        model_name=model_name,
+        checkpoint_sha256=checkpoint_sha256,
+        seed=seed,
+        variants=chosen,
+        opset=opset,
+        verify=verify,
+    )
 
 
 def _tensor_specs(values: Sequence[Any]) -> list[TensorSpec]:
