@@ -4,11 +4,17 @@ For each model and image, interleaved so that the machine's load hits both alike
 (decode the bytes, ``SamAutomaticMaskGenerator.generate``), then the labeller (``label.label_one``: read
 the image row and bytes, decode, generate, filter, one versioned save in SQLite, in a fresh project).
 Images per minute of both, and the labeller's own time per image: its total minus the generator's time
-inside it, which does not depend on how busy the machine is. Usage::
+inside it, which does not depend on how busy the machine is.
+
+``--ray``: the whole command's engines instead, on one project each, in one run: the local engine, then
+``--engine ray`` with 1 and with 2 actors (a local Ray on 127.0.0.1 with the machine's CPUs, started once):
+images per minute over the whole run (model loading and actor start-up included) and from the first image
+saved to the last (the steady rate), and the ratios to the local engine. Usage::
 
     .venv/bin/python bench/bench_label.py                       # demo and vit_t (random weights), 4 images
     .venv/bin/python bench/bench_label.py --models demo --images 2 --points-per-side 16
     .venv/bin/python bench/bench_label.py --pred-iou-thresh 0 --stability-score-thresh 0  # many masks
+    .venv/bin/python bench/bench_label.py --ray --models vit_t --images 12 --points-per-side 16
 """
 
 from __future__ import annotations
@@ -48,7 +54,11 @@ def main() -> None:
     parser.add_argument(
         "--stability-score-thresh", type=float, default=0.95, help="SAM's filter (0: keep all)"
     )
+    parser.add_argument("--ray", action="store_true", help="local engine vs Ray with 1 and 2 actors")
     args = parser.parse_args()
+    if args.ray:
+        print(json.dumps(engines(args), indent=2))
+        return
 
     from clicksam.model.automatic import SamAutomaticMaskGenerator
     from clicksam.server.images import decode_image
@@ -120,6 +130,85 @@ def main() -> None:
         k: getattr(args, k) for k in ("size", "points_per_side", "pred_iou_thresh", "stability_score_thresh")
     }
     print(json.dumps({**setup, **results}, indent=2))
+
+
+def engines(args: argparse.Namespace) -> dict[str, Any]:
+    """``clicksam label``'s engines on the first of ``--models``: local, Ray with 1 and 2 actors."""
+    import os
+
+    import torch
+
+    from clicksam.server.loading import load_model, resolve_model
+    from clicksam.server.projects.db import create_db_engine, default_url, upgrade
+    from clicksam.server.projects.label import GeneratorOptions, label_one
+    from clicksam.server.projects.label_ray import LabelSettings, RayOptions, label_images
+    from clicksam.server.projects.repository import Repository
+    from clicksam.server.projects.storage import BlobStore
+    from clicksam.server.scale.cluster import shutdown, start_or_join
+
+    name = args.models.split(",")[0]
+    width, height = (int(v) for v in args.size.split("x"))
+    files = [photo(width, height, seed) for seed in range(args.images)]
+    spec = resolve_model(name, None, 0, random_weights=name != "demo")
+    options = GeneratorOptions(args.points_per_side, args.pred_iou_thresh, args.stability_score_thresh)
+    cluster = start_or_join(None)  # loopback, the machine's CPUs
+    results: dict[str, Any] = {
+        "model": f"{spec.name}{' (random weights)' if name != 'demo' else ''}",
+        "images": len(files),
+        "size": args.size,
+        "points_per_side": args.points_per_side,
+        "cpus": os.cpu_count(),
+        "load average before": [round(v, 1) for v in os.getloadavg()],
+    }
+    try:
+        # local: torch's own thread count (the machine's cores); each actor: 1 thread per CPU it holds
+        for engine, actors, cpus in (("local", 0, 0), ("ray", 1, 1), ("ray", 2, 1), ("ray", 1, 2)):
+            with tempfile.TemporaryDirectory() as tmp:
+                db = create_db_engine(default_url(Path(tmp)))
+                upgrade(db)
+                repo = Repository(db, BlobStore(Path(tmp) / "images"))
+                pid = repo.create_project("bench", ["object"]).id
+                ids = [
+                    repo.add_image(
+                        pid, data=f, file_name=f"{i}.jpg", fmt="JPEG", width=width, height=height
+                    ).id
+                    for i, f in enumerate(files)
+                ]
+                start = time.perf_counter()
+                saved_at: list[float] = []
+                if engine == "local":
+                    generate = options.build(load_model(spec))
+                    for iid in ids:
+                        label_one(
+                            repo, pid, iid, generate, category="object", min_score=0.0, max_pixels=10**8
+                        )
+                        saved_at.append(time.perf_counter() - start)
+                else:
+                    settings = LabelSettings(spec, "object", 0.0, 10**8, options, torch_threads=cpus)
+                    ray_options = RayOptions(actors=actors, cpus_per_actor=cpus)
+                    for _ in label_images(repo, pid, ids, settings, ray_options):
+                        saved_at.append(time.perf_counter() - start)
+                db.dispose()
+            key = (
+                f"local, {torch.get_num_threads()} threads"
+                if engine == "local"
+                else f"ray, {actors}x{cpus} CPU"
+            )
+            steady = (len(saved_at) - 1) / (saved_at[-1] - saved_at[0]) * 60 if len(saved_at) > 1 else None
+            results[key] = {
+                "images/min, whole run": round(60 * len(saved_at) / saved_at[-1], 2),
+                "first image saved after s": round(saved_at[0], 1),
+                "images/min, first to last image": round(steady, 2) if steady else None,
+            }
+    finally:
+        shutdown(cluster)
+    local = results[f"local, {torch.get_num_threads()} threads"]
+    for key in ("ray, 1x1 CPU", "ray, 2x1 CPU", "ray, 1x2 CPU"):
+        for what in ("images/min, whole run", "images/min, first to last image"):
+            if local[what] and results[key][what]:
+                results[key][f"x local ({what.split(', ')[1]})"] = round(results[key][what] / local[what], 2)
+    results["load average after"] = [round(v, 1) for v in os.getloadavg()]
+    return results
 
 
 if __name__ == "__main__":

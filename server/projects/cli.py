@@ -2,7 +2,9 @@
 
 It opens the same database and image store as ``clicksam serve`` (``CLICKSAM_DATA_DIR``,
 ``CLICKSAM_DATABASE_URL``), so it can run beside a running server. See ``label`` for why it is safe to stop
-and to run again. ``training_data`` writes a project as a COCO file and an image folder for
+and to run again. ``--engine ray`` runs the model work on a Ray actor pool (``label_ray``); both engines
+yield ``(image id, masks saved)`` as each image is saved, and one loop here shows progress and handles a stop.
+``training_data`` writes a project as a COCO file and an image folder for
 ``clicksam train --data project:NAME``.
 """
 
@@ -12,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +37,33 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file (e.g. from clicksam train)")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (tests, benchmarks)")
     p.add_argument("--points-per-side", type=int, default=32, help="segment-everything grid (SAM: 32)")
+    p.add_argument("--pred-iou-thresh", type=float, default=None, help="SAM's IoU filter (SAM: 0.88; 0: off)")
+    p.add_argument(
+        "--stability-score-thresh",
+        type=float,
+        default=None,
+        help="SAM's stability filter (SAM: 0.95; 0: off)",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="projects data folder [env CLICKSAM_DATA_DIR]")
     p.add_argument("--database-url", default=None, help="SQLAlchemy URL [env CLICKSAM_DATABASE_URL]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    ray = p.add_argument_group("Ray (--engine ray: pip install 'clicksam[ray]'; docs/scaling.md)")
+    ray.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="local: this process; ray: an actor pool on a Ray cluster, results saved here",
+    )  # fmt: skip
+    ray.add_argument(
+        "--ray-address",
+        default=None,
+        help="cluster to join (default: RAY_ADDRESS, else a local Ray on 127.0.0.1)",
+    )
+    ray.add_argument(
+        "--actors", type=int, default=None, help="actor pool size (default: what the cluster holds)"
+    )
+    ray.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (torch threads) per actor")
+    ray.add_argument(
+        "--gpus-per-actor", type=float, default=0.0, help="GPUs per actor (sizes the pool by GPUs)"
+    )
     p.set_defaults(func=run)
 
 
@@ -61,11 +88,8 @@ def _project_id(repo: Any, project: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Label; 0 when every image is done, 130 when stopped (Ctrl-C) with the rest still to do."""
-    from tqdm import tqdm
-
-    from clicksam.model.automatic import SamAutomaticMaskGenerator
-    from clicksam.server.loading import load_model, resolve_model
-    from clicksam.server.projects.label import check_category, images_to_label, label_one
+    from clicksam.server.loading import resolve_model
+    from clicksam.server.projects.label import GeneratorOptions, check_category, images_to_label
     from clicksam.server.settings import Settings
 
     settings = Settings()
@@ -82,17 +106,49 @@ def run(args: argparse.Namespace) -> int:
         settings.seed,
         random_weights=args.random_weights or settings.random_weights,
     )
-    generator = SamAutomaticMaskGenerator(
-        load_model(spec), points_per_side=args.points_per_side, output_mode="coco_rle"
-    )
+    generator = GeneratorOptions(args.points_per_side, args.pred_iou_thresh, args.stability_score_thresh)
+    if args.engine == "ray":
+        from clicksam.server.projects import label_ray
+
+        options = label_ray.RayOptions(
+            args.ray_address, args.actors, args.cpus_per_actor, args.gpus_per_actor
+        )
+        job = label_ray.LabelSettings(
+            spec, category, args.min_score, settings.max_pixels, generator,
+            torch_threads=max(1, int(args.cpus_per_actor)),
+        )  # fmt: skip
+        results = label_ray.label_images(repo, pid, todo, job, options)
+    else:
+        results = _label_here(repo, pid, todo, spec, generator, category, args.min_score, settings.max_pixels)
+    return _drive(results, len(todo), args, spec.name)
+
+
+def _label_here(
+    repo: Any, pid: int, todo: list[int], spec: Any, generator: Any, category: str, min_score: float,
+    max_pixels: int,
+) -> Iterator[tuple[int, int | None]]:  # fmt: skip
+    """The local engine: the model in this process, one image after the other, in ``todo``'s order."""
+    from clicksam.server.loading import load_model
+    from clicksam.server.projects.label import label_one
+
+    generate = generator.build(load_model(spec))
+    for iid in todo:
+        saved = label_one(
+            repo, pid, iid, generate, category=category, min_score=min_score, max_pixels=max_pixels
+        )
+        yield iid, saved
+
+
+def _drive(
+    results: Iterator[tuple[int, int | None]], total: int, args: argparse.Namespace, model: str
+) -> int:
+    """Progress and stopping, the same for both engines: each yielded image has been saved already."""
+    from tqdm import tqdm
+
     done = masks = 0
-    bar = tqdm(total=len(todo), unit="image", disable=args.quiet, desc=f"labelling {args.project}")
+    bar = tqdm(total=total, unit="image", disable=args.quiet, desc=f"labelling {args.project}")
     try:
-        for iid in todo:
-            saved = label_one(
-                repo, pid, iid, generator.generate, category=category, min_score=args.min_score,
-                max_pixels=settings.max_pixels,
-            )  # fmt: skip
+        for _iid, saved in results:
             if saved is not None:
                 done += 1
                 masks += saved
@@ -101,13 +157,15 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         bar.close()
         logger.warning(
-            "stopped: %d images labelled, %d to do; run the same command to go on", done, len(todo) - done
+            "stopped: %d images labelled, %d to do; run the same command to go on", done, total - bar.n
         )
         return 130
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # the Ray engine ends its pipeline and actors (what was yielded is saved)
     bar.close()
-    logger.info(
-        "labelled %d images with %d masks (%s, min score %.2f)", done, masks, spec.name, args.min_score
-    )
+    logger.info("labelled %d images with %d masks (%s, min score %.2f)", done, masks, model, args.min_score)
     return 0
 
 

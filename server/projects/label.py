@@ -4,6 +4,12 @@ An image is "to do" while its annotation version is 0 (no save ever, by a person
 not ``skipped``. Each image is one save, with version 0: if a person saved it meanwhile, the save is a
 conflict and their work stays. So a run can be stopped at any moment, and the next one continues with
 the images still to do; images where nothing passed ``min_score`` are saved empty, so they count as done.
+
+One image's work is split in the part that needs the model (:func:`propose`: bytes in, annotations out,
+no database) and the part that needs the database (:func:`save_proposals`: one versioned transaction).
+``label_one`` runs both in one process (``clicksam label``); ``label_ray`` runs ``propose`` on a Ray
+actor pool and ``save_proposals`` in the driver (``clicksam label --engine ray``): one function, two
+drivers, so both engines store the same proposals.
 """
 
 from __future__ import annotations
@@ -25,6 +31,37 @@ logger = logging.getLogger(__name__)
 #: segment-everything on an (H, W, 3) uint8 RGB image: records with ``segmentation`` as COCO RLE
 #: (``{"size", "counts"}``), ``predicted_iou`` and ``point_coords`` ([[x, y]])
 MaskGenerator = Callable[[np.ndarray], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """Segment-everything's settings, the same for both engines (None: SAM's default).
+
+    Attributes:
+        points_per_side: the grid (SAM: 32 a side).
+        pred_iou_thresh: keep masks whose predicted IoU is above this (SAM: 0.88; 0 keeps all).
+        stability_score_thresh: keep masks at least this stable (SAM: 0.95; 0 keeps all).
+    """
+
+    points_per_side: int = 32
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
+
+    def build(self, sam: Any) -> MaskGenerator:
+        """The generator (COCO RLE records) for ``sam``: one place, so both engines run the same one."""
+        from clicksam.model.automatic import SamAutomaticMaskGenerator
+
+        thresholds = {
+            name: value
+            for name, value in (
+                ("pred_iou_thresh", self.pred_iou_thresh),
+                ("stability_score_thresh", self.stability_score_thresh),
+            )
+            if value is not None
+        }
+        return SamAutomaticMaskGenerator(
+            sam, points_per_side=self.points_per_side, output_mode="coco_rle", **thresholds
+        ).generate
 
 
 @dataclass
@@ -60,6 +97,31 @@ def proposals(records: list[dict[str, Any]], category: str, min_score: float) ->
     ]
 
 
+def propose(
+    data: bytes, generate: MaskGenerator, *, category: str, min_score: float, max_pixels: int
+) -> list[AnnotationIn]:
+    """One image's proposals: decode the stored bytes, segment everything, keep >= ``min_score``, best first.
+
+    Needs the model, not the database: it runs wherever the model is (this process, or a Ray actor).
+    """
+    pixels = decode_image(data, max_pixels=max_pixels).pixels
+    return proposals(generate(pixels), category, min_score)
+
+
+def save_proposals(repo: Repository, pid: int, iid: int, annotations: list[AnnotationIn]) -> int | None:
+    """Save ``annotations`` as the image's first version, in one transaction.
+
+    Returns:
+        the number of masks saved, or None when a person saved the image first (theirs is kept).
+    """
+    try:
+        repo.save_annotations(pid, iid, AnnotationsIn(version=0, annotations=annotations))
+    except ConflictError:
+        logger.info("image %d was saved by someone else meanwhile: kept theirs", iid)
+        return None
+    return len(annotations)
+
+
 def label_one(
     repo: Repository, pid: int, iid: int, generate: MaskGenerator, *, category: str, min_score: float,
     max_pixels: int,
@@ -68,14 +130,11 @@ def label_one(
     record = repo.image(pid, iid)
     if record.version != 0:
         return None
-    pixels = decode_image(repo.store.read(record.sha256), max_pixels=max_pixels).pixels
-    annotations = proposals(generate(pixels), category, min_score)
-    try:
-        repo.save_annotations(pid, iid, AnnotationsIn(version=0, annotations=annotations))
-    except ConflictError:
-        logger.info("image %d was saved by someone else meanwhile: kept theirs", iid)
-        return None
-    return len(annotations)
+    annotations = propose(
+        repo.store.read(record.sha256), generate, category=category, min_score=min_score,
+        max_pixels=max_pixels,
+    )  # fmt: skip
+    return save_proposals(repo, pid, iid, annotations)
 
 
 def check_category(repo: Repository, pid: int, category: str | None) -> str:
