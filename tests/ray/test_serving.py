@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from ray_helpers import free_port, png, redis_or_skip, run_uvicorn
+from ray_helpers import free_port, png, ray_listening_sockets, redis_or_skip, run_uvicorn
 
 from clicksam.server.loading import ModelSpec, resolve_model
 from clicksam.server.scale.cluster import ClusterInfo, is_loopback, reported_addresses
@@ -139,7 +139,9 @@ def test_second_upload_is_a_cache_hit_on_either_ingress_replica(ray_url: str) ->
         assert len(tensors) == 1
 
 
-def test_readiness_reports_replicas_and_the_model_identity(ray_url: str, spec: ModelSpec) -> None:
+def test_readiness_reports_replicas_and_the_model_identity(
+    ray_url: str, spec: ModelSpec, ray_cluster: ClusterInfo
+) -> None:
     with httpx.Client(base_url=ray_url, timeout=30) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
@@ -149,7 +151,13 @@ def test_readiness_reports_replicas_and_the_model_identity(ray_url: str, spec: M
     engine = body["engine"]
     assert engine["engine"] == "ray" and engine["encoder_replicas"] == 2
     assert engine["model_id"] == spec.model_id and len(engine["encoder_sha256"]) == 64
-    assert {k: v for k, v in reported_addresses().items() if not is_loopback(v)} == {}
+    addresses = reported_addresses()
+    assert sum(".node_ip" in key for key in addresses) >= 4 + 1  # 4 replicas and the proxy
+    assert {k: v for k, v in addresses.items() if not is_loopback(v)} == {}
+    # the replicas' own servers too (Serve binds their inter-deployment gRPC to [::] unless told)
+    sockets = ray_listening_sockets(ray_cluster)
+    assert any(name.startswith("ray::ServeReplica") for _, _, name in sockets), sockets
+    assert [s for s in sockets if not is_loopback(s[0])] == []
 
 
 def _encoder_replica_actors() -> list[str]:
@@ -215,3 +223,44 @@ def test_a_replica_with_other_weights_refuses_to_start(spec: ModelSpec) -> None:
     other = load_model(replace(spec, seed=1))
     with pytest.raises(ReplicaMismatchError, match="encoder"):
         check_identity(spec, other, expected, "here")
+
+
+def test_full_replica_queues_are_a_503_with_retry_after(ray_cluster: ClusterInfo) -> None:
+    import torch
+    from ray import serve
+
+    from clicksam.server.errors import EncoderBusyError
+    from clicksam.server.scale.serving import RemoteImageEncoder
+
+    class SlowEncoder:  # defined here so that Ray ships it by value (this module is not importable there)
+        """A stand-in encoder replica that takes a while: the queue fills."""
+
+        async def encode(self, x: np.ndarray) -> np.ndarray:
+            import asyncio
+
+            await asyncio.sleep(1.5)
+            return x[:, :1]
+
+    deployment = serve.deployment(
+        name="SlowEncoder", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1, max_queued_requests=1
+    )(SlowEncoder)
+    handle = serve.run(deployment.bind(), name="clicksam-backpressure", route_prefix=None)
+    try:
+        remote = RemoteImageEncoder(handle, retry_after=lambda: 7.0)
+        x = torch.zeros(1, 3, 4, 4)
+
+        def encode() -> float | str:
+            try:
+                return float(remote(x).sum())
+            except EncoderBusyError as exc:
+                return f"busy {exc.retry_after}"
+
+        with ThreadPoolExecutor(5) as pool:
+            outcomes = list(pool.map(lambda _: encode(), range(5)))
+        # what the replica and its one queue slot take succeeds; the rest is refused at once, with the
+        # engine's estimate of the wait (how many got in depends on timing: Serve counts a request as
+        # queued until a replica accepts it)
+        assert outcomes.count(0.0) >= 1 and outcomes.count("busy 7.0") >= 1, outcomes
+        assert set(outcomes) <= {0.0, "busy 7.0"}
+    finally:
+        serve.delete("clicksam-backpressure")
