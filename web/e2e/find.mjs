@@ -87,7 +87,7 @@ try {
       server,
       decodes: s.decodeCount - before,
       drawn: await boxesDrawn(),
-      listed: await page.locator('[data-testid^="detection-keep-"]').count(),
+      listed: await page.locator('[data-testid="detection-list"] li').count(),
       screenshot: await shot('query'),
     };
   });

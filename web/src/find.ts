@@ -114,10 +114,10 @@ export class Find implements PageExtension {
     const target = this.page.session.target;
     const manifest = this.page.session.manifest;
     if (!img || !target || !manifest) return this.bar.status('Open an image first, then Find.');
+    this.clear(); // the previous query's detections go (and its decoding stops)
     const seq = ++this.seq;
     const full: DetectRequest = { ...req, ...this.options() };
     this.lastQuery = full;
-    this.clear();
     this.ran = true;
     this.busy = true;
     this.bar.clearError();
