@@ -158,8 +158,11 @@ class Labeller:
 
 
 def _node() -> str:
+    """This actor's node id (12 hex digits), for messages."""
     import ray
 
+    if not ray.is_initialized():  # the class used outside Ray (its tests)
+        return "(not on Ray)"
     return str(ray.get_runtime_context().get_node_id())[:12]
 
 

@@ -18,10 +18,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from clicksam.cli import main
+from clicksam.errors import UsageError
+from clicksam.server.loading import ModelSpec
 from clicksam.server.projects.db import create_db_engine, default_url, upgrade
+from clicksam.server.projects.label import GeneratorOptions
+from clicksam.server.projects.label_ray import Labeller, LabelSettings, RayOptions, pool_size
 from clicksam.server.projects.repository import Repository
 from clicksam.server.projects.storage import BlobStore
 from clicksam.server.scale.cluster import ClusterInfo
@@ -134,3 +139,36 @@ def test_label_on_ray_equals_local_resumes_after_a_stop_and_reports_progress(
     left = IMAGES - len(done)
     assert "labelling shapes: 100%" in progress and f"{left}/{left}" in progress, progress[-500:]
     assert {iid: saved(repo, pid, iid) for iid in ids} == expected
+
+
+def test_pool_size_fits_the_cluster() -> None:
+    two_cpus = {"CPU": 2.0}
+    assert pool_size(RayOptions(), two_cpus) == 2
+    assert pool_size(RayOptions(actors=1), two_cpus) == 1
+    assert pool_size(RayOptions(cpus_per_actor=2), two_cpus) == 1
+    assert pool_size(RayOptions(gpus_per_actor=1), {"CPU": 16.0, "GPU": 4.0}) == 4
+    assert pool_size(RayOptions(gpus_per_actor=0.5, cpus_per_actor=4), {"CPU": 16.0, "GPU": 4.0}) == 4
+    with pytest.raises(
+        UsageError, match=r"--actors 3: the Ray cluster has 2 CPUs and 0 GPUs, room for 1 to 2"
+    ):
+        pool_size(RayOptions(actors=3), two_cpus)
+    with pytest.raises(UsageError, match="not enough for one actor with 1 CPUs and 1 GPUs per actor"):
+        pool_size(RayOptions(gpus_per_actor=1), two_cpus)
+
+
+def test_an_actor_with_another_checkpoint_reports_it_and_labels_nothing(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "sam.pt"
+    checkpoint.write_bytes(b"not the driver's file")
+    spec = ModelSpec("vit_test", checkpoint, "0" * 64, 0, demo=False, notice=None)
+    threads = torch.get_num_threads()
+    try:
+        labeller = Labeller(LabelSettings(spec, "thing", 0.0, 10**8, GeneratorOptions(2), torch_threads=1))
+    finally:
+        torch.set_num_threads(threads)  # an actor sets its own; this test runs the class in-process
+    out = labeller({"image_id": np.array([7]), "data": np.array([png(0)], dtype=object)})
+    assert list(out["annotations"]) == ["[]"]
+    assert f"the checkpoint {checkpoint} on Ray node" in out["error"][0]
+    assert (
+        f"is not the driver's (sha256 {'0' * 64}): put the same file at that path on every node"
+        in out["error"][0]
+    )
