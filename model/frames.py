@@ -168,7 +168,8 @@ def resize_to_square_torch(image: npt.NDArray[np.uint8], side: int) -> torch.Ten
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 image, got shape {image.shape} dtype {image.dtype}")
-    x = torch.from_numpy(np.ascontiguousarray(image).transpose(2, 0, 1)).contiguous().float().div(255)
+    # (3, H, W) copy: also takes read-only arrays (np.asarray of a PIL image)
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div(255)
     resized = torch.nn.functional.interpolate(
         x[None], size=(side, side), mode="bilinear", align_corners=False, antialias=True
     )
