@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DecodeInput } from './decoder';
 import type { Detection } from './detect_api';
-import { type DetectionProposal, boxCaption, decodeDetections, exemplarBox, parseQuery, sameBox, samBoxDecoder } from './detections';
+import { type DetectionProposal, boxCaption, categoryFor, decodeDetections, exemplarBox, parseQuery, sameBox, samBoxDecoder } from './detections';
 import { makeGeometry } from './frames';
 import { EMPTY, LABEL, addPoint, setBox } from './prompts';
 import type { DecodeReply } from './protocol';
@@ -35,6 +35,14 @@ describe('query text', () => {
 
   it('captions a box with its label and score', () => {
     expect(boxCaption({ label: 'dog', score: 0.4217 })).toBe('dog 0.42');
+  });
+});
+
+describe('category of a kept detection', () => {
+  it('is the label on the one-image page, the project category of that name, else the picked one', () => {
+    expect(categoryFor('red car', null, '')).toBe('red car');
+    expect(categoryFor('Dog', ['cat', 'dog'], 'cat')).toBe('dog');
+    expect(categoryFor('exemplar', ['cat', 'dog'], 'cat')).toBe('cat');
   });
 });
 

@@ -2,7 +2,8 @@
 // BROWSER, each as a SAM box prompt through the page's decoder worker, into proposals the person
 // keeps, discards or refines with clicks (proposals.ts draws and hit-tests them like pre-label
 // proposals). Also: the query text as the server's list of queries, the exemplar box of "More like
-// this" (the drawn box, else the current mask's bounding box), and how the boxes are labelled.
+// this" (the drawn box, else the current mask's bounding box), how the boxes are captioned, and the
+// category a kept detection goes in.
 
 import type { Box, Detection } from './detect_api';
 import type { DecoderPort, EditTarget } from './editor';
@@ -105,6 +106,16 @@ export async function decodeDetections(
     n++;
   }
   return n;
+}
+
+/**
+ * The category an object found as `label` is kept in: the label itself on the one-image page
+ * (`categories` null); in a project the project's category of that name (case-insensitive), else
+ * `current` (the picker's), since a project only stores its own categories.
+ */
+export function categoryFor(label: string, categories: readonly string[] | null, current: string): string {
+  if (categories === null) return label;
+  return categories.find((c) => c.toLowerCase() === label.toLowerCase()) ?? current;
 }
 
 /** Same box to within half a pixel on every side (a kept object's box prompt vs a detection's). */

@@ -7,6 +7,7 @@
 // then files go to the project instead of the one-image page.
 
 import './styles.css';
+import { categoryFor } from './detections';
 import { Find } from './find';
 import { bindKeys } from './keys';
 import { Page } from './page';
@@ -111,10 +112,7 @@ const find = new Find(
     error: el('error', HTMLElement),
   },
   params,
-  (label) => {
-    const categories = projects.categories;
-    return !projects.active || categories.includes(label) ? label : page.objects.category;
-  },
+  (label) => categoryFor(label, projects.active ? projects.categories : null, page.objects.category),
 );
 page.extend(find);
 
