@@ -14,22 +14,20 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from clicksam.export.errors import ExportError
 from clicksam.formats import ENCODER_FILE, ENCODER_MAX_ABS_ERR, SIDECAR_NAME, EncoderSidecar
-
-if TYPE_CHECKING:
-    from clicksam.model import Sam
+from clicksam.model.sam import Sam
+from clicksam.model.sam2 import Sam2
 
 logger = logging.getLogger(__name__)
 
 
 def export_encoder(
-    sam: Sam,
+    sam: Sam | Sam2,
     directory: Path,
     *,
     model: str,
@@ -54,8 +52,14 @@ def export_encoder(
 
     Raises:
         ExportError: the export failed, or ONNX Runtime differs from PyTorch by more than
-            ``ENCODER_MAX_ABS_ERR``.
+            ``ENCODER_MAX_ABS_ERR``; or ``sam`` is a SAM 2.1 model (its three-level Hiera encoder is
+            not exported: the server runs it on PyTorch).
     """
+    if not isinstance(sam, Sam):
+        raise ExportError(
+            f"the ONNX image encoder exists for SAM 1 / MobileSAM only, not {type(sam).__name__}: "
+            "run it on PyTorch (--encoder torch)"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / SIDECAR_NAME).unlink(missing_ok=True)
     path = directory / ENCODER_FILE
