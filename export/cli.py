@@ -2,6 +2,10 @@
 
 clicksam export --model vit_b --checkpoint sam_vit_b_01ec64.pth --out decoder/
 clicksam export --model vit_test --seed 0 --out /tmp/dec --variant browser
+clicksam export --model sam2.1_hiera_t --checkpoint sam2.1_hiera_tiny.pt --out decoder/
+
+A SAM 2.1 model gets its own graphs (``clicksam.export.sam2``); ``--quantize`` and ``--browser-weights``
+apply to SAM 1's browser variant only.
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ def register(subparsers: Any) -> None:
             "checked against PyTorch before the manifest is written."
         ),
     )
-    p.add_argument("--model", required=True, help="model preset: vit_b, vit_l, vit_h, vit_t, vit_test")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model preset: vit_b, vit_l, vit_h, vit_t, vit_test, sam2.1_hiera_t/s/b+/l, sam2_tiny",
+    )
     p.add_argument(
         "--checkpoint", type=Path, default=None, help="official checkpoint (.pth) to load strictly"
     )
