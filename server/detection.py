@@ -39,7 +39,7 @@ from clicksam.server.errors import EmbeddingNotFoundError, ServerError
 if TYPE_CHECKING:
     from clicksam.model.detection import Detector, ImageFeatures
     from clicksam.server.encoder import Encoder
-    from clicksam.server.service import EmbeddingResult, EmbeddingService
+    from clicksam.server.service import EmbeddingService
 
 logger = logging.getLogger(__name__)
 
@@ -255,19 +255,9 @@ class DetectionService:
         return {"model": self.detector.name, "text": True, "exemplars": True}
 
     def watch(self, service: EmbeddingService) -> None:
-        """Remember the pixels of every image ``service.embed`` decodes (uploads, project images).
-
-        Wraps the bound method on this service instance only: the embedding service stays unaware of
-        detection, and nothing is decoded twice.
-        """
-        embed = service.embed
-
-        async def embed_and_remember(data: bytes) -> EmbeddingResult:
-            result = await embed(data)
-            self.remember(result.meta.id, result.pixels)
-            return result
-
-        setattr(service, "embed", embed_and_remember)  # noqa: B010 (mypy refuses assigning a method)
+        """Remember the pixels of every image ``service.embed`` decodes (uploads, project images), so
+        nothing is decoded twice."""
+        service.image_observers.append(self.remember)
 
     def remember(self, image_id: str, pixels: np.ndarray) -> None:
         """Keep an image's (H, W, 3) uint8 RGB pixels (original frame) for its later detector queries."""

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,8 @@ class EmbeddingService:
         decode_threads: decodes that may run at once (each holds a full-size RGB copy of its image).
         encodes: images encoded (not counting cache hits or shared encodes).
         joined: requests that waited for another request's encode of the same image.
+        image_observers: called with (id, (H, W, 3) uint8 RGB pixels) for every decoded image, cached or
+            not (the text/exemplar detector keeps the pixels for its own, later, image side).
     """
 
     sam: Sam
@@ -88,6 +91,7 @@ class EmbeddingService:
     decode_threads: int = 2
     encodes: int = field(default=0, init=False)
     joined: int = field(default=0, init=False)
+    image_observers: list[Callable[[str, np.ndarray], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._decode_limiter = anyio.CapacityLimiter(self.decode_threads)
@@ -116,6 +120,8 @@ class EmbeddingService:
         decoded, key = await anyio.to_thread.run_sync(
             self._decode_and_hash, data, limiter=self._decode_limiter
         )
+        for observe in self.image_observers:
+            observe(key, decoded.pixels)
         entry = self.cache.get(key)
         if entry is not None:
             logger.info("cache hit %s (%s %s)", key[:12], decoded.format, decoded.source_mode)
