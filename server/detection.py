@@ -307,20 +307,28 @@ class DetectionService:
             features = await self._image_flight.run(image_id, lambda: self._image_side(image_id))
         image_ms = (time.perf_counter() - start) * 1000.0
         start = time.perf_counter()
-        queries = [await self._exemplar(image_id, box) for box in boxes]
-        labels = [EXEMPLAR_LABEL] * len(queries)
-        if texts:
-            queries.append(await self._text_queries(texts))
-            labels += texts
-        stacked = torch.cat([q.reshape(-1, q.shape[-1]) for q in queries])
+        exemplar_queries = [await self._exemplar(image_id, box) for box in boxes]
+        labels = [EXEMPLAR_LABEL] * len(exemplar_queries) + texts
+        known = {t: self._texts[t] for t in texts if t in self._texts}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
 
-        def score() -> Any:
-            found = self.detector.detect(features, stacked, labels, threshold)
-            return postprocess(
+        def embed_and_score() -> tuple[Any, torch.Tensor | None]:
+            # one trip off the event loop per query: the text tower for new strings, then the scoring
+            new = self.detector.text_embeddings(missing) if missing else None
+            vectors = dict(known)
+            if new is not None:
+                vectors.update(zip(missing, new, strict=True))
+            parts = [q.reshape(-1, q.shape[-1]) for q in exemplar_queries]
+            if texts:
+                parts.append(torch.stack([vectors[t] for t in texts]))
+            found = self.detector.detect(features, torch.cat(parts), labels, threshold)
+            kept = postprocess(
                 found, threshold=threshold, iou_threshold=NMS_IOU, max_detections=max_detections
             )
+            return kept, new
 
-        kept = await anyio.to_thread.run_sync(score, limiter=self._query_limiter)
+        kept, new = await anyio.to_thread.run_sync(embed_and_score, limiter=self._query_limiter)
+        self._remember_texts(texts, missing, new)
         query_ms = (time.perf_counter() - start) * 1000.0
         detections = [
             Detection(label, (float(b[0]), float(b[1]), float(b[2]), float(b[3])), float(s))
@@ -364,20 +372,16 @@ class DetectionService:
 
         return await self._exemplar_flight.run(key, compute)
 
-    async def _text_queries(self, texts: list[str]) -> torch.Tensor:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._texts))
-        if missing:
-            vectors = await anyio.to_thread.run_sync(
-                self.detector.text_embeddings, missing, limiter=self._query_limiter
-            )
+    def _remember_texts(self, texts: list[str], missing: list[str], new: torch.Tensor | None) -> None:
+        """Cache the new strings' embeddings (LRU by string, ``TEXT_CACHE_ENTRIES``)."""
+        if new is not None:
             self.text_runs += len(missing)
-            for text, vector in zip(missing, vectors, strict=True):
+            for text, vector in zip(missing, new, strict=True):
                 self._texts[text] = vector
-                while len(self._texts) > TEXT_CACHE_ENTRIES:
-                    self._texts.popitem(last=False)
         for text in texts:
             self._texts.move_to_end(text)
-        return torch.stack([self._texts[t] for t in texts])
+        while len(self._texts) > TEXT_CACHE_ENTRIES:
+            self._texts.popitem(last=False)
 
 
 def resolve_text_model(text_model: str | None) -> tuple[Path | None, str, str | None]:
