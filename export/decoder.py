@@ -241,6 +241,11 @@ def _export_sam2(
     if unknown:
         choices = ", ".join(DEFAULT_SAM2_VARIANTS)
         raise ExportError(f"SAM 2.1 has no decoder variant {', '.join(unknown)}; choose from {choices}")
+    if "browser" in variants and variants["browser"] != DEFAULT_CONFIGS["browser"]:
+        raise ExportError(
+            "SAM 2.1's browser variant has one form (float16 weights): --quantize and --browser-weights "
+            "apply to SAM 1 only"
+        )
     chosen = {name: DEFAULT_SAM2_VARIANTS[name] for name in variants}
     if "official" in variants and variants["official"].graph.single_mask:
         chosen["official"] = replace(chosen["official"], single_mask=True)
