@@ -35,6 +35,7 @@ __all__ = [
     "calculate_stability_score",
     "coco_encode_rle",
     "connected_components",
+    "fill_small_regions",
     "generate_crop_boxes",
     "is_box_near_crop_edge",
     "mask_to_rle",
@@ -486,3 +487,32 @@ def remove_small_regions(mask: BoolArray, area_thresh: float, mode: str) -> tupl
         if not fill.any():
             fill[int(np.argmax(region_sizes)) + 1] = True
     return fill[labels], True
+
+
+def fill_small_regions(
+    logits: torch.Tensor, threshold: float, max_hole_area: float, max_sprinkle_area: float, fill: float
+) -> torch.Tensor:
+    """SAM 2's clean-up of mask logits: small holes become foreground, small sprinkles background.
+
+    Holes are 8-connected regions of ``logits <= threshold`` with at most ``max_hole_area`` pixels (image
+    borders do not matter); they get ``threshold + fill``. Sprinkles are 8-connected regions of
+    ``logits > threshold`` of the *input* with at most ``max_sprinkle_area`` pixels; they get
+    ``threshold - fill`` (applied after the holes). An area of 0 disables that half.
+
+    Args:
+        logits: (K, h, w) mask logits (SAM 2 applies it in the 256x256 low-res frame).
+
+    Returns:
+        (K, h, w) new logits.
+    """
+    out = logits.clone()
+    for i, mask in enumerate(logits.cpu().numpy()):
+        if max_hole_area > 0:
+            labels, sizes = connected_components(mask <= threshold)
+            hole = (labels > 0) & (sizes[labels] <= max_hole_area)
+            out[i][torch.from_numpy(hole).to(out.device)] = threshold + fill
+        if max_sprinkle_area > 0:
+            labels, sizes = connected_components(mask > threshold)
+            sprinkle = (labels > 0) & (sizes[labels] <= max_sprinkle_area)
+            out[i][torch.from_numpy(sprinkle).to(out.device)] = threshold - fill
+    return out

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import KW_ONLY, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field, fields
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import numpy as np
@@ -73,6 +73,7 @@ __all__ = [
     "MaskGeneratorBase",
     "SamAutomaticMaskGenerator",
     "iou_filter",
+    "mask_generator",
 ]
 
 logger = logging.getLogger(__name__)
@@ -369,6 +370,15 @@ class MaskGeneratorBase(ABC, Generic[ModelT, FeaturesT]):
         """Raise :class:`EverythingError` when cached whole-image features have the wrong form."""
 
     @abstractmethod
+    def features_from_tensors(self, tensors: Mapping[str, torch.Tensor]) -> FeaturesT:
+        """The family's whole-image features from named tensors (as the server caches them: the
+        decoder's per-image input names), for :meth:`generate`'s ``image_embedding``.
+
+        Raises:
+            EverythingError: the names or shapes do not fit the model.
+        """
+
+    @abstractmethod
     def _threshold(self) -> float:
         """The logit above which a pixel is in a mask."""
 
@@ -618,6 +628,13 @@ class SamAutomaticMaskGenerator(MaskGeneratorBase[Sam, torch.Tensor]):
     def _threshold(self) -> float:
         return float(self.sam.mask_threshold)
 
+    def features_from_tensors(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if len(tensors) != 1:
+            raise EverythingError(f"SAM 1 takes one image embedding, got tensors {sorted(tensors)}")
+        (embedding,) = tensors.values()
+        self._check_features(embedding)
+        return embedding
+
     def _crop_decoder(self, crop: npt.NDArray[np.uint8], features: torch.Tensor | None) -> CropDecoder:
         if features is None:
             self.predictor.set_image(crop)
@@ -652,3 +669,33 @@ class SamAutomaticMaskGenerator(MaskGeneratorBase[Sam, torch.Tensor]):
                 data["rles"][i] = amg.mask_to_rle(stacked[i : i + 1])[0]
                 data["boxes"][i] = boxes[i]
         return _select(data, keep)
+
+
+def mask_generator(model: nn.Module, **options: Any) -> MaskGeneratorBase[Any, Any]:
+    """The automatic mask generator of ``model``'s family, with that family's official defaults.
+
+    Args:
+        model: a SAM 1 / MobileSAM :class:`~clicksam.model.sam.Sam` or a SAM 2.1
+            :class:`~clicksam.model.sam2.Sam2`.
+        options: generator options (keyword arguments of the family's generator).
+
+    Raises:
+        EverythingError: an unknown model type or bad options.
+    """
+    from .sam2 import Sam2
+    from .sam2_automatic import SAM2AutomaticMaskGenerator
+
+    family: type[MaskGeneratorBase[Any, Any]]
+    if isinstance(model, Sam):
+        family = SamAutomaticMaskGenerator
+    elif isinstance(model, Sam2):
+        family = SAM2AutomaticMaskGenerator
+    else:
+        raise EverythingError(f"no automatic mask generator for a {type(model).__name__}")
+    known = {f.name for f in fields(family) if f.init and f.kw_only}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise EverythingError(
+            f"{family.__name__} has no option {', '.join(unknown)}; it takes {', '.join(sorted(known))}"
+        )
+    return family(model, **options)  # type: ignore[arg-type]  # the family fits the model, checked above

@@ -5,6 +5,11 @@ PNG output: ``DIR/<image stem>/mask_000.png`` ... (8-bit, 255 inside the mask), 
 with ``images``, ``annotations`` (compressed RLE ``segmentation``, ``area``, ``bbox`` XYWH, ``score`` =
 predicted IoU, plus SAM's ``predicted_iou``, ``stability_score``, ``point_coords`` and ``crop_box``) and a
 single category ``object``.
+
+Works with either family (``--model vit_b`` ... or ``--model sam2.1_hiera_t`` ...): the generator is the
+model's (:func:`clicksam.model.automatic.mask_generator`) with that family's official defaults; an option
+left out keeps the default (``--pred-iou-thresh``: 0.88 for SAM 1, 0.8 for SAM 2.1). ``--use-m2m`` and
+``--single-mask`` are SAM 2.1's options.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("crop_n_points_downscale_factor", int, "points per side shrink by this factor per crop layer"),
     ("min_mask_region_area", int, "fill holes / remove islands smaller than this many pixels"),
 )
+#: SAM 2.1's switches: (flag, option name, value when given, help)
+_SAM2_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
+    ("--use-m2m", "use_m2m", True, "SAM 2.1: refine every mask once with its own logits as mask input"),
+    ("--single-mask", "multimask_output", False, "SAM 2.1: one (dynamically chosen) mask per point, not 3"),
+)
 
 
 def register(subparsers: Any) -> None:
@@ -48,7 +58,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
     p.add_argument("--format", choices=("png", "coco", "both"), default="both", help="what to write")
     p.add_argument(
-        "--model", default="vit_b", metavar="NAME", help="vit_b, vit_l, vit_h, vit_t (default vit_b)"
+        "--model",
+        default="vit_b",
+        metavar="NAME",
+        help="vit_b, vit_l, vit_h, vit_t, sam2.1_hiera_t/s/b+/l (default vit_b)",
     )
     p.add_argument(
         "--checkpoint",
@@ -67,6 +80,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, typ, help_text in _OPTIONS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_text)
+    for flag, name, value, help_text in _SAM2_FLAGS:
+        p.add_argument(flag, dest=name, action="store_const", const=value, default=None, help=help_text)
     p.set_defaults(func=run)
 
 
@@ -127,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from clicksam.model import build_sam, weights
-    from clicksam.model.automatic import SamAutomaticMaskGenerator
+    from clicksam.model.automatic import mask_generator
 
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
@@ -146,9 +161,10 @@ def run(args: argparse.Namespace) -> int:
                 f"no checkpoint for {args.model}: run 'clicksam weights download {args.model}', pass "
                 "--checkpoint PATH, or --random-weights SEED to try the pipeline"
             )
-    options = {name: getattr(args, name) for name, _, _ in _OPTIONS if getattr(args, name) is not None}
+    names = [name for name, _, _ in _OPTIONS] + [name for _, name, _, _ in _SAM2_FLAGS]
+    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     sam = build_sam(args.model, checkpoint, seed=args.random_weights).eval()
-    generator = SamAutomaticMaskGenerator(sam, output_mode="uncompressed_rle", **options)
+    generator = mask_generator(sam, output_mode="uncompressed_rle", **options)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

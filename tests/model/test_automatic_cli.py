@@ -90,3 +90,19 @@ def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no official checkpoint" in capsys.readouterr().err
     assert main(["everything", str(good), "--out", str(out), *FAST, "--pred-iou-thresh", "2"]) == 2
     assert "pred_iou_thresh must lie in [0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sam2_model_and_its_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--model sam2_tiny`` runs SAM 2.1's generator (here with m2m and one mask a point); SAM 2.1's
+    switches on a SAM 1 model are refused, naming the option."""
+    img = tmp_path / "x.png"
+    _write_image(img, 24, 32, 4)
+    out = tmp_path / "o"
+    sam2 = ["--model", "sam2_tiny", *FAST[2:], "--points-per-side", "2", "--use-m2m", "--single-mask"]
+    assert main(["everything", str(img), "--out", str(out), "--format", "coco", *sam2]) == 0
+    coco = json.loads((out / "everything.json").read_text())
+    assert coco["info"]["description"] == "clicksam everything (sam2_tiny)"
+    assert 0 < len(coco["annotations"]) <= 4  # one mask a point at most
+    assert main(["everything", str(img), "--out", str(out), *FAST, "--use-m2m"]) == 2
+    assert "SamAutomaticMaskGenerator has no option use_m2m" in capsys.readouterr().err
