@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         job = label_ray.LabelSettings(
             spec, category, args.min_score, settings.max_pixels, generator,
             torch_threads=max(1, int(args.cpus_per_actor)),
+            device="cuda" if args.gpus_per_actor > 0 else "cpu",
         )  # fmt: skip
         results = label_ray.label_images(repo, pid, todo, job, options)
     else:

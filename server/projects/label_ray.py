@@ -71,6 +71,8 @@ class LabelSettings:
     max_pixels: int
     generator: GeneratorOptions
     torch_threads: int
+    #: "cuda" when the actors hold GPUs (``--gpus-per-actor`` > 0): the model runs on the actor's GPU
+    device: str = "cpu"
 
 
 def pool_size(options: RayOptions, cluster: dict[str, float]) -> int:
@@ -125,7 +127,13 @@ class Labeller:
                     f"{spec.checkpoint_sha256}): put the same file at that path on every node"
                 )
                 return
-            model = load_model(spec)
+            if settings.device == "cuda" and not torch.cuda.is_available():
+                self.problem = (
+                    f"Ray node {_node()} has no CUDA device for torch {torch.__version__}: install a CUDA "
+                    "build of torch on the GPU nodes, or run without --gpus-per-actor"
+                )
+                return
+            model = load_model(spec).to(settings.device)
         except (OSError, ClickSamError) as exc:
             self.problem = f"Ray node {_node()} could not load the model {spec.name}: {exc}"
             return

@@ -172,3 +172,21 @@ def test_an_actor_with_another_checkpoint_reports_it_and_labels_nothing(tmp_path
         f"is not the driver's (sha256 {'0' * 64}): put the same file at that path on every node"
         in out["error"][0]
     )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a node without CUDA")
+def test_an_actor_asked_for_a_gpu_without_cuda_says_so() -> None:
+    spec = ModelSpec("vit_test", None, None, 0, demo=True, notice=None)
+    threads = torch.get_num_threads()
+    try:
+        settings = LabelSettings(
+            spec, "thing", 0.0, 10**8, GeneratorOptions(2), torch_threads=1, device="cuda"
+        )
+        labeller = Labeller(settings)
+    finally:
+        torch.set_num_threads(threads)
+    out = labeller({"image_id": np.array([7]), "data": np.array([png(0)], dtype=object)})
+    assert "has no CUDA device for torch" in out["error"][0]
+    assert (
+        "install a CUDA build of torch on the GPU nodes, or run without --gpus-per-actor" in out["error"][0]
+    )
