@@ -264,3 +264,16 @@ def test_full_replica_queues_are_a_503_with_retry_after(ray_cluster: ClusterInfo
         assert set(outcomes) <= {0.0, "busy 7.0"}
     finally:
         serve.delete("clicksam-backpressure")
+
+
+def test_the_weights_fingerprint_covers_every_tensor_and_buffer() -> None:
+    import torch
+
+    from clicksam.server.scale.serving import weights_fingerprint
+
+    norm = torch.nn.BatchNorm2d(3)  # a 0-dim int64 buffer (num_batches_tracked) among float tensors
+    before = weights_fingerprint(norm)
+    assert before == weights_fingerprint(norm) and len(before) == 64
+    with torch.no_grad():
+        norm.running_var[1] += 1e-6  # a buffer, not a parameter
+    assert weights_fingerprint(norm) != before
