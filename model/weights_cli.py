@@ -72,7 +72,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from clicksam.model import weights
 
     print(f"cache: {weights.weights_dir()}")
-    print(f"{'name':<15}  {'file':<24}  {'size':>10}  status")
+    print(f"{'name':<15}  {'file':<25}  {'size':>10}  status")
     unpinned = False
     for name in weights.WEIGHTS:
         info = weights.get_info(name)
@@ -92,7 +92,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             unpinned = True
             status = f"[no pinned sha256] {status}"
         size = "unknown" if info.bytes is None else _human(info.bytes)
-        print(f"{info.name:<15}  {info.file:<24}  {size:>10}  {status}")
+        print(f"{info.name:<15}  {info.file:<25}  {size:>10}  {status}")
     _list_hf()
     if unpinned:
         print(
