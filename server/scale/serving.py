@@ -24,6 +24,9 @@ What carries over from the single-process server, and how:
   after loading; each replica (and each ingress) loads the model itself, re-hashes the checkpoint file it
   found and refuses to start unless both equal the driver's. ``/readyz`` reports the identity and how
   many encoder replicas run, and is 503 while none does.
+- **The encoder backend** follows ``--encoder`` as in the single-process server: a replica runs the
+  verified ONNX Runtime export ``clicksam serve`` made for the model when there is one on its node
+  (unbatched, CPU), else PyTorch; the ingress never encodes.
 - **Dynamic batching** (``@serve.batch``) is there (``batch_size`` > 1) but off by default: on CPU the
   encoder already uses every core for one image, so a batch only adds waiting (bench/README.md,
   "bench_ray"); on a GPU it pays.
@@ -39,6 +42,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
 
     from clicksam.model import Sam
     from clicksam.server.cache import EmbeddingCache
+    from clicksam.server.encoder import OnnxImageEncoder
     from clicksam.server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -177,10 +182,19 @@ class ImageEncoderReplica:
         threads: torch intra-op threads (its CPUs).
         batch_size: > 1 batches concurrent requests (``@serve.batch``) up to this many images.
         batch_wait_s: how long a batch waits to fill.
+        onnx_dir: folder of a verified ONNX Runtime export of the encoder to run instead of PyTorch, as the
+            single-process server does (``--encoder``); used when it checks out on this node and
+            unbatched, else PyTorch.
     """
 
     def __init__(
-        self, spec: ModelSpec, expected: ModelIdentity, threads: int, batch_size: int, batch_wait_s: float
+        self,
+        spec: ModelSpec,
+        expected: ModelIdentity,
+        threads: int,
+        batch_size: int,
+        batch_wait_s: float,
+        onnx_dir: Path | None = None,
     ) -> None:
         bind_serve_replica_grpc_to_loopback()
         torch.set_num_threads(threads)
@@ -190,6 +204,11 @@ class ImageEncoderReplica:
         self.image_encoder = sam.image_encoder.to(self.device)
         self.threads = threads
         self.batch_size = batch_size
+        self.onnx_encoder: OnnxImageEncoder | None = None
+        if onnx_dir is not None and batch_size == 1 and self.device.type == "cpu":
+            from clicksam.server.onnx_encoder import load_onnx_encoder
+
+            self.onnx_encoder = load_onnx_encoder(onnx_dir, spec, threads=threads)
         if batch_size > 1:
             batched: Any = self._encode_batch  # serve.batch's wrapper, typed as the plain method
             batched.set_max_batch_size(batch_size)
@@ -201,6 +220,8 @@ class ImageEncoderReplica:
         del sam
 
     def _forward(self, x: np.ndarray) -> Any:
+        if self.onnx_encoder is not None:
+            return self.onnx_encoder(x)  # (1, 3, S, S) -> (1, 256, 64, 64) float32
         with torch.inference_mode():
             out = self.image_encoder(torch.from_numpy(x).to(self.device))  # (B, 3, S, S) -> per-image tensors
         return _to_numpy(out)
@@ -511,7 +532,14 @@ def build_application(settings: Settings, spec: ModelSpec, expected: ModelIdenti
         # async HTTP work: many requests at once; the encoder's queue is where backpressure happens
         max_ongoing_requests=256,
     )(Ingress)
-    encoder_app = encoder.bind(spec, expected, options.threads(), options.batch_size, options.batch_wait_s)
+    onnx_dir = None
+    if settings.encoder != "torch":  # the export clicksam serve made (or found) for this model, if any
+        from clicksam.server.onnx_encoder import encoder_dir
+
+        onnx_dir = encoder_dir(settings.cache_dir, spec)
+    encoder_app = encoder.bind(
+        spec, expected, options.threads(), options.batch_size, options.batch_wait_s, onnx_dir
+    )
     return ingress.bind(settings, spec, expected, options, encoder_app)
 
 

@@ -277,3 +277,23 @@ def test_the_weights_fingerprint_covers_every_tensor_and_buffer() -> None:
     with torch.no_grad():
         norm.running_var[1] += 1e-6  # a buffer, not a parameter
     assert weights_fingerprint(norm) != before
+
+
+def test_an_encoder_replica_runs_the_models_image_encoder(ray_cluster: ClusterInfo, spec: ModelSpec) -> None:
+    import asyncio
+
+    import torch
+
+    from clicksam.server.loading import load_model
+    from clicksam.server.scale.serving import ImageEncoderReplica, model_identity
+
+    sam = load_model(spec)
+    # the class itself, in this process; no ONNX export in that folder: PyTorch, exactly
+    replica = ImageEncoderReplica(spec, model_identity(spec, sam), 1, 1, 0.0, Path("/nonexistent"))
+    assert replica.onnx_encoder is None
+    x = np.random.default_rng(0).standard_normal((1, 3, sam.image_size, sam.image_size)).astype(np.float32)
+    got = asyncio.run(replica.encode(x))
+    torch.set_num_threads(1)
+    with torch.inference_mode():
+        expected = sam.image_encoder(torch.from_numpy(x)).numpy()
+    assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
