@@ -55,6 +55,8 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 #: label of detections found by exemplar boxes
 EXEMPLAR_LABEL = "exemplar"
+#: detections narrower or lower than this many original pixels are dropped by ``postprocess``
+MIN_BOX_SIDE = 1.0
 
 
 class DetectorError(Exception):
@@ -213,10 +215,12 @@ def postprocess(
 ) -> Detections:
     """Score threshold, greedy NMS within each label, at most ``max_detections``, sorted by score.
 
-    ``iou_threshold`` >= 1 turns NMS off.
+    Boxes under ``MIN_BOX_SIDE`` pixels wide or high (boxes that clipping to the image flattened: the
+    patch predicted an object mostly outside it) are dropped. ``iou_threshold`` >= 1 turns NMS off.
     """
+    sides = detections.boxes[:, 2:] - detections.boxes[:, :2]
     order = np.argsort(-detections.scores, kind="stable")
-    order = order[detections.scores[order] > threshold]
+    order = order[(detections.scores[order] > threshold) & (sides[order].min(axis=1) >= MIN_BOX_SIDE)]
     kept: list[int] = []
     kept_by_label: dict[str, list[int]] = {}
     for i in order:
@@ -287,6 +291,22 @@ class Owlv2Detector:
                 )
         params = sum(p.numel() for p in self.model.parameters())
         logger.info("OWLv2 %s: %.1fM parameters, input %d px", self.name, params / 1e6, self.input_size)
+
+    @classmethod
+    def from_parts(cls, model: Any, tokenizer: Any, *, name: str) -> Owlv2Detector:
+        """A detector over an already built ``Owlv2ForObjectDetection`` and tokenizer (benchmarks:
+        the real base configuration with random weights, without writing 620 MB to disk)."""
+        detector = cls.__new__(cls)
+        detector.folder = Path()
+        detector.name = name
+        detector.model = model.eval()
+        detector.tokenizer = tokenizer
+        vision = model.config.vision_config
+        detector.input_size = int(vision.image_size)
+        detector.patch_size = int(vision.patch_size)
+        detector.max_text_tokens = int(model.config.text_config.max_position_embeddings)
+        detector.mean, detector.std = CLIP_MEAN, CLIP_STD
+        return detector
 
     def _pixel_values(self, pixels: npt.NDArray[np.uint8]) -> torch.Tensor:
         x = preprocess_owlv2(pixels, self.input_size, self.mean, self.std)

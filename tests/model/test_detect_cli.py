@@ -31,7 +31,7 @@ def _image(path: Path, height: int, width: int) -> Path:
 
 @pytest.mark.slow
 def test_detect_writes_coco_with_labels_as_categories_and_pngs(tmp_path: Path, tiny_folder: Path) -> None:
-    image = _image(tmp_path / "street.png", 48, 80)
+    image = _image(tmp_path / "street.png", 60, 100)
     out = tmp_path / "out"
     argv = ["detect", str(image), "--text", "dog, red car", "--exemplar", "5,5,30,40", "--out", str(out)]
     assert (
@@ -40,22 +40,22 @@ def test_detect_writes_coco_with_labels_as_categories_and_pngs(tmp_path: Path, t
     )
     coco = json.loads((out / "detect.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["dog", "red car", "exemplar"]
-    assert coco["images"] == [{"id": 1, "file_name": "street.png", "height": 48, "width": 80}]
+    assert coco["images"] == [{"id": 1, "file_name": "street.png", "height": 60, "width": 100}]
     annotations = coco["annotations"]
     assert 1 <= len(annotations) <= 5
     scores = [a["score"] for a in annotations]
     assert scores == sorted(scores, reverse=True)
     for a in annotations:
-        assert a["segmentation"]["size"] == [48, 80] and isinstance(a["segmentation"]["counts"], str)
+        assert a["segmentation"]["size"] == [60, 100] and isinstance(a["segmentation"]["counts"], str)
         x0, y0, x1, y1 = a["detection_box"]
-        assert 0 <= x0 <= x1 <= 80 and 0 <= y0 <= y1 <= 48
+        assert 0 <= x0 <= x1 <= 100 and 0 <= y0 <= y1 <= 60
     with (out / "street" / "masks.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(annotations)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     assert [r["label"] for r in rows] == [names[a["category_id"]] for a in annotations]
     mask = np.array(Image.open(out / "street" / rows[0]["file"]))
-    assert mask.shape == (48, 80) and int((mask == 255).sum()) == annotations[0]["area"]
+    assert mask.shape == (60, 100) and int((mask == 255).sum()) == annotations[0]["area"]
 
 
 def test_detect_refuses_bad_input(tmp_path: Path, tiny_folder: Path) -> None:

@@ -165,3 +165,9 @@ def test_postprocess_nms_per_label_threshold_and_cap() -> None:
     assert postprocess(dets, threshold=0.1, iou_threshold=0.5, max_detections=2).labels == ["dog", "cat"]
     assert len(postprocess(dets, threshold=0.1, iou_threshold=1.0, max_detections=10)) == 4
     assert len(postprocess(dets, threshold=0.95, iou_threshold=0.5, max_detections=10)) == 0
+    flat = Detections(
+        boxes=np.asarray([[0, 5, 10, 5.5], [0, 0, 10, 10]], dtype=np.float32),
+        scores=np.asarray([0.9, 0.8], dtype=np.float32),
+        labels=["dog", "cat"],
+    )
+    assert postprocess(flat, threshold=0.1, iou_threshold=0.5, max_detections=10).labels == ["cat"]
