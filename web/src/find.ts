@@ -144,7 +144,9 @@ export class Find implements PageExtension {
       if (!alive()) return;
       this.pending = [];
       this.render();
-      this.bar.status(n ? `${n} found (${res.model}): keep, discard, or click one to refine it.` : `Nothing found (${res.model}); try other words or a lower threshold.`);
+      const found = res.detections.length;
+      const empty = found > n ? ` (${found - n} of the ${found} boxes gave SAM an empty mask: left out)` : '';
+      this.bar.status(n ? `${n} found by ${res.model}${empty}: keep, discard, or click one to refine it.` : `Nothing found by ${res.model}${empty}; try other words or a lower threshold.`);
     } catch (e) {
       if (seq === this.seq) {
         this.pending = [];
