@@ -1,12 +1,15 @@
 // End-to-end scenarios against a running `clicksam serve` (started by tests/e2e/test_page.py).
-// Usage: node scenarios.mjs --url URL --images DIR --out DIR
+// Usage: node scenarios.mjs --url URL --images DIR --out DIR [--steps click,candidates,...]
 // Drives the page in headless Chromium and writes DIR/results.json with what it saw (states,
 // exported files, error texts, screenshots); the pytest side asserts on it and on the files.
+// --steps runs only the named scenarios (in their usual order; 'start' always runs), e.g. for a
+// second model whose encodes are slow.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { clientPoint, errorText, launch, parseArgs, state, waitState } from './browser.mjs';
 
 const o = parseArgs(process.argv.slice(2), ['url', 'images', 'out']);
+const only = o.steps ? new Set(['start', ...o.steps.split(',')]) : null;
 mkdirSync(o.out, { recursive: true });
 const results = { steps: [] };
 const logs = [];
@@ -17,6 +20,7 @@ const shot = async (name) => {
   return file;
 };
 const step = async (name, fn) => {
+  if (only && !only.has(name)) return;
   const t0 = Date.now();
   try {
     const r = await fn();
@@ -191,7 +195,7 @@ try {
 
 // Touch: a phone-sized touch screen; tap = foreground, the toggle makes taps background, a long
 // press is background too, a drag is a box.
-if (results.ok) {
+if (results.ok && (!only || only.has('touch'))) {
   const t = await launch({ touch: true, viewport: { width: 390, height: 800 }, log: (s) => logs.push(s) });
   try {
     const tp = t.page;
