@@ -16,9 +16,16 @@ only makes the one-off embedding cheaper.
 masks of the block image, so the mask-by-mask comparison (each official mask's best IoU among ours)
 covers more than the one or two masks random weights keep.
 
+``--model sam2.1_hiera_t`` (or ``_s``, ``_b+``, ``_l``) times SAM 2.1's generator against the official
+``SAM2AutomaticMaskGenerator`` (``sam2==1.1.0``, a referee only) on the same three precomputed feature
+levels (the official predictor's ``set_image`` installs them), with the weights of
+tests/model/test_sam2_automatic.py: every tensor perturbed, the hypernetworks' last layers scaled by -100
+and the IoU head's bias raised by 2, so that masks pass the official defaults.
+
 Usage:
     .venv/bin/python bench/bench_everything.py [--model vit_b] [--points-per-side 32] [--threads 1]
     .venv/bin/python bench/bench_everything.py --model demo --points-per-side 16
+    .venv/bin/python bench/bench_everything.py --model sam2.1_hiera_t --points-per-side 16
 
 Prints one line per setting: seconds for ours and official, their ratio, peak RSS increase during each
 run (sampled every 5 ms from /proc/self/statm), and the number of masks each returned.
@@ -108,6 +115,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     sys.path.insert(0, str(ROOT / "tests"))
+    if args.model.startswith("sam2"):
+        return _sam2(args)
     # the referee's stand-ins and the weights tests/model/test_automatic.py uses
     from referee_stubs import install_torchvision_stub, reference_sam, sharpened_state
 
@@ -162,6 +171,66 @@ def main() -> int:
         ref_gen = official_amg.SamAutomaticMaskGenerator(official, **opts)
         with torch.no_grad():
             t_ours, m_ours, ours = _timed(partial(ours_gen.generate, image, image_embedding=embedding))
+            t_ref, m_ref, ref = _timed(partial(ref_gen.generate, image))
+        print(
+            f"{name}: ours {t_ours:.1f}s (peak +{m_ours:.0f} MiB, {len(ours)} masks; {ours_gen.stats}) | "
+            f"official {t_ref:.1f}s (peak +{m_ref:.0f} MiB, {len(ref)} masks) | speedup x{t_ref / t_ours:.2f}"
+        )
+        print(f"  masks: {_match_masks(ours, ref)}")
+        sys.stdout.flush()
+    return 0
+
+
+def _sam2(args: argparse.Namespace) -> int:
+    """The SAM 2.1 row: ours and the official generator on the same features (see the docstring)."""
+    from referee_stubs import (
+        SAM2_OFFICIAL_CONFIGS,
+        install_sam2_torchvision_stub,
+        perturbed_state,
+        reference_sam2,
+    )
+
+    install_sam2_torchvision_stub()
+    from sam2 import automatic_mask_generator as official_amg
+
+    from clicksam.model import build_sam
+    from clicksam.model.build import is_video_only_key
+    from clicksam.model.sam2_automatic import SAM2AutomaticMaskGenerator
+
+    official = reference_sam2(SAM2_OFFICIAL_CONFIGS[args.model])
+    state = perturbed_state(official, seed=3)
+    for key in state:
+        if key.startswith("sam_mask_decoder.output_hypernetworks_mlps") and ".layers.2." in key:
+            state[key] = state[key] * -100.0
+    state["sam_mask_decoder.iou_prediction_head.layers.2.bias"] += 2.0
+    official.load_state_dict(state, strict=True)
+    model = build_sam(args.model, seed=0).eval()
+    model.load_state_dict({k: v for k, v in state.items() if not is_video_only_key(k)}, strict=True)
+
+    image = _image(args.height, args.width)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        features = model.encode_image(model.preprocess(image))
+    encode_s = time.perf_counter() - t0
+    print(
+        f"model={args.model} image={args.width}x{args.height} points={args.points_per_side}^2 "
+        f"threads={args.threads} encoder (once, excluded) {encode_s:.1f}s"
+    )
+
+    def official_set_image(self: Any, img: np.ndarray) -> None:
+        # the features computed above, installed as the official predictor's state
+        self.reset_predictor()
+        self._orig_hw = [img.shape[:2]]
+        self._features = {"image_embed": features.image_embed, "high_res_feats": features.high_res_feats}
+        self._is_image_set = True
+
+    official_amg.SAM2ImagePredictor.set_image = official_set_image
+    for name, opts in [("defaults", {}), ("use_m2m", {"use_m2m": True})]:
+        opts = {"points_per_side": args.points_per_side, **opts}
+        ours_gen = SAM2AutomaticMaskGenerator(model, **opts)
+        ref_gen = official_amg.SAM2AutomaticMaskGenerator(official, **opts)
+        with torch.no_grad():
+            t_ours, m_ours, ours = _timed(partial(ours_gen.generate, image, image_embedding=features))
             t_ref, m_ref, ref = _timed(partial(ref_gen.generate, image))
         print(
             f"{name}: ours {t_ours:.1f}s (peak +{m_ours:.0f} MiB, {len(ours)} masks; {ours_gen.stats}) | "

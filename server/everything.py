@@ -1,5 +1,9 @@
 """Segment-everything as a service: SAM's automatic mask generator on the served model.
 
+The generator is the served model's family's (``clicksam.model.automatic.mask_generator``: SAM 1's or SAM
+2.1's, with that family's official defaults where a request leaves an option out), and it starts from the
+cached per-image tensors, whatever their number (one for SAM 1, three for SAM 2.1).
+
 ``EverythingService`` is built in the app's ``lifespan`` beside the embedding service it uses. A request's
 upload goes through ``EmbeddingService.embed`` first (same decoding, limits, content id, cache and bounded
 encoder queue as ``POST /api/embeddings``), so an image the page already uploaded is not encoded again,
@@ -36,10 +40,11 @@ RESULT_CACHE_ENTRIES = 16
 
 @dataclass(frozen=True)
 class EverythingOptions:
-    """The generator options a client may set (SAM's defaults); hashable, so part of the result key."""
+    """The generator options a client may set (SAM's defaults; ``None``: the model family's official
+    default, 0.88 for SAM 1, 0.8 for SAM 2.1); hashable, so part of the result key."""
 
     points_per_side: int = 32
-    pred_iou_thresh: float = 0.88
+    pred_iou_thresh: float | None = None
     stability_score_thresh: float = 0.95
     box_nms_thresh: float = 0.7
     crop_n_layers: int = 0
@@ -102,15 +107,15 @@ class EverythingService:
                     f"segment-everything is busy ({self.pending} runs in progress); retry later",
                     retry_after=self.mean_seconds * self.pending,
                 )
-            embedding = np.frombuffer(embedded.entry.float32, dtype="<f4").reshape(embedded.meta.shape)
-            task = asyncio.create_task(self._run(key, embedded.pixels, embedding.copy()))
+            tensors = {name: a.copy() for name, a in embedded.entry.arrays("float32").items()}
+            task = asyncio.create_task(self._run(key, embedded.pixels, tensors))
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         # shield: a client that leaves does not cancel a run others may be waiting for
         return await asyncio.shield(task)
 
     async def _run(
-        self, key: tuple[str, EverythingOptions], pixels: np.ndarray, embedding: np.ndarray
+        self, key: tuple[str, EverythingOptions], pixels: np.ndarray, tensors: dict[str, np.ndarray]
     ) -> EverythingResult:
         image_id, options = key
         self.pending += 1
@@ -119,13 +124,15 @@ class EverythingService:
             def job() -> list[dict[str, Any]]:
                 import torch
 
-                from clicksam.model import SamAutomaticMaskGenerator
+                from clicksam.model.automatic import mask_generator
 
-                generator = SamAutomaticMaskGenerator(
-                    self.embeddings.sam, output_mode="coco_rle", **asdict(options)
+                chosen = {k: v for k, v in asdict(options).items() if v is not None}
+                generator = mask_generator(self.embeddings.sam, output_mode="coco_rle", **chosen)
+                features = generator.features_from_tensors(
+                    {name: torch.from_numpy(a) for name, a in tensors.items()}
                 )
                 with torch.no_grad():
-                    return generator.generate(pixels, image_embedding=torch.from_numpy(embedding))
+                    return generator.generate(pixels, image_embedding=features)
 
             start = time.perf_counter()
             records = await anyio.to_thread.run_sync(job, limiter=self._limiter)

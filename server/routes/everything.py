@@ -26,7 +26,10 @@ async def segment_everything(
     settings: SettingsDep,
     image: Annotated[UploadFile, File(description="the image file")],
     points_per_side: Annotated[int, Form(ge=1, le=64, description="grid points per side")] = 32,
-    pred_iou_thresh: Annotated[float, Form(ge=0.0, le=1.0)] = 0.88,
+    pred_iou_thresh: Annotated[
+        float | None,
+        Form(ge=0.0, le=1.0, description="default: the model's official value (SAM 1 0.88, SAM 2.1 0.8)"),
+    ] = None,
     stability_score_thresh: Annotated[float, Form(ge=0.0, le=1.0)] = 0.95,
     box_nms_thresh: Annotated[float, Form(ge=0.0, le=1.0)] = 0.7,
     crop_n_layers: Annotated[int, Form(ge=0, le=2, description="extra crop layers (slow)")] = 0,
