@@ -7,7 +7,7 @@ mask decoded in the browser for each, keeps one from the list, refines another w
 it, exports COCO, runs "More like this" on a drawn box, looks at a phone-sized screen, and opens the
 server without a detector (Find hidden, the server's hint shown). The tests check what the page saw
 against the server's own answer, the exported file and the Python model. Screenshots land in
-artifacts/e2e/find-*.png.
+artifacts/e2e/find-*.png. ``CLICKSAM_E2E_MODEL=sam2_tiny`` runs it on SAM 2.1's tiny preset.
 """
 
 from __future__ import annotations
@@ -179,6 +179,10 @@ def test_a_kept_detection_mask_is_the_python_models_box_prompt_mask(
     run: dict[str, Any], reference_predictor: Any
 ) -> None:
     """The detection decoded in the browser (box prompt, single-mask output) is the PyTorch model's mask."""
+    if E2E_MODEL.startswith("sam2"):
+        pytest.skip(
+            "SAM 1's page masks are checked against PyTorch here; SAM 2.1's box masks in tests/export"
+        )
     _, masks = coco(run)
     with Image.open(Path(run["_images"]) / "scene.png") as im:
         reference_predictor.set_image(np.asarray(im.convert("RGB")))
