@@ -2,8 +2,7 @@
 
 Configurations, each serving the same model with the same images:
 
-- ``local``: ``create_app`` under a real uvicorn in this process, the encoder on all cores (run first and
-  again last, to see how much the machine's load drifted during the run);
+- ``local``: ``create_app`` under a real uvicorn in this process, the encoder on all cores;
 - ``ray 1x2``: one encoder replica with 2 CPUs (2 torch threads);
 - ``ray 2x1``: two encoder replicas with 1 CPU each (the same 2 cores, split);
 - ``ray 1x2 batch 4``: one replica, ``@serve.batch`` up to 4 images (does batching pay on CPU?).
@@ -12,7 +11,8 @@ For each: ``--images`` distinct images uploaded by ``--clients`` concurrent clie
 per minute, every encode a miss), then the latency of the cached path, which the Ray path lengthens by a
 hop through Serve's proxy and the ingress replica: ``POST`` of an already-encoded image (decode, hash,
 cache hit) and ``GET`` of its float16 tensor, p50 over ``--repeats`` x images sequential requests.
-Ratios are against the mean of the two ``local`` runs. Usage::
+Each Ray configuration runs between two ``local`` runs and its ratio is against their mean (the
+machine's load drifts). Usage::
 
     .venv/bin/python bench/bench_ray.py                    # vit_t with random weights (real encoder cost)
     .venv/bin/python bench/bench_ray.py --model vit_test   # quick
@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -140,7 +139,6 @@ def main() -> None:
             results[name] = measure(url, batch[2:], batch[:2], args.clients, args.repeats)
         print(name, results[name], flush=True)
 
-    run_local("local (before)", 0)
     start = time.perf_counter()
     info = start_or_join(None, num_cpus=2)
     print(f"Ray up in {time.perf_counter() - start:.1f} s", flush=True)
@@ -149,7 +147,10 @@ def main() -> None:
         ("ray 2x1", {"replicas": 2, "cpus_per_replica": 1}),
         ("ray 1x2 batch 4", {"replicas": 1, "cpus_per_replica": 2, "batch_size": 4}),
     ]
+    # the machine's load drifts: every Ray configuration is measured between two local runs, and
+    # compared with their mean (the Ray cluster stays up, idle, during the local runs)
     try:
+        run_local("local 0", 0)
         for i, (name, update) in enumerate(configs, start=1):
             settings = base.model_copy(update={"engine": "ray", "torch_threads": 1, **update})
             start = time.perf_counter()
@@ -160,21 +161,28 @@ def main() -> None:
             results[name] = measure(url, batch[2:], batch[:2], args.clients, args.repeats)
             print(name, results[name], flush=True)
             undeploy()
+            run_local(f"local {i}", 100 * i + 50)
     finally:
         shutdown(info)
-    run_local("local (after)", 999)
 
-    ref: Callable[[str], float] = lambda key: statistics.mean(  # noqa: E731
-        [results["local (before)"][key], results["local (after)"][key]]
-    )
     print(f"\nmodel {args.model} (random weights), {args.images} images x {args.clients} clients")
-    print("| config | images/min | vs local | cached POST p50 ms | cached GET p50 ms |")
+    print("| config | images/min | vs local around it | cached POST p50 ms | cached GET p50 ms |")
     print("|---|---|---|---|---|")
-    for name, r in results.items():
+    for i, (name, _) in enumerate([("local 0", {}), *configs]):
+        r = results[name]
+        if name.startswith("local"):
+            ratio = "-"
+        else:
+            around = [results[f"local {i - 1}"]["images_per_min"], results[f"local {i}"]["images_per_min"]]
+            ratio = f"{r['images_per_min'] / statistics.mean(around):.2f}x"
         print(
-            f"| {name} | {r['images_per_min']:.1f} | {r['images_per_min'] / ref('images_per_min'):.2f}x | "
+            f"| {name} | {r['images_per_min']:.1f} | {ratio} | "
             f"{r['cached_post_p50_ms']:.1f} | {r['cached_get_p50_ms']:.1f} |"
         )
+    for i in range(1, len(configs) + 1):
+        r = results[f"local {i}"]
+        row = f"{r['images_per_min']:.1f} | - | {r['cached_post_p50_ms']:.1f} | {r['cached_get_p50_ms']:.1f}"
+        print(f"| local {i} | {row} |")
 
 
 if __name__ == "__main__":
