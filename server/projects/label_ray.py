@@ -225,7 +225,8 @@ def label_images(
                 _reader(str(repo.store.root.resolve())),
                 batch_size=None,
                 num_cpus=0,  # reading a file: no CPU reserved, so the actors can have all of them
-                concurrency=1,  # ... and then one task at a time, or Ray starts a worker process per block
+                # ... and then one task at a time, or Ray starts a worker process per block
+                compute=ray_data.TaskPoolStrategy(size=1),
                 label_selector={"ray.io/node-id": driver_node},
             )
             .map_batches(
