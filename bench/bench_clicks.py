@@ -10,6 +10,7 @@ there, so hover previews run where a person's would.
     .venv/bin/python bench/bench_clicks.py                          # 3 runs x 20 clicks, demo model
     .venv/bin/python bench/bench_clicks.py --runs 5 --cache-dir /tmp/cs-cache --json /tmp/clicks.json
     .venv/bin/python bench/bench_clicks.py --web-dir /tmp/before-dist --web-dir web/dist  # interleaved
+    .venv/bin/python bench/bench_clicks.py --model vit_test --model sam2_tiny --runs 4  # SAM 2.1 vs SAM 1
 
 Reads the page's own entries: ``clicksam:click-to-mask`` (input event -> mask painted) and
 ``clicksam:decode`` (the worker's session.run of the decode that produced that mask). Prints, for
@@ -20,6 +21,13 @@ shows the hover preview decoded before it (click-to-mask shorter than that decod
 the p50 of click-to-mask - own decode over the other clicks, split into input -> decode start,
 decode end -> paint start and the paint. With several pages (--web-dir or --url repeated) the runs
 alternate between them, so the shared box's load drifts hit all alike; the load average is printed.
+
+With several ``--model`` (one server each, the same page and the same images) it also prints each
+model's p50 click-to-mask over clicks 1-5 and 15-20 against the first model's (issue 18's goal: SAM 2.1
+at most 1.3x SAM 1), and the bytes of one image's embedding on the wire (float16). ``vit_test`` and
+``sam2_tiny`` have the real decoders' shapes (256-channel prompt encoder and mask decoder, 64x64
+embedding; SAM 2.1's two high-resolution levels), so their per-click cost is that of every size of
+their family; only the server's encoder is tiny.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import json
 import os
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,9 +118,32 @@ def report(label: str, runs: list[dict[str, Any]]) -> dict[str, float]:
     return s
 
 
+def embedding_bytes(url: str, image: Path) -> int:
+    """Bytes of the float16 body of ``image``'s embedding on the server at ``url`` (cached by the runs)."""
+    boundary = "bench-clicks"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{image.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + image.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    request = urllib.request.Request(url + "api/embeddings", data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=600) as r:
+        meta = json.loads(r.read())
+    with urllib.request.urlopen(url + meta["url"].lstrip("/"), timeout=60) as r:
+        return len(r.read())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="demo", help="model preset of the servers this script starts")
+    ap.add_argument(
+        "--model",
+        action="append",
+        help="model preset of the servers this script starts (default demo; repeat)",
+    )
     ap.add_argument(
         "--web-dir", type=Path, action="append", help="a built page to serve (repeat: runs alternate)"
     )
@@ -130,10 +162,12 @@ def main() -> int:
         try:
             for url in a.url or []:
                 pages[url] = url
-            for web in a.web_dir or ([] if a.url else [WEB / "dist"]):
-                proc, url = start_server(a.model, a.cache_dir or tmp / "cache", web)
-                procs.append(proc)
-                pages[str(web)] = url
+            models = a.model or ["demo"]
+            for model in models:
+                for web in a.web_dir or ([] if a.url else [WEB / "dist"]):
+                    proc, url = start_server(model, a.cache_dir or tmp / "cache", web)
+                    procs.append(proc)
+                    pages[f"{model} {web}" if len(models) > 1 else str(web)] = url
             load0 = os.getloadavg()
             runs: dict[str, list[dict[str, Any]]] = {label: [] for label in pages}
             for run in range(a.runs):  # pages alternate, so load drifts hit all of them alike
@@ -146,14 +180,24 @@ def main() -> int:
                     cmd += ["--out", str(out)]
                     subprocess.run(cmd, cwd=WEB, check=True, stdout=subprocess.DEVNULL, timeout=1800)
                     runs[label].append(json.loads(out.read_text()))
+            wire = {label: embedding_bytes(url, tmp / "scene0.jpg") for label, url in pages.items()}
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
         load1 = os.getloadavg()
-    print(f"{a.runs} runs x {a.clicks} clicks per page, 1024x768, model {a.model}")
+    print(f"{a.runs} runs x {a.clicks} clicks per page, 1024x768, model {', '.join(a.model or ['demo'])}")
     print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} (2 cores, shared)")
     summaries = {label: report(label, r) for label, r in runs.items()}
+    first = next(iter(summaries))
+    for label, s in summaries.items():
+        ratio = s["measured_click_to_mask_p50"] / summaries[first]["measured_click_to_mask_p50"]
+        decode = s["measured_decode_p50"] / summaries[first]["measured_decode_p50"]
+        print(
+            f"{label}: click-to-mask p50 {s['measured_click_to_mask_p50']:.1f} ms = {ratio:.2f}x {first}'s, "
+            f"decode p50 {decode:.2f}x; embedding on the wire {wire[label]:,} bytes"
+        )
+        s |= {"ratio_to_first": ratio, "decode_ratio_to_first": decode, "embedding_bytes": float(wire[label])}
     if a.json:
         a.json.write_text(
             json.dumps({"summary": summaries, "runs": runs, "load": [load0[0], load1[0]]}, indent=1)
