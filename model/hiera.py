@@ -256,15 +256,37 @@ class Hiera(nn.Module):
             )
             embed_dim = dim_out
         self.channel_list = list(config.channel_list)
+        # (key, table) of the last position embedding computed without autograd; see _get_pos_embed
+        self._pos_cache: tuple[tuple[object, ...], torch.Tensor] | None = None
 
     def _get_pos_embed(self, hw: tuple[int, int]) -> torch.Tensor:
-        """(1, h, w, C): the background embedding resized (bicubic) to the grid + the tiled window one."""
+        """(1, h, w, C): the background embedding resized (bicubic) to the grid + the tiled window one.
+
+        Without autograd the result is kept for the next call with the same grid and the same weights
+        (the key holds both parameters' version counters and storages, so loading or editing the
+        weights computes it anew: never a stale table).
+        """
         h, w = hw
+        cacheable = not (torch.is_grad_enabled() and self.pos_embed.requires_grad)
+        key = (
+            h,
+            w,
+            self.pos_embed.device,
+            self.pos_embed.dtype,
+            self.pos_embed._version,
+            self.pos_embed_window._version,
+            self.pos_embed.data_ptr(),
+            self.pos_embed_window.data_ptr(),
+        )
+        if cacheable and self._pos_cache is not None and self._pos_cache[0] == key:
+            return self._pos_cache[1]
         pos_embed = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
         window = self.pos_embed_window
         reps = [a // b for a, b in zip(pos_embed.shape, window.shape, strict=True)]
-        pos_embed = pos_embed + window.tile(reps)
-        return pos_embed.permute(0, 2, 3, 1)
+        pos_embed = (pos_embed + window.tile(reps)).permute(0, 2, 3, 1)
+        if cacheable and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+            self._pos_cache = (key, pos_embed.detach())
+        return pos_embed
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, S, S) -> one (B, C_i, H_i, W_i) map per stage, highest resolution first."""
