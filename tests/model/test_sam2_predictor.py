@@ -95,6 +95,7 @@ def test_batched_prompts_equal_one_by_one(predictor: Sam2Predictor) -> None:
         np.testing.assert_allclose(scores[i], score, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_image_batch_pil_and_bgr_equal_single_rgb(
     sam2_tiny: Sam2, image: np.ndarray, predictor: Sam2Predictor
 ) -> None:
