@@ -151,8 +151,8 @@ def _to_numpy(value: Any) -> Any:
 
 
 def _to_torch(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
+    if isinstance(value, np.ndarray):  # Ray hands over read-only arrays from its object store
+        return torch.from_numpy(value if value.flags.writeable else value.copy())
     if isinstance(value, dict):
         return {k: _to_torch(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

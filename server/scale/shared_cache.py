@@ -103,7 +103,13 @@ def connect_redis(url: str) -> Any:
         import redis
     except ModuleNotFoundError as exc:
         raise ClickSamError("the shared embedding cache needs redis-py: pip install 'clicksam[ray]'") from exc
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # one quick retry: a Redis that is down must cost a request milliseconds, not a backoff schedule
+    client = redis.Redis.from_url(
+        url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1)
+    )
     try:
         client.ping()
     except redis.RedisError as exc:

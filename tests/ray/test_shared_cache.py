@@ -59,8 +59,11 @@ def test_a_garbled_or_unreachable_redis_is_a_miss_not_an_error() -> None:
     client.delete(SharedEmbeddingCache.key(key))
 
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    nobody = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # nothing listens on port 1
+    # nothing listens on port 1; no retries, so the test does not wait out redis-py's backoff
+    nobody = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     offline = SharedEmbeddingCache(1 << 20, nobody)
     offline.put(key, entry)  # kept in memory, the failed write counted
     assert offline.shared_errors == 1 and offline.get(key) is entry
