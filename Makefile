@@ -33,9 +33,11 @@ $(VENV)/.stamp-install: $(VENV)/.stamp-torch pyproject.toml
 
 # sam2==1.1.0 is the SAM 2.1 parity referee (tests only). Its sdist's setup imports torch and lists
 # torchvision, which has no CPU build here: built against the installed torch without its deps (its
-# runtime deps hydra-core and iopath are in the dev extra), so pip never touches torch
+# runtime deps hydra-core and iopath are in the dev extra), so pip never touches torch; without build
+# isolation the venv itself needs setuptools (Python >= 3.12 venvs come without it)
 $(VENV)/.stamp-dev: $(VENV)/.stamp-install
 	$(PIP) install -e ".[dev]"
+	$(PIP) install "setuptools>=69"
 	SAM2_BUILD_CUDA=0 $(PIP) install --no-deps --no-build-isolation "sam2==1.1.0"
 	touch $@
 
