@@ -19,6 +19,7 @@ import pytest
 import torch
 from sam2_parity_helpers import SMALL, SMALL_OVERRIDES, make_pair
 
+from clicksam.model import amg
 from clicksam.model.build import is_video_only_key
 from clicksam.model.sam2 import Sam2
 from clicksam.model.sam2_automatic import SAM2AutomaticMaskGenerator
@@ -115,3 +116,38 @@ def test_matches_official_generator(
         ref = _official_generator(official, **options).generate(image)
     assert len(ref) >= min_masks, "the referee kept too few masks: NMS would not be shown to keep several"
     _compare(ours, ref)
+
+
+def test_low_res_clean_up_matches_the_official_postprocessing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``min_mask_region_area``: :func:`amg.fill_small_regions` + the resize equal the official
+    ``SAM2Transforms.postprocess_masks`` with ``max_hole_area = max_sprinkle_area``. The official code
+    needs its CUDA extension for the connected components; it gets scipy's 8-connected labelling."""
+    from referee_stubs import install_sam2_torchvision_stub
+    from scipy import ndimage
+
+    install_sam2_torchvision_stub()
+    import sam2.utils.misc
+    from sam2.utils.transforms import SAM2Transforms
+
+    def components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = np.zeros(mask.shape, dtype=np.int32)
+        areas = np.zeros(mask.shape, dtype=np.int32)
+        for i, m in enumerate(mask[:, 0].numpy().astype(bool)):
+            lab, _ = ndimage.label(m, structure=np.ones((3, 3)))
+            sizes = np.bincount(lab.ravel())
+            labels[i, 0], areas[i, 0] = lab, np.where(lab > 0, sizes[lab], 0)
+        return torch.from_numpy(labels), torch.from_numpy(areas)
+
+    monkeypatch.setattr(sam2.utils.misc, "get_connected_components", components)
+    gen = torch.Generator().manual_seed(0)
+    # blobs and specks: smoothed noise plus single-pixel spikes of both signs
+    logits = torch.nn.functional.avg_pool2d(torch.randn(3, 1, 64, 64, generator=gen), 5, 1, 2)[:, 0] * 8
+    spikes = torch.rand(3, 64, 64, generator=gen)
+    logits = torch.where(spikes > 0.995, 5.0, torch.where(spikes < 0.005, -5.0, logits))
+    for area in (1, 6, 40):
+        official = SAM2Transforms(1024, 0.0, max_hole_area=area, max_sprinkle_area=area)
+        expected = official.postprocess_masks(logits[None], (50, 70))[0]
+        ours = amg.fill_small_regions(logits, 0.0, area, area, 10.0)
+        assert not torch.equal(ours, logits), "nothing was cleaned up: the case proves little"
+        got = torch.nn.functional.interpolate(ours[:, None], (50, 70), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(got[:, 0], expected, atol=1e-5, rtol=0)
