@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -580,11 +581,18 @@ def undeploy() -> None:
     serve.delete(APP_NAME)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(settings: Settings, spec: ModelSpec, sam: Sam | None = None) -> int:
     """``clicksam serve --engine ray``: start or join Ray, deploy, serve until interrupted, stop."""
     from clicksam.server.scale.cluster import is_loopback, reported_addresses, shutdown, start_or_join
 
     info = start_or_join(settings.ray_address)
+    # a container stop (SIGTERM) shuts Serve and Ray down as Ctrl-C does; set after ray.init, whose
+    # own handler would otherwise just abort the process
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         deploy(settings, spec, sam)
         if settings.ray_address is None:
