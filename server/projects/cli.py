@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
     ray.add_argument(
         "--ray-address",
         default=None,
-        help="cluster to join (default: RAY_ADDRESS, else a local Ray on 127.0.0.1)",
+        help="cluster to join, HOST:PORT (default: start a local Ray on 127.0.0.1 only)",
     )
     ray.add_argument(
         "--actors", type=int, default=None, help="actor pool size (default: what the cluster holds)"
