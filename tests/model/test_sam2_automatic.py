@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from sam2_parity_helpers import SMALL, SMALL_OVERRIDES, make_pair
+from sam2_parity_helpers import SMALL, SMALL_OVERRIDES, make_pair, require_referee
 
 from clicksam.model import amg
 from clicksam.model.build import is_video_only_key
@@ -122,6 +122,7 @@ def test_low_res_clean_up_matches_the_official_postprocessing(monkeypatch: pytes
     """``min_mask_region_area``: :func:`amg.fill_small_regions` + the resize equal the official
     ``SAM2Transforms.postprocess_masks`` with ``max_hole_area = max_sprinkle_area``. The official code
     needs its CUDA extension for the connected components; it gets scipy's 8-connected labelling."""
+    require_referee()
     from referee_stubs import install_sam2_torchvision_stub
     from scipy import ndimage
 
