@@ -132,18 +132,27 @@ class MatmulUpscaler(nn.Module):
         x = torch.addmm(self.stage1_bias(), image[0], self.stage1_weight())  # one Gemm with its bias
         return self.finish(x.unsqueeze(0), hyper, h, w)
 
-    def finish(self, x: Tensor, hyper: Tensor, h: int, w: int) -> Tensor:
-        """(1, h*w, 4*C1) first-stage outputs (with bias), hyper (1, M, C/8) -> masks (1, M, 4h, 4w)."""
+    def finish(
+        self, x: Tensor, hyper: Tensor, h: int, w: int, skips: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """(1, h*w, 4*C1) first-stage outputs (with bias), hyper (1, M, C/8) -> masks (1, M, 4h, 4w).
+
+        ``skips`` (SAM 2.1): what is added before the first LayerNorm, (1, 4*h*w, C1) in rows
+        (i, j, dy1, dx1), and what replaces the second stage's bias, (1, 16*h*w, C2) in rows
+        (i, j, dy1, dx1, dy2, dx2) (the high-resolution features in these layouts, the second with
+        the bias added: :func:`clicksam.export.sam2.high_res_skips`).
+        """
         up = self.up
         conv1, conv2 = cast(nn.ConvTranspose2d, up[0]), cast(nn.ConvTranspose2d, up[3])
         norm, act1, act2 = cast(LayerNorm2d, up[1]), up[2], up[4]
         c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]
         w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.weight.shape[0], 4 * c2)  # columns (dy2, dx2, c2)
         x = x.reshape(1, h * w * 4, c1)  # rows (i, j, dy1, dx1)
+        if skips is not None:
+            x = x + skips[0]
         x = act1(F.layer_norm(x, (c1,), norm.weight, norm.bias, float(norm.eps)))
-        x = act2(
-            (x @ w2).reshape(1, h * w * 16, c2) + cast(Tensor, conv2.bias)
-        )  # rows (i, j, dy1, dx1, dy2, dx2)
+        bias2 = cast(Tensor, conv2.bias) if skips is None else skips[1]
+        x = act2((x @ w2).reshape(1, h * w * 16, c2) + bias2)  # rows (i, j, dy1, dx1, dy2, dx2)
         n = self.num_masks
         # mask-major product (x is read transposed by the GEMM, never copied): (1, M, h*w*16)
         masks = hyper @ x.transpose(1, 2)

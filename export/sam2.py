@@ -21,6 +21,12 @@ Two graph forms over a :class:`clicksam.model.sam2.Sam2` (read through its offic
   answer chosen by SAM 2's dynamic rule *in the graph* (the single-mask token where its stability
   score >= 0.98, else the best-scoring candidate), channels 1-3 the three candidates; the page
   upsamples the 256x256 logits straight to the original size (manifest ``resize``: ``stretch``).
+  The page's variant is split as SAM 1's (``precompute_image``): ``decoder_browser_prep.onnx``
+  (:class:`Sam2PrepGraph`) runs once per image on the three wire tensors and returns the prompt-free
+  projections of the two-way transformer (:func:`~clicksam.model.two_way_forms.prepare_image`), the
+  upscaler's first-stage product and the high-resolution features in the upscaler's row layouts;
+  ``decoder_browser.onnx`` (:class:`Sam2ClickGraph`) takes those instead of the three tensors
+  (manifest ``prep``). Exact in real arithmetic.
 
 Only the decoder's own arithmetic is used (:meth:`Sam2MaskDecoder.predict_all_masks`,
 :meth:`Sam2MaskDecoder.dynamic_multimask_via_stability_select`); the prompts are embedded here by
@@ -34,7 +40,8 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -42,15 +49,32 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clicksam.export.errors import ExportError, ExportVerificationError
+from clicksam.export.graph import GraphOptions, MatmulUpscaler, PrecomputedDecoderGraph, prep_output_names
 from clicksam.export.passes import compress_weights
-from clicksam.export.trace import DEFAULT_OPSET
-from clicksam.formats import Manifest, MaskTokens, TensorSpec, VariantEntry
+from clicksam.export.trace import DEFAULT_OPSET, prep_file
+from clicksam.formats import Manifest, MaskTokens, PrepEntry, TensorSpec, VariantEntry
+from clicksam.model.sam import Sam
 from clicksam.model.sam2 import Sam2, Sam2ImageFeatures
+from clicksam.model.two_way_forms import (
+    PrecomputedImage,
+    PreparedImage,
+    factored_product,
+    prepare_image,
+    run_two_way,
+)
 from clicksam.model.weights import sha256_file
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAM2_IMAGE_INPUTS", "Sam2DecoderGraph", "Sam2Options", "export_sam2_decoder"]
+__all__ = [
+    "SAM2_IMAGE_INPUTS",
+    "Sam2ClickGraph",
+    "Sam2DecoderGraph",
+    "Sam2Options",
+    "Sam2PrepGraph",
+    "export_sam2_decoder",
+    "high_res_skips",
+]
 
 #: the per-image inputs in wire order (the order of :class:`Sam2ImageFeatures`)
 SAM2_IMAGE_INPUTS = ("image_embed", "high_res_feats_0", "high_res_feats_1")
@@ -69,11 +93,15 @@ class Sam2Options:
         outputs: ``"official"`` or ``"low_res"`` (see the module docstring).
         single_mask: official only: one dynamically selected mask instead of the three candidates.
         weights_float16: store the large weights as float16 (restored to float32 in the graph).
+        precompute_image: low_res only: split into a per-image graph (:class:`Sam2PrepGraph`, run
+            once per image on the three wire tensors) and a click graph (:class:`Sam2ClickGraph`)
+            that takes its outputs, as SAM 1's browser variant. Exact in real arithmetic.
     """
 
     outputs: str = "official"
     single_mask: bool = False
     weights_float16: bool = False
+    precompute_image: bool = False
 
     @property
     def features_float16(self) -> bool:
@@ -83,8 +111,19 @@ class Sam2Options:
 
 DEFAULT_SAM2_VARIANTS: dict[str, Sam2Options] = {
     "official": Sam2Options("official"),
-    "browser": Sam2Options("low_res", weights_float16=True),
+    "browser": Sam2Options("low_res", weights_float16=True, precompute_image=True),
 }
+
+
+def pad_points(coords: Tensor, labels: Tensor, *, always: bool) -> tuple[Tensor, Tensor]:
+    """Append SAM 2's padding point to (B, N, 2) coords and (B, N) labels: ``always`` (official), or
+    only when a box is there (the page's prompts already end in one otherwise)."""
+    batch = coords[:, :1, :1] * 0.0  # (B, 1, 1) zeros, batch taken from the input
+    pad_xy, pad_label = (batch.expand(-1, -1, 2)), batch[..., 0] - 1.0  # (B, 1, 2), (B, 1)
+    if not always:
+        has_box = ((labels == 2) | (labels == 3)).any().to(torch.int64)  # 0-d: 0 or 1 points
+        pad_xy, pad_label = pad_xy[:, :has_box], pad_label[:, :has_box]
+    return torch.cat([coords, pad_xy], dim=1), torch.cat([labels, pad_label], dim=1)
 
 
 class Sam2DecoderGraph(nn.Module):
@@ -109,14 +148,7 @@ class Sam2DecoderGraph(nn.Module):
         return emb
 
     def _pad(self, coords: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Append SAM 2's padding point: always (official), or only when a box is there (the page's
-        prompts already end in one otherwise)."""
-        batch = coords[:, :1, :1] * 0.0  # (B, 1, 1) zeros, batch taken from the input
-        pad_xy, pad_label = (batch.expand(-1, -1, 2)), batch[..., 0] - 1.0  # (B, 1, 2), (B, 1)
-        if self.options.outputs == "low_res":
-            has_box = ((labels == 2) | (labels == 3)).any().to(torch.int64)  # 0-d: 0 or 1 points
-            pad_xy, pad_label = pad_xy[:, :has_box], pad_label[:, :has_box]
-        return torch.cat([coords, pad_xy], dim=1), torch.cat([labels, pad_label], dim=1)
+        return pad_points(coords, labels, always=self.options.outputs != "low_res")
 
     def _dense(self, mask_input: Tensor, has_mask_input: Tensor) -> Tensor:
         """(B, 1, 256, 256) logits, (B,) 0/1 -> (B, C, 64, 64) dense prompt embedding."""
@@ -162,6 +194,133 @@ class Sam2DecoderGraph(nn.Module):
         # tensor sizes on purpose: the tracer records them as graph values, so (H, W) stays dynamic
         full = F.interpolate(masks, size=(hw[0], hw[1]), mode="bilinear", align_corners=False)  # type: ignore[arg-type]
         return full, iou, torch.clamp(masks, -LOGIT_CLAMP, LOGIT_CLAMP)
+
+
+# ---- the page's graph split into a per-image and a click part ------------------------------------
+
+#: names of the two extra per-image outputs of :class:`Sam2PrepGraph` (after SAM 1's prep outputs)
+SKIP_NAMES = ("high_res_skip_1", "high_res_skip_0")
+
+
+def high_res_skips(
+    upscaler: MatmulUpscaler, hr0: Tensor, hr1: Tensor, h: int, w: int
+) -> tuple[Tensor, Tensor]:
+    """SAM 2.1's high-resolution features in the sub-pixel row layouts of :meth:`MatmulUpscaler.finish`.
+
+    Args:
+        hr0: (1, C2, 4h, 4w) ``high_res_feats_0`` (added after the second transposed convolution).
+        hr1: (1, C1, 2h, 2w) ``high_res_feats_1`` (added after the first one).
+
+    Returns:
+        (1, 4*h*w, C1) rows (i, j, dy1, dx1) = hr1 at pixel (2i + dy1, 2j + dx1); (1, 16*h*w, C2)
+        rows (i, j, dy1, dx1, dy2, dx2) = hr0 at (4i + 2dy1 + dy2, 4j + 2dx1 + dx2) plus the second
+        convolution's bias.
+    """
+    conv1, conv2 = cast(nn.ConvTranspose2d, upscaler.up[0]), cast(nn.ConvTranspose2d, upscaler.up[3])
+    c1, c2 = int(conv1.weight.shape[1]), int(conv2.weight.shape[1])
+    skip1 = hr1.reshape(c1, h, 2, w, 2).permute(1, 3, 2, 4, 0).reshape(1, 4 * h * w, c1)
+    skip0 = hr0.reshape(c2, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0).reshape(1, 16 * h * w, c2)
+    return skip1, skip0 + cast(Tensor, conv2.bias)
+
+
+class Sam2ClickGraph(PrecomputedDecoderGraph):
+    """The click part of SAM 2.1's page graph when :class:`Sam2PrepGraph` ran once per image.
+
+    SAM 1's factored click decoder (:class:`~clicksam.export.graph.PrecomputedDecoderGraph`: the
+    image tokens stay factored through the two-way transformer, the upscaler's first stage reads
+    the prepared ``upscale_base``) with SAM 2.1's differences: the object-score token before the
+    IoU token, the high-resolution features added in the upscaler (prepared as
+    :func:`high_res_skips`), SAM 2's padding rule and dynamic single-mask choice in channel 0.
+
+    Inputs: :attr:`prep_names` (SAM 1's prep outputs + :data:`SKIP_NAMES`), then ``point_coords``
+    (1, N, 2), ``point_labels`` (1, N), ``mask_input`` (1, 1, 256, 256), ``has_mask_input`` (1,).
+    Outputs as the ``low_res`` :class:`Sam2DecoderGraph`: (1, 4, 256, 256) logits, (1, 4) IoU.
+    """
+
+    def __init__(self, sam: Sam2) -> None:
+        # SAM 1's graph reads prompt_encoder / mask_decoder / image_size: the same modules in SAM 2.1
+        view = SimpleNamespace(
+            prompt_encoder=sam.sam_prompt_encoder,
+            mask_decoder=sam.sam_mask_decoder,
+            image_size=sam.image_size,
+        )
+        options = GraphOptions(
+            outputs="low_res",
+            pe_in_graph=True,
+            fold_attention=True,
+            matmul_upscaling=True,
+            token_major_dense=True,
+            precompute_image=True,
+        )
+        super().__init__(cast(Sam, view), options)
+        self.sam2_decoder = sam.sam_mask_decoder
+        self.prep_names = [*prep_output_names(self.depth), *SKIP_NAMES]
+
+    def _prompt_tokens(self, sparse: Tensor) -> Tensor:
+        """(1, N, C) sparse prompt -> (1, 2 + 4 + N, C): object-score, IoU and mask tokens, prompt."""
+        md = self.sam2_decoder
+        out_tokens = torch.cat([md.obj_score_token.weight, md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        return torch.cat([out_tokens.unsqueeze(0), sparse], dim=1)
+
+    def _token_outputs(self, hs: Tensor) -> tuple[Tensor, Tensor]:
+        """Transformer tokens (1, T, C) -> hypernetwork outputs (1, M, C/8), IoU predictions (1, M)."""
+        md = self.sam2_decoder
+        n_masks = int(md.num_mask_tokens)
+        mask_out = hs[:, 2 : 2 + n_masks, :]
+        hyper = torch.stack(
+            [mlp(mask_out[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
+        )
+        return hyper, md.iou_prediction_head(hs[:, 1, :])
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        """Inputs in the order of ``prep_names`` + point_coords, point_labels, mask_input, has_mask_input."""
+        n = len(self.prep_names)
+        if len(inputs) != n + 4:
+            raise TypeError(f"expected {n + 4} inputs ({', '.join(self.prep_names)} and the prompt)")
+        point_coords, point_labels, mask_input, has_mask_input = inputs[n:]
+        prep = PreparedImage.from_flat(inputs[: n - 2], self.depth)
+        skips = (inputs[n - 2], inputs[n - 1])
+        coords, labels = pad_points(point_coords, point_labels, always=False)
+        lhs, rhs = self._dense_factors(mask_input, has_mask_input)
+        tokens = self._prompt_tokens(self._embed_points(coords, labels))
+        image_pe = self._dense_pe().flatten(2).transpose(1, 2)  # (1, h*w, C)
+        hs, image = run_two_way(
+            self.transformer, tokens, PrecomputedImage(prep, lhs, rhs, image_pe), self.precomputed
+        )
+        hyper, iou = self._token_outputs(hs)
+        x = factored_product(image, self.upscaler.stage1_weight(), self.upscaler.stage1_bias())
+        h, w = self.embedding_hw
+        masks = self.upscaler.finish(x, hyper, h, w, skips)  # (1, 4, 4h, 4w)
+        single, single_iou = self.sam2_decoder.dynamic_multimask_via_stability_select(masks, iou)
+        return torch.cat([single, masks[:, 1:]], dim=1), torch.cat([single_iou, iou[:, 1:]], dim=1)
+
+
+class Sam2PrepGraph(nn.Module):
+    """The per-image part of SAM 2.1's page graph, run once when the three wire tensors arrive.
+
+    Inputs ``image_embed`` (1, C, h, w), ``high_res_feats_0`` (1, C/8, 4h, 4w), ``high_res_feats_1``
+    (1, C/4, 2h, 2w), float16 (the wire dtype). Outputs (float32) :attr:`Sam2ClickGraph.prep_names`:
+    SAM 1's prepared projections of the embedding (:class:`~clicksam.export.graph.ImagePrepGraph`)
+    and the two :func:`high_res_skips`.
+    """
+
+    def __init__(self, click: Sam2ClickGraph) -> None:
+        super().__init__()
+        self.click = click
+
+    def forward(
+        self, image_embed: Tensor, high_res_feats_0: Tensor, high_res_feats_1: Tensor
+    ) -> tuple[Tensor, ...]:
+        g = self.click
+        h, w = g.embedding_hw
+        c, length = int(g.prompt_encoder.embed_dim), h * w
+        tokens = image_embed.to(torch.float32).reshape(1, c, length).transpose(1, 2)  # (1, L, C)
+        pe = g._dense_pe().reshape(c, length).t()  # (L, C)
+        prepared = prepare_image(g.transformer, tokens, pe, length, g.upscaler.stage1_weight()).flat()
+        skips = high_res_skips(
+            g.upscaler, high_res_feats_0.to(torch.float32), high_res_feats_1.to(torch.float32), h, w
+        )
+        return (*prepared, *skips)
 
 
 def _input_specs(sam: Sam2, options: Sam2Options) -> list[TensorSpec]:
@@ -220,11 +379,31 @@ def _dummy_inputs(sam: Sam2, options: Sam2Options) -> dict[str, Tensor]:
 
 
 def trace_sam2_graph(
-    sam: Sam2, options: Sam2Options, path: str | Path, *, opset: int = DEFAULT_OPSET
+    sam: Sam2,
+    options: Sam2Options,
+    path: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    prep_path: str | Path | None = None,
 ) -> None:
-    """Trace the graph of ``options`` into one self-contained ONNX file (TorchScript exporter)."""
-    graph = Sam2DecoderGraph(sam, options).eval()
+    """Trace the graph of ``options`` into one self-contained ONNX file (TorchScript exporter).
+
+    With ``options.precompute_image`` the per-image graph goes to ``prep_path`` (default
+    :func:`~clicksam.export.trace.prep_file` of ``path``) and ``path`` takes its outputs instead of
+    the three image inputs.
+    """
+    if options.precompute_image and options.outputs != "low_res":
+        raise ExportError("precompute_image needs the low_res interface")
+    graph: nn.Module = (
+        Sam2ClickGraph(sam).eval() if options.precompute_image else Sam2DecoderGraph(sam, options).eval()
+    )
     inputs = _dummy_inputs(sam, options)
+    if isinstance(graph, Sam2ClickGraph):
+        prep = Sam2PrepGraph(graph).eval()
+        image = {name: inputs.pop(name) for name in SAM2_IMAGE_INPUTS}
+        _export(prep, image, prep_path or prep_file(path), graph.prep_names, {}, opset)
+        with torch.no_grad():
+            inputs = {**dict(zip(graph.prep_names, prep(*image.values()), strict=True)), **inputs}
     outputs = [s.name for s in _output_specs(sam, options)]
     batch = {} if options.outputs == "low_res" else {0: "num_labels"}
     dynamic_axes: dict[str, dict[int, str]] = {
@@ -239,12 +418,23 @@ def trace_sam2_graph(
             iou_predictions={0: "num_labels"},
             low_res_masks={0: "num_labels"},
         )
+    _export(graph, inputs, path, outputs, dynamic_axes, opset)
+
+
+def _export(
+    module: nn.Module,
+    inputs: dict[str, Tensor],
+    path: str | Path,
+    outputs: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+    opset: int,
+) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
-            graph,
+            module,
             tuple(inputs.values()),
             str(path),
             input_names=list(inputs),
@@ -299,13 +489,12 @@ def reference_decode(
 
 
 def _feeds(
-    features: dict[str, np.ndarray], probe: Sam2Probe, mask: np.ndarray | None, options: Sam2Options
+    features: dict[str, np.ndarray], probe: Sam2Probe, mask: np.ndarray | None, options: Sam2Options, low: int
 ) -> dict[str, np.ndarray]:
     coords, labels = probe.coords, probe.labels
     if options.outputs == "low_res" and not np.isin(labels, (2, 3)).any():  # the page's padding rule
         coords = np.concatenate([coords, np.zeros((1, 2), np.float32)])
         labels = np.concatenate([labels, np.array([-1], np.float32)])
-    low = next(iter(features.values())).shape[-1] * 4
     feeds = {
         **features,
         "point_coords": coords[None].astype(np.float32),
@@ -333,7 +522,13 @@ class Sam2VerifyReport:
 
 
 def verify_sam2_onnx(
-    sam: Sam2, path: str | Path, options: Sam2Options, *, seed: int = 0, enforce: bool = True
+    sam: Sam2,
+    path: str | Path,
+    options: Sam2Options,
+    *,
+    seed: int = 0,
+    enforce: bool = True,
+    prep_path: str | Path | None = None,
 ) -> Sam2VerifyReport:
     """Check an exported file: ``onnx.checker``, then ONNX Runtime against PyTorch on random features.
 
@@ -351,6 +546,13 @@ def verify_sam2_onnx(
     except onnx.checker.ValidationError as exc:
         raise ExportVerificationError(f"{path} fails onnx.checker: {exc}") from exc
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    prep = None
+    if prep_path is not None:
+        try:
+            onnx.checker.check_model(str(prep_path))
+        except onnx.checker.ValidationError as exc:
+            raise ExportVerificationError(f"{prep_path} fails onnx.checker: {exc}") from exc
+        prep = ort.InferenceSession(str(prep_path), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(seed)
     side = sam.image_embedding_size
     c = int(sam.sam_prompt_encoder.embed_dim)
@@ -367,6 +569,9 @@ def verify_sam2_onnx(
         name: t.numpy().astype(np.float16 if options.features_float16 else np.float32)
         for name, t in zip(SAM2_IMAGE_INPUTS, (features.image_embed, *features.high_res_feats), strict=True)
     }
+    if prep is not None:  # the click graph takes the per-image graph's outputs, run once
+        outs = prep.run(None, fed)
+        fed = dict(zip([o.name for o in prep.get_outputs()], outs, strict=True))
     report = Sam2VerifyReport()
     previous: Tensor | None = None
     with torch.no_grad():
@@ -374,7 +579,7 @@ def verify_sam2_onnx(
             mask = previous if probe.with_mask else None
             ref_low, ref_iou = reference_decode(sam, features, probe, mask)
             previous = torch.clamp(ref_low[:, :1], -LOGIT_CLAMP, LOGIT_CLAMP)
-            feeds = _feeds(fed, probe, None if mask is None else mask.numpy(), options)
+            feeds = _feeds(fed, probe, None if mask is None else mask.numpy(), options, sam.low_res_size)
             names = [o.name for o in session.get_outputs()]
             out = dict(zip(names, session.run(None, feeds), strict=True))
             if options.outputs == "low_res":
@@ -409,7 +614,28 @@ def verify_sam2_onnx(
 # ---- orchestration -------------------------------------------------------------------------------
 
 
-def _entry(path: Path, sam: Sam2, options: Sam2Options, report: Sam2VerifyReport | None) -> VariantEntry:
+def _onnx_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of an ONNX file as the manifest states them (dtype names, symbolic axes)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def specs(values: Any) -> list[TensorSpec]:
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name
+            shape: list[int | str] = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
+            out.append(TensorSpec(v.name, dtype, shape))
+        return out
+
+    return specs(model.graph.input), specs(model.graph.output)
+
+
+def _entry(
+    path: Path, sam: Sam2, options: Sam2Options, report: Sam2VerifyReport | None, prep: Path | None = None
+) -> VariantEntry:
     verified: Any = None
     if report is not None:
         verified = {
@@ -418,6 +644,18 @@ def _entry(path: Path, sam: Sam2, options: Sam2Options, report: Sam2VerifyReport
             "probes": report.probes,
         }
     low_res = options.outputs == "low_res"
+    inputs = _input_specs(sam, options)
+    prep_entry = None
+    if prep is not None:  # the click graph's image inputs are the per-image graph's outputs
+        prep_inputs, prep_outputs = _onnx_specs(prep)
+        prep_entry = PrepEntry(
+            file=prep.name,
+            bytes=prep.stat().st_size,
+            sha256=sha256_file(prep),
+            inputs=prep_inputs,
+            outputs=prep_outputs,
+        )
+        inputs = _onnx_specs(path)[0]
     return VariantEntry(
         file=path.name,
         bytes=path.stat().st_size,
@@ -430,10 +668,11 @@ def _entry(path: Path, sam: Sam2, options: Sam2Options, report: Sam2VerifyReport
             "padding": "with_box" if low_res else "always",
             "verified": verified,
         },
-        inputs=_input_specs(sam, options),
+        inputs=inputs,
         outputs=_output_specs(sam, options),
         masks_frame="low_res" if low_res else "original",
         mask_tokens=MaskTokens(0, [1, 2, 3], "stability") if low_res else None,
+        prep=prep_entry,
     )
 
 
@@ -465,16 +704,24 @@ def export_sam2_decoder(
     for name, options in (variants or DEFAULT_SAM2_VARIANTS).items():
         file = "decoder.onnx" if name == "official" else f"decoder_{name}.onnx"
         tmp = out / (file + ".tmp")
+        tmp_prep = prep_file(out / file).with_suffix(".onnx.tmp") if options.precompute_image else None
         try:
-            trace_sam2_graph(sam, options, tmp, opset=opset)
+            trace_sam2_graph(sam, options, tmp, opset=opset, prep_path=tmp_prep)
             if options.weights_float16:
-                compress_weights(tmp, tmp, dtype="float16")
-            report = verify_sam2_onnx(sam, tmp, options) if verify else None
+                for f in [tmp] if tmp_prep is None else [tmp, tmp_prep]:
+                    compress_weights(f, f, dtype="float16")
+            report = verify_sam2_onnx(sam, tmp, options, prep_path=tmp_prep) if verify else None
         except Exception:
             tmp.unlink(missing_ok=True)
+            if tmp_prep is not None:
+                tmp_prep.unlink(missing_ok=True)
             raise
         shutil.move(tmp, out / file)
-        entries[name] = _entry(out / file, sam, options, report)
+        prep = None
+        if tmp_prep is not None:
+            prep = prep_file(out / file)
+            shutil.move(tmp_prep, prep)
+        entries[name] = _entry(out / file, sam, options, report, prep)
         logger.info("exported %s (%d bytes)", out / file, entries[name].bytes)
     c, side = int(sam.sam_prompt_encoder.embed_dim), sam.image_embedding_size
     manifest = Manifest(

@@ -14,7 +14,7 @@ import torch
 
 from clicksam.cli import main
 from clicksam.export.decoder import DEFAULT_CONFIGS, export_decoder
-from clicksam.export.sam2 import LOGIT_CLAMP, Sam2DecoderGraph, Sam2Options
+from clicksam.export.sam2 import LOGIT_CLAMP, Sam2ClickGraph, Sam2DecoderGraph, Sam2Options, Sam2PrepGraph
 from clicksam.formats import Manifest
 from clicksam.model import SamPredictor, build_sam, frames
 from clicksam.model.sam2 import Sam2, Sam2ImageFeatures
@@ -63,6 +63,8 @@ def feats(sam2: Sam2) -> Sam2ImageFeatures:
     with torch.no_grad():
         return sam2.encode_image(sam2.preprocess(_image(480, 640, 0)))
 
+
+SAM2_WIRE = ("image_embed", "high_res_feats_0", "high_res_feats_1")
 
 # (H, W) 4:3, 3:4, 16:9, 1:1 and tiny; prompts in original pixels: (points, labels, use previous mask)
 SIZES = [(480, 640), (640, 480), (360, 640), (500, 500), (13, 21)]
@@ -199,10 +201,21 @@ def test_browser_graph_single_mask_is_sam2s_dynamic_choice(
     sam2: Sam2, exported: Path, feats: Sam2ImageFeatures
 ) -> None:
     """Channel 0 = decode(multimask_output=False) (dynamic selection), 1-3 = the candidates; float16
-    features on the wire; the page pads only without a box and the graph adds SAM 2's pad otherwise."""
+    features on the wire, through the per-image graph run once; the page pads only without a box and
+    the graph adds SAM 2's pad otherwise."""
     session = ort.InferenceSession(str(exported / "decoder_browser.onnx"), providers=["CPUExecutionProvider"])
+    prep = ort.InferenceSession(
+        str(exported / "decoder_browser_prep.onnx"), providers=["CPUExecutionProvider"]
+    )
     min_iou = 1.0
     wire = [t.half() for t in (feats.image_embed, feats.high_res_feats_0, feats.high_res_feats_1)]
+    image = dict(
+        zip(
+            [o.name for o in prep.get_outputs()],
+            prep.run(None, {name: t.numpy() for name, t in zip(SAM2_WIRE, wire, strict=True)}),
+            strict=True,
+        )
+    )
     feats16 = Sam2ImageFeatures(*(t.float() for t in wire))
     hw = SIZES[0]  # the low-res graph does not see the original size
     for points, labels, _ in PROMPTS[:4]:
@@ -217,9 +230,7 @@ def test_browser_graph_single_mask_is_sam2s_dynamic_choice(
         low, iou = session.run(
             None,
             {
-                "image_embed": wire[0].numpy(),
-                "high_res_feats_0": wire[1].numpy(),
-                "high_res_feats_1": wire[2].numpy(),
+                **image,
                 "point_coords": page_coords[None],
                 "point_labels": page_labels[None],
                 "mask_input": np.zeros((1, 1, 256, 256), np.float32),
@@ -265,6 +276,38 @@ def test_the_graph_takes_both_branches_of_the_dynamic_choice(sam2: Sam2, feats: 
         decoder.dynamic_multimask_stability_thresh = kept
 
 
+def test_per_image_split_equals_the_whole_graph(sam2: Sam2, feats: Sam2ImageFeatures) -> None:
+    """The page's per-image + click graphs (the modules that are traced) equal the unsplit low-res
+    graph: click, clicks, box, box + clicks and a previous mask; a port that drops a high-resolution
+    level in the split fails (the check is not blind to it)."""
+    whole = Sam2DecoderGraph(sam2, Sam2Options("low_res")).eval()
+    click = Sam2ClickGraph(sam2).eval()
+    prep = Sam2PrepGraph(click).eval()
+    levels = (feats.image_embed, feats.high_res_feats_0, feats.high_res_feats_1)
+    gen = torch.Generator().manual_seed(5)
+    previous = torch.randn(1, 1, 256, 256, generator=gen)
+    with torch.no_grad():
+        prepared = prep(*levels)
+        dropped = prep(feats.image_embed, torch.zeros_like(feats.high_res_feats_0), feats.high_res_feats_1)
+        worst, worst_dropped = 0.0, 0.0
+        for points, labels, with_mask in PROMPTS:
+            coords, lab = _prompt(points, labels, SIZES[0])
+            lab = lab.float()
+            if not bool(((lab == 2) | (lab == 3)).any()):  # the page's padding rule
+                coords, lab = (
+                    torch.cat([coords, torch.zeros(1, 1, 2)], 1),
+                    torch.cat([lab, -torch.ones(1, 1)], 1),
+                )
+            mask = (previous, torch.ones(1)) if with_mask else (torch.zeros(1, 1, 256, 256), torch.zeros(1))
+            want = whole(*levels, coords, lab, *mask)
+            got = click(*prepared, coords, lab, *mask)
+            bad = click(*dropped, coords, lab, *mask)
+            worst = max(worst, *(float((a - b).abs().max()) for a, b in zip(got, want, strict=True)))
+            worst_dropped = max(worst_dropped, float((bad[0] - want[0]).abs().max()))
+    assert worst <= 1e-4, worst
+    assert worst_dropped > 1e-2, worst_dropped
+
+
 def test_manifest_describes_the_three_wire_tensors(exported: Path) -> None:
     doc = json.loads((exported / "manifest.json").read_text())
     assert (doc["version"], doc["model"], doc["resize"], doc["low_res_size"]) == (
@@ -281,10 +324,15 @@ def test_manifest_describes_the_three_wire_tensors(exported: Path) -> None:
     browser, official = doc["variants"]["browser"], doc["variants"]["official"]
     assert doc["default_variant"] == "browser" and browser["masks_frame"] == "low_res"
     assert browser["mask_tokens"] == {"single": 0, "multi": [1, 2, 3], "selection": "stability"}
-    # every per-image tensor is an input of the click graph, with the wire dtype
-    by_name = {t["name"]: t for t in browser["inputs"]}
-    for t in doc["image_inputs"]:
-        assert by_name[t["name"]] == t
+    # the per-image graph takes exactly the wire tensors (dtype and shape); its outputs are the
+    # click graph's image inputs
+    assert browser["prep"]["inputs"] == doc["image_inputs"]
+    click_inputs = [t["name"] for t in browser["inputs"]]
+    assert click_inputs[:-4] == [t["name"] for t in browser["prep"]["outputs"]]
+    assert click_inputs[-4:] == ["point_coords", "point_labels", "mask_input", "has_mask_input"]
+    prep_data = (exported / browser["prep"]["file"]).read_bytes()
+    assert browser["prep"]["bytes"] == len(prep_data)
+    assert browser["prep"]["sha256"] == hashlib.sha256(prep_data).hexdigest()
     assert [t["name"] for t in official["inputs"]][-1] == "orig_im_size"
     assert official["outputs"][0] == {
         "name": "masks", "dtype": "float32", "shape": ["num_labels", 3, "orig_height", "orig_width"],
