@@ -39,7 +39,8 @@ class GeneratorOptions:
 
     Attributes:
         points_per_side: the grid (SAM: 32 a side).
-        pred_iou_thresh: keep masks whose predicted IoU is above this (SAM: 0.88; 0 keeps all).
+        pred_iou_thresh: keep masks whose predicted IoU is above this (the family's default: SAM 0.88,
+            SAM 2.1 0.8; 0 keeps all).
         stability_score_thresh: keep masks at least this stable (SAM: 0.95; 0 keeps all).
     """
 
@@ -48,8 +49,9 @@ class GeneratorOptions:
     stability_score_thresh: float | None = None
 
     def build(self, sam: Any) -> MaskGenerator:
-        """The generator (COCO RLE records) for ``sam``: one place, so both engines run the same one."""
-        from clicksam.model.automatic import SamAutomaticMaskGenerator
+        """The generator (COCO RLE records) for ``sam`` (either family): one place, so both engines run
+        the same one."""
+        from clicksam.model.automatic import mask_generator
 
         thresholds = {
             name: value
@@ -59,7 +61,7 @@ class GeneratorOptions:
             )
             if value is not None
         }
-        return SamAutomaticMaskGenerator(
+        return mask_generator(
             sam, points_per_side=self.points_per_side, output_mode="coco_rle", **thresholds
         ).generate
 
