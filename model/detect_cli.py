@@ -20,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from clicksam.errors import ClickSamError, UsageError
+from clicksam.model.everything_cli import (
+    add_common_arguments,
+    build_model,
+    image_paths,
+    load_image,
+    unique_stem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ def register(subparsers: Any) -> None:
         description="Detect objects named by --text (and/or like the --exemplar boxes) with an "
         "open-vocabulary detector, then segment each detection with SAM from its box.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
+    add_common_arguments(p)
     p.add_argument("--text", default="", help='comma-separated queries, e.g. "dog,red car"')
     p.add_argument(
         "--exemplar",
@@ -44,8 +51,6 @@ def register(subparsers: Any) -> None:
         metavar="X0,Y0,X1,Y1",
         help="an example object's box in original pixels (repeatable): find objects like it",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
-    p.add_argument("--format", choices=("png", "coco", "both"), default="both", help="what to write")
     p.add_argument(
         "--text-model",
         default="owlv2-base",
@@ -55,16 +60,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--threshold", type=float, default=0.1, help="keep detections scoring above this")
     p.add_argument("--max-detections", type=int, default=100, help="at most this many per image")
-    p.add_argument("--model", default="vit_b", metavar="NAME", help="SAM model: vit_b, vit_l, vit_h, vit_t")
-    p.add_argument("--checkpoint", default=None, metavar="PATH", help="SAM checkpoint (default: the cache's)")
-    p.add_argument(
-        "--random-weights",
-        type=int,
-        default=None,
-        metavar="SEED",
-        help="SAM with seeded random weights instead of a checkpoint (for trying the pipeline)",
-    )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=run)
 
 
@@ -116,9 +111,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from clicksam.model import SamPredictor, amg, build_sam, weights
+    from clicksam.model import SamPredictor, amg
     from clicksam.model.detection import EXEMPLAR_LABEL, DetectorError, load_detector, postprocess
-    from clicksam.model.everything_cli import _load_image, _unique_stem
 
     texts = [t.strip() for t in args.text.split(",") if t.strip()]
     boxes = [_parse_box(b) for b in args.exemplar]
@@ -126,12 +120,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError('give --text "dog,cat" and/or --exemplar x0,y0,x1,y1')
     if not 0 <= args.threshold < 1 or args.max_detections < 1:
         raise UsageError("--threshold must be in [0, 1) and --max-detections at least 1")
-    paths = [Path(p) for p in args.images]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise UsageError(f"no such image file: {', '.join(missing)}")
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+    paths = image_paths(args)
     try:
         detector = load_detector(_detector_folder(args.text_model))
     except DetectorError as exc:
@@ -141,18 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"text queries longer than {detector.max_text_tokens} tokens: {too_long}; shorten them"
         )
-    if args.random_weights is not None:
-        checkpoint = None
-    elif args.checkpoint is not None:
-        checkpoint = Path(args.checkpoint)
-    else:
-        checkpoint = weights.find_checkpoint(args.model)
-        if checkpoint is None:
-            raise UsageError(
-                f"no checkpoint for {args.model}: run 'clicksam weights download {args.model}', pass "
-                "--checkpoint PATH, or --random-weights SEED to try the pipeline"
-            )
-    predictor = SamPredictor(build_sam(args.model, checkpoint, seed=args.random_weights).eval())
+    predictor = SamPredictor(build_model(args))
     text_queries = detector.text_embeddings(texts) if texts else None
 
     out = Path(args.out)
@@ -167,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     }
     used: set[str] = set()
     for image_id, path in enumerate(paths, start=1):
-        image = _load_image(path)
+        image = load_image(path)
         height, width = image.shape[:2]
         _check_boxes(boxes, path, height, width)
         features = detector.image_features(image)
@@ -183,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             found, threshold=args.threshold, iou_threshold=0.5, max_detections=args.max_detections
         )
         predictor.set_image(image)
-        stem = _unique_stem(path, used)
+        stem = unique_stem(path, used)
         folder = out / stem
         rows = []
         coco["images"].append({"id": image_id, "file_name": path.name, "height": height, "width": width})

@@ -54,6 +54,17 @@ def register(subparsers: Any) -> None:
         description="Prompt SAM with a grid of points and keep the confident, stable, non-duplicate masks "
         "(SAM's automatic mask generator). Defaults are SAM's.",
     )
+    add_common_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name, typ, help_text in _OPTIONS:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_text)
+    for flag, name, value, help_text in _SAM2_FLAGS:
+        p.add_argument(flag, dest=name, action="store_const", const=value, default=None, help=help_text)
+    p.set_defaults(func=run)
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments every offline image command takes: images, output, and the SAM model to run."""
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
     p.add_argument("--format", choices=("png", "coco", "both"), default="both", help="what to write")
@@ -61,7 +72,7 @@ def register(subparsers: Any) -> None:
         "--model",
         default="vit_b",
         metavar="NAME",
-        help="vit_b, vit_l, vit_h, vit_t, sam2.1_hiera_t/s/b+/l (default vit_b)",
+        help="SAM model: vit_b, vit_l, vit_h, vit_t, sam2.1_hiera_t/s/b+/l (default vit_b)",
     )
     p.add_argument(
         "--checkpoint",
@@ -77,15 +88,43 @@ def register(subparsers: Any) -> None:
         help="use seeded random weights instead of a checkpoint (for trying the pipeline; masks are noise)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    for name, typ, help_text in _OPTIONS:
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_text)
-    for flag, name, value, help_text in _SAM2_FLAGS:
-        p.add_argument(flag, dest=name, action="store_const", const=value, default=None, help=help_text)
-    p.set_defaults(func=run)
 
 
-def _load_image(path: Path) -> Any:
+def image_paths(args: argparse.Namespace) -> list[Path]:
+    """The IMAGE arguments as paths; raises ``UsageError`` naming the ones that are not files."""
+    paths = [Path(p) for p in args.images]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such image file: {', '.join(missing)}")
+    return paths
+
+
+def build_model(args: argparse.Namespace) -> Any:
+    """The SAM model of ``--model`` in eval mode, from ``--checkpoint``, the cache or ``--random-weights``.
+
+    Also applies ``--threads``. Raises ``UsageError`` when no checkpoint is found, saying how to get one.
+    """
+    import torch
+
+    from clicksam.model import build_sam, weights
+
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    if args.random_weights is not None:
+        checkpoint = None
+    elif args.checkpoint is not None:
+        checkpoint = Path(args.checkpoint)
+    else:
+        checkpoint = weights.find_checkpoint(args.model)
+        if checkpoint is None:
+            raise UsageError(
+                f"no checkpoint for {args.model}: run 'clicksam weights download {args.model}', pass "
+                "--checkpoint PATH, or --random-weights SEED to try the pipeline"
+            )
+    return build_sam(args.model, checkpoint, seed=args.random_weights).eval()
+
+
+def load_image(path: Path) -> Any:
     """(H, W, 3) uint8 RGB, EXIF-oriented; raises ``UsageError`` when the file is not an image."""
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -98,7 +137,7 @@ def _load_image(path: Path) -> Any:
         raise UsageError(f"{path}: cannot read it as an image ({exc})") from exc
 
 
-def _unique_stem(path: Path, used: set[str]) -> str:
+def unique_stem(path: Path, used: set[str]) -> str:
     stem, i = path.stem or "image", 1
     name = stem
     while name in used:
@@ -138,32 +177,14 @@ def run(args: argparse.Namespace) -> int:
         ClickSamError: bad input (missing or unreadable image, unknown model, no checkpoint, options out
             of range); ``clicksam.cli`` reports it.
     """
-    import torch
     from tqdm import tqdm
 
-    from clicksam.model import build_sam, weights
     from clicksam.model.automatic import mask_generator
 
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
-    paths = [Path(p) for p in args.images]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise UsageError(f"no such image file: {', '.join(missing)}")
-    if args.random_weights is not None:
-        checkpoint = None
-    elif args.checkpoint is not None:
-        checkpoint = Path(args.checkpoint)
-    else:
-        checkpoint = weights.find_checkpoint(args.model)
-        if checkpoint is None:
-            raise UsageError(
-                f"no checkpoint for {args.model}: run 'clicksam weights download {args.model}', pass "
-                "--checkpoint PATH, or --random-weights SEED to try the pipeline"
-            )
+    paths = image_paths(args)
     names = [name for name, _, _ in _OPTIONS] + [name for _, name, _, _ in _SAM2_FLAGS]
     options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    sam = build_sam(args.model, checkpoint, seed=args.random_weights).eval()
+    sam = build_model(args)
     generator = mask_generator(sam, output_mode="uncompressed_rle", **options)
 
     out = Path(args.out)
@@ -178,11 +199,11 @@ def run(args: argparse.Namespace) -> int:
     from clicksam.model import amg
 
     for image_id, path in enumerate(paths, start=1):
-        image = _load_image(path)
+        image = load_image(path)
         total = generator.total_points(image.shape[:2])
         with tqdm(total=total, desc=path.name, unit="pt", disable=args.quiet) as bar:
             records = generator.generate(image, progress=lambda done, _total: bar.update(done - bar.n))
-        stem = _unique_stem(path, used)
+        stem = unique_stem(path, used)
         if args.format in ("png", "both"):
             _write_pngs(records, out / stem)
         coco["images"].append(
