@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,7 +50,7 @@ from torch import Tensor, nn
 from clicksam.export.errors import ExportError, ExportVerificationError
 from clicksam.export.graph import GraphOptions, MatmulUpscaler, PrecomputedDecoderGraph, prep_output_names
 from clicksam.export.passes import compress_weights
-from clicksam.export.trace import DEFAULT_OPSET, prep_file
+from clicksam.export.trace import DEFAULT_OPSET, prep_file, trace_to_onnx
 from clicksam.formats import Manifest, MaskTokens, PrepEntry, TensorSpec, VariantEntry
 from clicksam.model.sam import Sam
 from clicksam.model.sam2 import Sam2, Sam2ImageFeatures
@@ -401,7 +400,7 @@ def trace_sam2_graph(
     if isinstance(graph, Sam2ClickGraph):
         prep = Sam2PrepGraph(graph).eval()
         image = {name: inputs.pop(name) for name in SAM2_IMAGE_INPUTS}
-        _export(prep, image, prep_path or prep_file(path), graph.prep_names, {}, opset)
+        trace_to_onnx(prep, image, prep_path or prep_file(path), graph.prep_names, {}, opset)
         with torch.no_grad():
             inputs = {**dict(zip(graph.prep_names, prep(*image.values()), strict=True)), **inputs}
     outputs = [s.name for s in _output_specs(sam, options)]
@@ -418,31 +417,7 @@ def trace_sam2_graph(
             iou_predictions={0: "num_labels"},
             low_res_masks={0: "num_labels"},
         )
-    _export(graph, inputs, path, outputs, dynamic_axes, opset)
-
-
-def _export(
-    module: nn.Module,
-    inputs: dict[str, Tensor],
-    path: str | Path,
-    outputs: list[str],
-    dynamic_axes: dict[str, dict[int, str]],
-    opset: int,
-) -> None:
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
-            module,
-            tuple(inputs.values()),
-            str(path),
-            input_names=list(inputs),
-            output_names=outputs,
-            dynamic_axes=dynamic_axes,
-            opset_version=opset,
-            dynamo=False,
-        )
+    trace_to_onnx(graph, inputs, path, outputs, dynamic_axes, opset)
 
 
 # ---- the post-export check ------------------------------------------------------------------------

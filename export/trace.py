@@ -68,7 +68,7 @@ def export_graph(
         prep = ImagePrepGraph(graph).eval()
         names = graph.prep_names
         embedding = inputs.pop("image_embeddings")
-        _trace(prep, {"image_embeddings": embedding}, prep_path or prep_file(path), names, {}, opset)
+        trace_to_onnx(prep, {"image_embeddings": embedding}, prep_path or prep_file(path), names, {}, opset)
         with torch.no_grad():
             inputs = {**dict(zip(names, prep(embedding), strict=True)), **inputs}
     outputs = (
@@ -82,7 +82,7 @@ def export_graph(
     }
     if options.outputs == "official":
         dynamic_axes["masks"] = {2: "orig_height", 3: "orig_width"}
-    _trace(graph, inputs, path, outputs, dynamic_axes, opset)
+    trace_to_onnx(graph, inputs, path, outputs, dynamic_axes, opset)
     name_output_shapes(path, _output_shapes(sam, options))
 
 
@@ -97,7 +97,7 @@ def _output_shapes(sam: Sam, options: GraphOptions) -> dict[str, list[int | str]
     }
 
 
-def _trace(
+def trace_to_onnx(
     module: torch.nn.Module,
     inputs: dict[str, Tensor],
     path: str | Path,
@@ -105,6 +105,7 @@ def _trace(
     dynamic_axes: dict[str, dict[int, str]],
     opset: int,
 ) -> None:
+    """Write ``module`` traced on ``inputs`` (named in order) to ``path`` with the TorchScript exporter."""
     with warnings.catch_warnings(), torch.no_grad():
         # tracer warnings about Python ints are expected: shapes that matter come from tensors
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
