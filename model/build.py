@@ -14,7 +14,7 @@ every other key must match exactly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -303,64 +303,59 @@ def _build_image_encoder(config: SamConfig) -> nn.Module:
     return TinyViT(**enc.constructor_args(config.image_size))
 
 
-def _build(config: SamConfig) -> Sam:
+def _prompt_encoder(config: SamConfig | Sam2Config) -> PromptEncoder:
+    """SAM's prompt encoder, the same module in both families."""
     grid = config.image_embedding_size
+    return PromptEncoder(
+        embed_dim=config.prompt_embed_dim,
+        image_embedding_size=(grid, grid),
+        input_image_size=(config.image_size, config.image_size),
+        mask_in_chans=config.mask_in_chans,
+    )
+
+
+def _decoder_args(
+    config: SamConfig | Sam2Config, transformer_type: Callable[..., TwoWayTransformer]
+) -> dict[str, Any]:
+    """The mask decoder's arguments both families share, with its two-way transformer built."""
     dim = config.prompt_embed_dim
+    return {
+        "transformer_dim": dim,
+        "transformer": transformer_type(
+            depth=config.decoder_depth,
+            embedding_dim=dim,
+            mlp_dim=config.decoder_mlp_dim,
+            num_heads=config.decoder_num_heads,
+        ),
+        "num_multimask_outputs": config.num_multimask_outputs,
+        "iou_head_depth": config.iou_head_depth,
+        "iou_head_hidden_dim": config.iou_head_hidden_dim,
+    }
+
+
+def _build(config: SamConfig) -> Sam:
     return Sam(
         image_encoder=_build_image_encoder(config),
-        prompt_encoder=PromptEncoder(
-            embed_dim=dim,
-            image_embedding_size=(grid, grid),
-            input_image_size=(config.image_size, config.image_size),
-            mask_in_chans=config.mask_in_chans,
-        ),
-        mask_decoder=MaskDecoder(
-            transformer_dim=dim,
-            transformer=TwoWayTransformer(
-                depth=config.decoder_depth,
-                embedding_dim=dim,
-                mlp_dim=config.decoder_mlp_dim,
-                num_heads=config.decoder_num_heads,
-            ),
-            num_multimask_outputs=config.num_multimask_outputs,
-            iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim,
-        ),
+        prompt_encoder=_prompt_encoder(config),
+        mask_decoder=MaskDecoder(**_decoder_args(config, TwoWayTransformer)),
         image_size=config.image_size,
     )
 
 
 def _build_sam2(config: Sam2Config) -> Sam2:
-    dim = config.prompt_embed_dim
-    grid = config.image_embedding_size
-    trunk = Hiera(config.trunk)
     return Sam2(
         image_encoder=ImageEncoder(
-            trunk=trunk,
+            trunk=Hiera(config.trunk),
             neck=FpnNeck(
-                d_model=dim,
+                d_model=config.prompt_embed_dim,
                 backbone_channel_list=list(config.trunk.channel_list),
                 fpn_top_down_levels=config.fpn_top_down_levels,
             ),
             scalp=config.scalp,
         ),
-        sam_prompt_encoder=PromptEncoder(
-            embed_dim=dim,
-            image_embedding_size=(grid, grid),
-            input_image_size=(config.image_size, config.image_size),
-            mask_in_chans=config.mask_in_chans,
-        ),
+        sam_prompt_encoder=_prompt_encoder(config),
         sam_mask_decoder=Sam2MaskDecoder(
-            transformer_dim=dim,
-            transformer=sam2_two_way_transformer(
-                depth=config.decoder_depth,
-                embedding_dim=dim,
-                mlp_dim=config.decoder_mlp_dim,
-                num_heads=config.decoder_num_heads,
-            ),
-            num_multimask_outputs=config.num_multimask_outputs,
-            iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim,
+            **_decoder_args(config, sam2_two_way_transformer),
             dynamic_multimask_via_stability=config.dynamic_multimask_via_stability,
             dynamic_multimask_stability_delta=config.dynamic_multimask_stability_delta,
             dynamic_multimask_stability_thresh=config.dynamic_multimask_stability_thresh,
